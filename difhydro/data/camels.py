@@ -1,0 +1,407 @@
+"""CAMELS-US reader for the original directory layout (Newman et al. 2015; Addor et al. 2017).
+
+Layout under ``root`` (``basin_dataset_public_v1p2`` + ``camels_attributes_v2.0``)::
+
+    basin_mean_forcing/{daymet,maurer,maurer_extended,nldas}/[<HUC>/]<gauge>_lump_*_forcing_leap.txt
+    usgs_streamflow/[<HUC>/]<gauge>_streamflow_qc.txt
+    camels_attributes_v2.0/camels_{clim,geol,hydro,name,soil,topo,vege}.txt
+
+HUC folders are optional: files are found by name anywhere below the product folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._common import (
+    DataFileError,
+    check_daily,
+    daily_axis,
+    normalise_basin_ids,
+    options_key,
+    place_on_axis,
+    read_cached,
+    set_units,
+    source_fingerprint,
+    write_cached,
+)
+
+__all__ = [
+    "FORCING_PRODUCTS",
+    "CFS_TO_M3S",
+    "QC_FLAGS",
+    "load_camels_us",
+    "read_forcing_file",
+    "read_streamflow_file",
+    "read_camels_attributes",
+    "cfs_to_mm_per_day",
+    "find_camels_files",
+]
+
+FORCING_PRODUCTS = ("daymet", "maurer", "maurer_extended", "nldas")
+CFS_TO_M3S = 0.0283168466  # 1 ft3 s-1 in m3 s-1
+# QC flags of the USGS files, stored as small integer codes (CF flag_values / flag_meanings).
+QC_FLAGS = {"none": 0, "A": 1, "A:e": 2, "M": 3}
+
+_DATE_COLUMNS = ("year", "mnth", "day", "hr")
+_FORCING_COLUMNS = {
+    "dayl(s)": "day_length",
+    "prcp(mm/day)": "precipitation",
+    "srad(w/m2)": "srad",
+    "swe(mm)": "swe",
+    "tmax(c)": "tmax",
+    "tmin(c)": "tmin",
+    "vp(pa)": "vp",
+}
+_REQUIRED_FORCING = ("dayl(s)", "prcp(mm/day)", "tmax(c)", "tmin(c)")
+_ATTRIBUTE_DIR = "camels_attributes_v2.0"
+
+
+# -- finding files ------------------------------------------------------------------------
+
+
+def _index_by_gauge(folder: Path, pattern: str) -> dict[str, Path]:
+    """``gauge -> file`` for every file below ``folder`` matching ``pattern`` (any depth)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.rglob(pattern)):
+        gauge = path.name.split("_")[0]
+        if gauge in found:
+            raise DataFileError(f"two files for one basin: {found[gauge]} and {path}", path, gauge)
+        found[gauge] = path
+    return found
+
+
+def find_camels_files(root, forcing: str = "daymet") -> tuple[dict[str, Path], dict[str, Path]]:
+    """``(forcing_files, streamflow_files)``, each ``gauge -> path``, found under ``root``."""
+    root = Path(root)
+    if forcing not in FORCING_PRODUCTS:
+        raise ValueError(f"forcing must be one of {FORCING_PRODUCTS}, got {forcing!r}")
+    forcing_dir = root / "basin_mean_forcing" / forcing
+    if not forcing_dir.is_dir():
+        raise FileNotFoundError(f"CAMELS-US forcing folder not found: {forcing_dir}")
+    flow_dir = root / "usgs_streamflow"
+    forcing_files = _index_by_gauge(forcing_dir, "*_lump_*_forcing_leap.txt")
+    flow_files = _index_by_gauge(flow_dir, "*_streamflow_qc.txt") if flow_dir.is_dir() else {}
+    return forcing_files, flow_files
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _locate_bad_line(path: Path, basin: str, skip: int, n_fields: int, numeric: slice) -> DataFileError:
+    """Find the first malformed data line (slow path, only after a fast parse failed)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if lineno <= skip or not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != n_fields:
+                return DataFileError(
+                    f"line {lineno} has {len(fields)} fields, expected {n_fields}: {line.strip()!r}", path, basin
+                )
+            try:
+                [float(x) for x in fields[numeric]]
+            except ValueError:
+                return DataFileError(f"line {lineno} has a non-numeric value: {line.strip()!r}", path, basin)
+    return DataFileError("could not be parsed", path, basin)
+
+
+def _dates(year, month, day, path, basin) -> pd.DatetimeIndex:
+    try:
+        dates = pd.to_datetime(
+            pd.DataFrame({"year": year.astype(int), "month": month.astype(int), "day": day.astype(int)})
+        )
+    except (ValueError, OverflowError) as err:
+        raise DataFileError(f"invalid date: {err}", path, basin) from None
+    dates = pd.DatetimeIndex(dates)
+    check_daily(dates, path, basin)
+    return dates
+
+
+def read_forcing_file(path, basin: str | None = None) -> tuple[dict[str, float], pd.DatetimeIndex, dict[str, np.ndarray]]:
+    """Read one ``*_lump_*_forcing_leap.txt`` file.
+
+    Returns:
+        ``(header, dates, values)``: header ``{"latitude": deg N, "elevation": m,
+        "area": m2}`` (the three header lines), the daily dates, and ``name -> [time]``
+        float64 arrays named as in :data:`VARIABLE_ATTRS` (``day_length`` in h).
+
+    Raises:
+        DataFileError: malformed header or line, missing column, date gap; the message
+            names the file and the basin.
+    """
+    path = Path(path)
+    basin = basin or path.name.split("_")[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"basin {basin}: forcing file not found: {path}")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = [fh.readline() for _ in range(4)]
+    try:
+        latitude, elevation, area = (float(line.split()[0]) for line in head[:3])
+    except (ValueError, IndexError):
+        raise DataFileError(
+            "the first three lines must hold latitude, elevation (m) and area (m2)", path, basin
+        ) from None
+    if not area > 0:
+        raise DataFileError(f"header area must be positive, got {area}", path, basin)
+    columns = [c.lower() for c in head[3].split()]
+    if tuple(columns[:4]) != _DATE_COLUMNS:
+        raise DataFileError(f"line 4 must start with 'Year Mnth Day Hr', got {head[3].strip()!r}", path, basin)
+    missing = [c for c in _REQUIRED_FORCING if c not in columns]
+    if missing:
+        raise DataFileError(f"column(s) {missing} missing; header has {columns}", path, basin)
+    n = len(columns)
+    try:
+        table = pd.read_csv(path, sep=r"\s+", skiprows=4, header=None, names=range(n), dtype=np.float64)
+    except (ValueError, pd.errors.ParserError):
+        raise _locate_bad_line(path, basin, 4, n, slice(None)) from None
+    data = table.to_numpy()
+    if np.isnan(data).any():  # a short line leaves NaN in the trailing fields
+        raise _locate_bad_line(path, basin, 4, n, slice(None))
+    dates = _dates(data[:, 0], data[:, 1], data[:, 2], path, basin)
+    values = {}
+    for i, col in enumerate(columns[4:], start=4):
+        name = _FORCING_COLUMNS.get(col, col)
+        values[name] = data[:, i]
+    values["day_length"] = values["day_length"] / 3600.0  # s -> h
+    return {"latitude": latitude, "elevation": elevation, "area": area}, dates, values
+
+
+def read_streamflow_file(path, basin: str | None = None) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Read one ``*_streamflow_qc.txt`` file.
+
+    Returns:
+        ``(dates, q_cfs, flags)``: discharge in ft3 s-1 with ``-999`` replaced by NaN, and
+        the QC flags as integer codes of :data:`QC_FLAGS` (unknown flags raise).
+    """
+    path = Path(path)
+    basin = basin or path.name.split("_")[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"basin {basin}: streamflow file not found: {path}")
+    try:
+        table = pd.read_csv(
+            path,
+            sep=r"\s+",
+            header=None,
+            names=["gauge", "year", "month", "day", "q", "flag"],
+            dtype={"gauge": str, "year": np.float64, "month": np.float64, "day": np.float64, "q": np.float64, "flag": str},
+        )
+    except (ValueError, pd.errors.ParserError):
+        raise _locate_bad_line(path, basin, 0, 6, slice(1, 5)) from None
+    if table["flag"].isna().any() or table[["year", "month", "day", "q"]].isna().any().any():
+        raise _locate_bad_line(path, basin, 0, 6, slice(1, 5))
+    gauges = table["gauge"].unique()
+    if len(gauges) != 1 or gauges[0] != basin:
+        raise DataFileError(f"gauge column holds {list(gauges)[:3]}, expected only {basin}", path, basin)
+    dates = _dates(table["year"].values, table["month"].values, table["day"].values, path, basin)
+    q = table["q"].to_numpy(dtype=np.float64, copy=True)
+    q[q == -999.0] = np.nan
+    if np.nanmin(q, initial=0.0) < 0:
+        raise DataFileError(f"negative discharge {np.nanmin(q)} (only -999 marks missing values)", path, basin)
+    unknown = set(table["flag"].unique()) - set(QC_FLAGS)
+    if unknown:
+        raise DataFileError(f"unknown QC flag(s) {sorted(unknown)}; known: {list(QC_FLAGS)[1:]}", path, basin)
+    flags = table["flag"].map(QC_FLAGS).to_numpy(dtype=np.int8)
+    return dates, q, flags
+
+
+def cfs_to_mm_per_day(q_cfs, area_m2):
+    """Discharge ft3 s-1 -> runoff depth mm d-1: ``Q * 0.0283168466 * 86400 * 1000 / A``."""
+    return np.asarray(q_cfs, dtype=np.float64) * (CFS_TO_M3S * 86400.0 * 1000.0) / np.asarray(area_m2, dtype=np.float64)
+
+
+def _read_attribute_table(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, sep=";", dtype={"gauge_id": str, "huc_02": str}, na_values=["NA", "NaN", ""])
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DataFileError(f"cannot be parsed as a ';'-separated table: {err}", path) from None
+    if "gauge_id" not in table.columns:
+        raise DataFileError(f"has no 'gauge_id' column; columns are {list(table.columns)}", path)
+    table["gauge_id"] = table["gauge_id"].str.strip()
+    if table["gauge_id"].duplicated().any():
+        dup = table.loc[table["gauge_id"].duplicated(), "gauge_id"].tolist()[:3]
+        raise DataFileError(f"duplicate gauge_id(s) {dup}", path)
+    for col in table.columns:
+        if table[col].dtype == object or pd.api.types.is_string_dtype(table[col]):
+            table[col] = table[col].astype(str).str.strip() if col != "gauge_id" else table[col]
+    return table.set_index("gauge_id")
+
+
+def read_camels_attributes(root, basins: list[str] | None = None) -> pd.DataFrame:
+    """All ``camels_attributes_v2.0/camels_*.txt`` tables joined on ``gauge_id``.
+
+    Numeric columns are float, text columns (``huc_02``, ``gauge_name``, geology and
+    land-cover classes, seasonal timing) stay strings. With ``basins`` given, every table
+    must contain every basin; otherwise a :class:`DataFileError` names table and basin.
+    """
+    folder = Path(root) / _ATTRIBUTE_DIR
+    files = sorted(folder.glob("camels_*.txt"))
+    if not files:
+        raise FileNotFoundError(f"no camels_*.txt attribute tables in {folder}")
+    parts = []
+    for path in files:
+        table = _read_attribute_table(path)
+        if basins is not None:
+            absent = [b for b in basins if b not in table.index]
+            if absent:
+                raise DataFileError(f"has no row for basin(s) {absent}", path, absent[0])
+            table = table.loc[basins]
+        overlap = set(table.columns) & set().union(*(p.columns for p in parts)) if parts else set()
+        if overlap:
+            raise DataFileError(f"repeats attribute column(s) {sorted(overlap)} of another table", path)
+        parts.append(table)
+    return pd.concat(parts, axis=1, join="outer")
+
+
+# -- the loader ---------------------------------------------------------------------------
+
+
+def load_camels_us(
+    root,
+    basins=None,
+    forcing: str = "daymet",
+    start=None,
+    end=None,
+    *,
+    attributes: bool = True,
+    missing_streamflow: str = "raise",
+    cache_dir=None,
+) -> xr.Dataset:
+    """Load CAMELS-US basins from the original layout into one ``xarray.Dataset``.
+
+    Args:
+        root: folder holding ``basin_mean_forcing``, ``usgs_streamflow`` and
+            ``camels_attributes_v2.0``.
+        basins: gauge ids (8-character strings; integers are zero-padded) or ``None`` for
+            every basin that has a file of the chosen forcing product.
+        forcing: ``"daymet"``, ``"maurer"``, ``"maurer_extended"`` or ``"nldas"``.
+        start, end: first and last day (inclusive); default: the union of all records.
+        attributes: join the static attribute tables (required to exist when ``True``).
+        missing_streamflow: a basin with forcing but no streamflow file either ``"raise"``
+            (default: :class:`FileNotFoundError` naming the basin and the expected file)
+            or gets an all-NaN ``streamflow`` (``"nan"``; listed in
+            ``attrs["basins_without_streamflow"]``).
+        cache_dir: if given, the result is stored there as netCDF and re-used while the
+            options and every source file (path, size, mtime) stay the same.
+
+    Returns:
+        Dataset on dims ``(basin, time)`` (daily ``time``): ``precipitation`` (mm d-1),
+        ``tmax``, ``tmin``, ``temperature`` = (tmax + tmin) / 2 (deg C), ``day_length``
+        (h, from ``dayl(s)``), ``srad`` (W m-2), ``vp`` (Pa), ``swe`` (mm),
+        ``streamflow`` (mm d-1 = cfs x 0.0283168466 x 86400 x 1000 / header area),
+        ``streamflow_qc`` (int8 codes, ``attrs`` flag_meanings); on ``(basin,)``:
+        ``forcing_latitude``, ``forcing_elevation``, ``forcing_area`` (the forcing-file
+        header, m2) and every CAMELS attribute. Days outside a basin's record are NaN
+        (QC code 0), as are ``-999`` discharges. Units are in each variable's ``attrs``.
+        NLDAS files carry the daily mean in both ``tmax`` and ``tmin`` (a property of
+        the product): ``temperature`` is then that mean and the diurnal range is 0;
+        such basins are listed in ``attrs["tmax_equals_tmin"]``.
+
+    Raises:
+        FileNotFoundError: missing folder, forcing, streamflow or attribute file (names
+            file and basin).
+        DataFileError (a ValueError): unknown basin id, malformed line, date gap, missing
+            column, attribute table without the basin.
+    """
+    if missing_streamflow not in ("raise", "nan"):
+        raise ValueError(f"missing_streamflow must be 'raise' or 'nan', got {missing_streamflow!r}")
+    root = Path(root)
+    forcing_files, flow_files = find_camels_files(root, forcing)
+    basins = normalise_basin_ids(basins)
+    if basins is None:
+        basins = sorted(forcing_files)
+        if not basins:
+            raise FileNotFoundError(f"no *_lump_*_forcing_leap.txt files below {root / 'basin_mean_forcing' / forcing}")
+    attr_files = sorted((root / _ATTRIBUTE_DIR).glob("camels_*.txt")) if attributes else []
+    name_file = root / _ATTRIBUTE_DIR / "camels_name.txt"
+    if attributes and name_file.is_file():
+        known = set(_read_attribute_table(name_file).index)
+        unknown = [b for b in basins if b not in known]
+        if unknown:
+            raise DataFileError(f"unknown CAMELS basin id(s) {unknown}", name_file, unknown[0])
+    for b in basins:
+        if b not in forcing_files:
+            raise FileNotFoundError(
+                f"basin {b}: no {forcing} forcing file {b}_lump_*_forcing_leap.txt below "
+                f"{root / 'basin_mean_forcing' / forcing}"
+            )
+        if b not in flow_files and missing_streamflow == "raise":
+            raise FileNotFoundError(
+                f"basin {b}: streamflow file {b}_streamflow_qc.txt not found below {root / 'usgs_streamflow'} "
+                "(pass missing_streamflow='nan' to load its forcing with NaN streamflow)"
+            )
+    sources = [forcing_files[b] for b in basins] + [flow_files[b] for b in basins if b in flow_files] + attr_files
+    key = options_key("camels_us", basins=basins, forcing=forcing, start=start, end=end,
+                      attributes=attributes, missing_streamflow=missing_streamflow, root=str(root.resolve()))
+    fingerprint = source_fingerprint(sources) if cache_dir is not None else ""
+    cached = read_cached(cache_dir, key, fingerprint)
+    if cached is not None:
+        return cached
+
+    static = read_camels_attributes(root, basins) if attributes else None
+    ds = _assemble(basins, forcing_files, flow_files, start, end)
+    if static is not None:
+        for col in static.columns:
+            values = static[col].to_numpy()
+            if pd.api.types.is_numeric_dtype(static[col]):
+                values = values.astype(np.float32)
+            else:
+                values = values.astype(str)
+            ds[col] = ("basin", values)
+    ds.attrs.update(
+        title=f"CAMELS-US ({forcing} forcing, USGS streamflow)",
+        source=str(root),
+        forcing_product=forcing,
+        references="Newman et al. 2015, doi:10.5194/hess-19-209-2015; Addor et al. 2017, doi:10.5194/hess-21-5293-2017",
+        missing_streamflow_policy=missing_streamflow,
+    )
+    write_cached(ds, cache_dir, key, fingerprint)
+    return ds
+
+
+def _assemble(basins, forcing_files, flow_files, start, end) -> xr.Dataset:
+    forcings, flows = [], []
+    for b in basins:
+        forcings.append(read_forcing_file(forcing_files[b], b))
+        flows.append(read_streamflow_file(flow_files[b], b) if b in flow_files else None)
+    ranges = [(f[1][0], f[1][-1]) for f in forcings] + [(q[0][0], q[0][-1]) for q in flows if q is not None]
+    axis = daily_axis(ranges, start, end)
+    names = [n for n in forcings[0][2] if all(n in f[2] for f in forcings)]
+    data = {n: np.empty((len(basins), len(axis)), np.float32) for n in names}
+    q_mm = np.full((len(basins), len(axis)), np.nan, np.float32)
+    qc = np.zeros((len(basins), len(axis)), np.int8)
+    for i, ((header, dates, values), flow) in enumerate(zip(forcings, flows)):
+        for n in names:
+            data[n][i] = place_on_axis(values[n], dates, axis)
+        if flow is not None:
+            q_dates, q_cfs, flags = flow
+            q_mm[i] = place_on_axis(cfs_to_mm_per_day(q_cfs, header["area"]), q_dates, axis)
+            qc[i] = place_on_axis(flags, q_dates, axis, fill=0)
+    dims = ("basin", "time")
+    ds = xr.Dataset({n: (dims, v) for n, v in data.items()}, coords={"basin": np.array(basins, dtype=str), "time": axis})
+    ds["temperature"] = (dims, 0.5 * (data["tmax"] + data["tmin"]))
+    ds["streamflow"] = (dims, q_mm)
+    ds["streamflow_qc"] = (dims, qc)
+    ds["streamflow_qc"].attrs.update(
+        flag_values=np.array(list(QC_FLAGS.values()), np.int8),
+        flag_meanings=" ".join(QC_FLAGS),
+        long_name="USGS quality flag (A approved, A:e approved estimated, M missing; none = no record)",
+    )
+    for key, units, long_name in (
+        ("latitude", "degrees_north", "latitude (forcing-file header)"),
+        ("elevation", "m", "mean elevation (forcing-file header)"),
+        ("area", "m2", "catchment area (forcing-file header), used to convert streamflow"),
+    ):
+        ds[f"forcing_{key}"] = ("basin", np.array([f[0][key] for f in forcings], np.float64))
+        ds[f"forcing_{key}"].attrs.update(units=units, long_name=long_name)
+    set_units(ds)
+    ds["streamflow"].attrs["comment"] = "ft3 s-1 x 0.0283168466 x 86400 x 1000 / forcing_area; -999 and days without record are NaN"
+    same = [b for b, (_, _, v) in zip(basins, forcings) if np.array_equal(v["tmax"], v["tmin"])]
+    ds.attrs["tmax_equals_tmin"] = " ".join(same)
+    without = [b for b, f in zip(basins, flows) if f is None]
+    ds.attrs["basins_without_streamflow"] = " ".join(without)
+    return ds

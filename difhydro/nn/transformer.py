@@ -1,0 +1,403 @@
+"""Transformer blocks and the ParaFormer parameter networks.
+
+Sequences are ``[batch, time, d_model]``. Padding masks are boolean ``[batch, time]``,
+True on valid steps. Padded steps never change the outputs of valid steps: keys at padded
+steps get zero attention weight, padded inputs are replaced by zeros first (so NaN
+padding cannot leak through ``0 * NaN``), and every other operation is per step.
+
+Normalisation is **pre-norm** by default (``norm_first=True``: ``x + f(LayerNorm(x))``,
+Xiong et al. 2020, stable without learning-rate warm-up); ``norm_first=False`` gives the
+post-norm layer of Vaswani et al. (2017), ``LayerNorm(x + f(x))``.
+
+ParaFormer (Li & Lu 2023) maps basin attributes (``ParaFormerA``) or (forcing,
+observation) histories (``ParaFormerZ``) to physical parameters. Here each model parameter
+is a learned query token that cross-attends to the encoded inputs, and a linear read-out
+gives one unconstrained value per parameter; map them into boxes with
+:meth:`difhydro.physics.ParamSpec.to_physical`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from .lstm import check_rate, check_sequence
+
+Array = jax.Array
+Dtype = Any
+
+__all__ = [
+    "sinusoidal_encoding",
+    "PositionalEncoding",
+    "key_padding_mask",
+    "TransformerEncoderLayer",
+    "TransformerEncoder",
+    "CrossAttentionBlock",
+    "ParaFormerA",
+    "ParaFormerZ",
+]
+
+
+def sinusoidal_encoding(
+    length: int, d_model: int, max_timescale: float = 10000.0, dtype: Dtype = jnp.float32
+) -> Array:
+    """Sinusoidal positional encoding (Vaswani et al. 2017), shape ``[length, d_model]``.
+
+    ``PE[p, 2i] = sin(p / max_timescale^(2i / d_model))`` and
+    ``PE[p, 2i+1] = cos(p / max_timescale^(2i / d_model))``, p = 0 ... length-1.
+    """
+    if length < 0 or d_model < 1:
+        raise ValueError(f"length must be >= 0 and d_model >= 1, got {length}, {d_model}")
+    position = jnp.arange(length, dtype=jnp.float32)[:, None]
+    even = jnp.arange(0, d_model, 2, dtype=jnp.float32)
+    angle = position / jnp.power(max_timescale, even / d_model)
+    encoding = jnp.zeros((length, d_model), jnp.float32)
+    encoding = encoding.at[:, 0::2].set(jnp.sin(angle))
+    encoding = encoding.at[:, 1::2].set(jnp.cos(angle[:, : d_model // 2]))
+    return encoding.astype(dtype)
+
+
+class PositionalEncoding(nn.Module):
+    """Adds :func:`sinusoidal_encoding` to ``[batch, time, d_model]``, then dropout."""
+
+    dropout_rate: float = 0.0
+    max_timescale: float = 10000.0
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
+        check_sequence(inputs, "inputs")
+        check_rate(self.dropout_rate, "dropout_rate")
+        encoding = sinusoidal_encoding(
+            inputs.shape[1], inputs.shape[2], self.max_timescale, inputs.dtype
+        )
+        return nn.Dropout(self.dropout_rate)(inputs + encoding, deterministic=deterministic)
+
+
+def key_padding_mask(key_mask: Array | None, causal_length: int | None = None) -> Array | None:
+    """Attention mask ``[batch, 1, 1 or T, T_key]`` from a ``[batch, T_key]`` valid mask.
+
+    With ``causal_length`` (self-attention only) step t also cannot see steps after t.
+    Padded query rows keep the valid keys, so they stay finite.
+    """
+    mask = None if key_mask is None else key_mask.astype(bool)[:, None, None, :]
+    if causal_length is not None:
+        causal = jnp.tril(jnp.ones((causal_length, causal_length), bool))[None, None]
+        mask = causal if mask is None else jnp.logical_and(mask, causal)
+    return mask
+
+
+def _zero_padding(x: Array, mask: Array | None, name: str) -> Array:
+    """Replace padded steps of ``x`` [batch, T, d] by zeros (``mask`` [batch, T])."""
+    if mask is None:
+        return x
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"{name} must be [batch, time] = {x.shape[:2]}, got {mask.shape}")
+    return jnp.where(mask.astype(bool)[..., None], x, jnp.zeros((), x.dtype))
+
+
+class _FeedForward(nn.Module):
+    """Position-wise ``Dense(mlp_dim) -> activation -> Dropout -> Dense(d) -> Dropout``."""
+
+    mlp_dim: int
+    activation: Callable[[Array], Array]
+    dropout_rate: float
+    dtype: Dtype
+    param_dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x: Array, deterministic: bool) -> Array:
+        y = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype)(x)
+        y = nn.Dropout(self.dropout_rate)(self.activation(y), deterministic=deterministic)
+        y = nn.Dense(x.shape[-1], dtype=self.dtype, param_dtype=self.param_dtype)(y)
+        return nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
+
+
+class _Residual:
+    """Mixin with the shared parts of attention blocks (attention, norms, feed-forward).
+
+    Expects the attributes of :class:`TransformerEncoderLayer` on the module.
+    """
+
+    def check(self, d_model: int) -> None:
+        check_rate(self.dropout_rate, "dropout_rate")
+        check_rate(self.attention_dropout_rate, "attention_dropout_rate")
+        if self.num_heads < 1 or d_model % self.num_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must divide d_model ({d_model})"
+            )
+
+    def norm(self, name: str) -> nn.LayerNorm:
+        return nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name=name)
+
+    def attention(self, deterministic: bool) -> nn.MultiHeadDotProductAttention:
+        return nn.MultiHeadDotProductAttention(
+            num_heads=self.num_heads,
+            dropout_rate=self.attention_dropout_rate,
+            deterministic=deterministic,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name="attention",
+        )
+
+    def feed_forward(self, x: Array, deterministic: bool) -> Array:
+        ff = _FeedForward(self.mlp_dim, self.activation, self.dropout_rate,
+                          self.dtype, self.param_dtype, name="feed_forward")
+        if self.norm_first:
+            return x + ff(self.norm("norm_ff")(x), deterministic)
+        return self.norm("norm_ff")(x + ff(x, deterministic))
+
+
+class TransformerEncoderLayer(_Residual, nn.Module):
+    """Self-attention + feed-forward layer on ``[batch, time, d_model]``.
+
+    Attributes:
+        num_heads: attention heads (must divide d_model).
+        mlp_dim: width of the feed-forward hidden layer.
+        dropout_rate: dropout on the attention output and in the feed-forward block.
+        attention_dropout_rate: dropout on attention weights.
+        norm_first: pre-norm (True, default) or post-norm (False).
+        causal: step t attends only to steps <= t.
+        activation: feed-forward activation (GELU).
+        dtype, param_dtype: computation and parameter dtypes (float32 default).
+    """
+
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    norm_first: bool = True
+    causal: bool = False
+    activation: Callable[[Array], Array] = nn.gelu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, inputs: Array, mask: Array | None = None, *, deterministic: bool = True
+    ) -> Array:
+        """``inputs`` [batch, time, d_model], ``mask`` [batch, time] (True = valid)."""
+        check_sequence(inputs, "inputs")
+        self.check(inputs.shape[-1])
+        x = _zero_padding(inputs, mask, "mask")
+        attn_mask = key_padding_mask(mask, x.shape[1] if self.causal else None)
+        attend = self.attention(deterministic)
+        drop = nn.Dropout(self.dropout_rate)
+        if self.norm_first:
+            y = self.norm("norm_attention")(x)
+            x = x + drop(attend(y, mask=attn_mask), deterministic=deterministic)
+        else:
+            y = attend(x, mask=attn_mask)
+            x = self.norm("norm_attention")(x + drop(y, deterministic=deterministic))
+        return self.feed_forward(x, deterministic)
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of :class:`TransformerEncoderLayer` (same attributes, plus ``num_layers``).
+
+    With pre-norm a final LayerNorm closes the stack. Padded steps of the output are zero.
+    """
+
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    norm_first: bool = True
+    causal: bool = False
+    activation: Callable[[Array], Array] = nn.gelu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, inputs: Array, mask: Array | None = None, *, deterministic: bool = True
+    ) -> Array:
+        """``inputs`` [batch, time, d_model], ``mask`` [batch, time] -> same shape."""
+        if self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
+        x = inputs
+        for n in range(self.num_layers):
+            x = TransformerEncoderLayer(
+                num_heads=self.num_heads,
+                mlp_dim=self.mlp_dim,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                norm_first=self.norm_first,
+                causal=self.causal,
+                activation=self.activation,
+                dtype=self.dtype,
+                param_dtype=self.param_dtype,
+                name=f"layer_{n}",
+            )(x, mask, deterministic=deterministic)
+        if self.norm_first:
+            x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
+        return _zero_padding(x, mask, "mask")
+
+
+class CrossAttentionBlock(_Residual, nn.Module):
+    """Queries from one sequence attend to keys/values of another, then feed-forward.
+
+    ``queries`` [batch, T_q, d_model], ``context`` [batch, T_k, d_context],
+    ``key_mask`` [batch, T_k] (True = valid context step). Output [batch, T_q, d_model].
+    Padded context steps get zero attention weight; a sample without any valid context
+    step averages over all of them (no NaN). Attributes as in
+    :class:`TransformerEncoderLayer`.
+    """
+
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    norm_first: bool = True
+    activation: Callable[[Array], Array] = nn.gelu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        queries: Array,
+        context: Array,
+        key_mask: Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> Array:
+        check_sequence(queries, "queries")
+        check_sequence(context, "context")
+        if queries.shape[0] != context.shape[0]:
+            raise ValueError(
+                f"queries and context must share the batch axis, got {queries.shape} "
+                f"and {context.shape}"
+            )
+        self.check(queries.shape[-1])
+        context = _zero_padding(context, key_mask, "key_mask")
+        attn_mask = key_padding_mask(key_mask)
+        attend = self.attention(deterministic)
+        drop = nn.Dropout(self.dropout_rate)
+        x = queries
+        if self.norm_first:
+            q = self.norm("norm_queries")(x)
+            kv = self.norm("norm_context")(context)
+            x = x + drop(attend(q, kv, mask=attn_mask), deterministic=deterministic)
+        else:
+            y = attend(x, context, mask=attn_mask)
+            x = self.norm("norm_attention")(x + drop(y, deterministic=deterministic))
+        return self.feed_forward(x, deterministic)
+
+
+class _ParameterReadout(nn.Module):
+    """Learned parameter queries cross-attend to encoded tokens; one raw value each."""
+
+    num_params: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float
+    dtype: Dtype
+    param_dtype: Dtype
+
+    @nn.compact
+    def __call__(self, tokens: Array, mask: Array | None, deterministic: bool) -> Array:
+        batch, _, d_model = tokens.shape
+        queries = self.param(
+            "parameter_queries", nn.initializers.normal(0.02), (self.num_params, d_model),
+            self.param_dtype,
+        )
+        queries = jnp.broadcast_to(queries.astype(tokens.dtype), (batch,) + queries.shape)
+        x = CrossAttentionBlock(
+            num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
+            dtype=self.dtype, param_dtype=self.param_dtype, name="cross_attention",
+        )(queries, tokens, mask, deterministic=deterministic)
+        x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
+        raw = nn.Dense(1, dtype=self.dtype, param_dtype=self.param_dtype, name="readout")(x)
+        return raw[..., 0]
+
+
+class ParaFormerZ(nn.Module):
+    """(Forcing, observation) history ``[batch, time, features]`` -> raw parameters.
+
+    Steps: Dense embedding to ``d_model``, sinusoidal positions, a
+    :class:`TransformerEncoder` over time (``mask`` [batch, time] marks valid steps; fill
+    missing observations with 0 and, if wanted, add a 0/1 "observed" feature), then
+    :class:`CrossAttentionBlock` from one learned query per parameter.
+    Returns ``[batch, num_params]``, unconstrained.
+    """
+
+    num_params: int
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, inputs: Array, mask: Array | None = None, *, deterministic: bool = True
+    ) -> Array:
+        check_sequence(inputs, "inputs")
+        if self.num_params < 1:
+            raise ValueError(f"num_params must be >= 1, got {self.num_params}")
+        x = _zero_padding(inputs, mask, "mask")
+        x = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
+                     name="embed")(x)
+        x = PositionalEncoding(self.dropout_rate)(x, deterministic=deterministic)
+        x = TransformerEncoder(
+            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
+            name="encoder",
+        )(x, mask, deterministic=deterministic)
+        return _ParameterReadout(
+            self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
+            self.dtype, self.param_dtype, name="readout",
+        )(x, mask, deterministic)
+
+
+class ParaFormerA(nn.Module):
+    """Static basin attributes ``[batch, n_attributes]`` -> raw parameters.
+
+    Each attribute j becomes a token ``a_j · w_j + e_j`` (its own value scale ``w_j`` and
+    identity embedding ``e_j``, so no positional encoding is needed); a
+    :class:`TransformerEncoder` mixes the tokens and one learned query per parameter reads
+    them out by cross-attention. Missing attributes (NaN) are masked out. Returns
+    ``[batch, num_params]``, unconstrained.
+    """
+
+    num_params: int
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, attributes: Array, *, deterministic: bool = True) -> Array:
+        if attributes.ndim != 2:
+            raise ValueError(
+                f"attributes must be [batch, n_attributes], got shape {attributes.shape}"
+            )
+        if self.num_params < 1:
+            raise ValueError(f"num_params must be >= 1, got {self.num_params}")
+        n_attributes = attributes.shape[1]
+        mask = jnp.isfinite(attributes)
+        values = jnp.where(mask, attributes, 0.0).astype(jnp.float32)
+        scale = self.param("attribute_scale", nn.initializers.normal(1.0),
+                           (n_attributes, self.d_model), self.param_dtype)
+        identity = self.param("attribute_embedding", nn.initializers.normal(1.0),
+                              (n_attributes, self.d_model), self.param_dtype)
+        tokens = (values[..., None] * scale + identity).astype(self.dtype)
+        x = TransformerEncoder(
+            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
+            name="encoder",
+        )(tokens, mask, deterministic=deterministic)
+        return _ParameterReadout(
+            self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
+            self.dtype, self.param_dtype, name="readout",
+        )(x, mask, deterministic)

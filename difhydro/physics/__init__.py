@@ -1,0 +1,18 @@
+"""Process models, one file each, all following the contract of :mod:`.base`."""
+
+from .base import (
+    ParamSpec,
+    ProcessModel,
+    default_params,
+    from_physical,
+    heaviside,
+    safe_power,
+    simulate,
+    smooth_step,
+    to_physical,
+)
+from .pet import day_length, extraterrestrial_radiation, hamon_pet, hargreaves_pet
+from .exphydro import ExpHydro
+from .vic import VicBucket
+from .hbv import HBV, hbv_streamflow, warm_up
+from .routing import gamma_uh_weights, maxbas_weights, route, route_streamflow

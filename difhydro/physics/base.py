@@ -1,0 +1,346 @@
+"""The process-model contract, parameter boxes and the one runner, :func:`simulate`.
+
+Every process model in :mod:`difhydro.physics` is an immutable :class:`ProcessModel`
+(an ``equinox.Module``) that holds only static configuration. It declares
+
+- ``param_spec``: ordered mapping ``name -> ParamSpec`` (the learnable parameters),
+- ``forcing_names``: mapping ``name -> units`` of the forcing it reads each step,
+- ``state_names`` and ``output_names``,
+- ``initial_state(params) -> dict`` shaped like the batch of the parameters,
+- ``step(state, forcing_t, params) -> (new_state, outputs_t)``, pure and jit-able.
+
+:func:`simulate` runs any such model over time with ``jax.lax.scan``. A new model is a new
+file; it never adds a branch here (the shape ``diffrax`` gives its solvers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PyTree = Any
+
+__all__ = [
+    "ParamSpec",
+    "ProcessModel",
+    "simulate",
+    "smooth_step",
+    "heaviside",
+    "safe_power",
+    "default_params",
+    "to_physical",
+    "from_physical",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# Smooth thresholds
+# ----------------------------------------------------------------------------------------
+
+
+def smooth_step(x: Array, k: float = 5.0) -> Array:
+    """Smooth Heaviside ``H_k(x) = (1 + tanh(k x)) / 2``.
+
+    ``k`` is in units of ``1/x`` (P-RNN uses k = 5 per deg C or per mm). ``H_k(0) = 0.5``.
+    """
+    return 0.5 * (1.0 + jnp.tanh(k * x))
+
+
+def heaviside(x: Array, smooth: bool = True, k: float = 5.0) -> Array:
+    """``H_k(x)`` when ``smooth`` else the hard step ``1[x > 0]`` (in the dtype of ``x``)."""
+    if smooth:
+        return smooth_step(x, k)
+    return (x > 0).astype(jnp.result_type(x, jnp.float32))
+
+
+def safe_power(base: Array, exponent: Array, floor: float = 1e-12) -> Array:
+    """``max(base, floor) ** exponent``: finite value and gradient for fractional exponents.
+
+    ``x ** a`` with ``x = 0`` and ``a < 1`` has an infinite derivative; clamping inside the
+    power (the "double where" of the JAX FAQ) keeps gradients finite everywhere.
+    """
+    return jnp.power(jnp.maximum(base, floor), exponent)
+
+
+# ----------------------------------------------------------------------------------------
+# Parameter boxes
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """A physical parameter box ``[low, high]`` and the map from unconstrained values.
+
+    Networks emit raw (unconstrained) values; ``to_physical(raw) = low + (high - low) *
+    sigmoid(raw)`` maps them into the box and ``from_physical`` is its inverse.
+
+    Attributes:
+        low, high: box in physical units (``low < high``).
+        units: physical units, e.g. ``"mm"`` or ``"mm d-1 degC-1"``.
+        default: a typical value inside the box (the box centre if not given).
+        doc: one line saying what the parameter is, with its paper symbol.
+    """
+
+    low: float
+    high: float
+    units: str = "-"
+    default: float | None = None
+    doc: str = ""
+
+    def __post_init__(self):
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or not self.low < self.high:
+            raise ValueError(f"ParamSpec needs finite low < high, got [{self.low}, {self.high}]")
+        if self.default is not None and not self.low <= self.default <= self.high:
+            raise ValueError(
+                f"ParamSpec default {self.default} lies outside [{self.low}, {self.high}]"
+            )
+
+    @property
+    def centre(self) -> float:
+        return 0.5 * (self.low + self.high)
+
+    @property
+    def typical(self) -> float:
+        """``default`` if given, else the box centre."""
+        return self.centre if self.default is None else self.default
+
+    def to_physical(self, raw: Array) -> Array:
+        """Unconstrained ``raw`` -> physical value in ``(low, high)``; any shape."""
+        return self.low + (self.high - self.low) * jax.nn.sigmoid(raw)
+
+    def from_physical(self, value: Array, eps: float = 1e-6) -> Array:
+        """Physical value -> unconstrained raw value (logit), clipped ``eps`` inside the box."""
+        u = (jnp.asarray(value) - self.low) / (self.high - self.low)
+        u = jnp.clip(u, eps, 1.0 - eps)
+        return jnp.log(u) - jnp.log1p(-u)
+
+
+def to_physical(spec: Mapping[str, ParamSpec], raw: Mapping[str, Array]) -> dict[str, Array]:
+    """Apply :meth:`ParamSpec.to_physical` to every entry of ``raw`` (keys of ``spec``)."""
+    missing = [k for k in spec if k not in raw]
+    if missing:
+        raise ValueError(f"raw parameters missing keys {missing}; expected {list(spec)}")
+    return {k: s.to_physical(raw[k]) for k, s in spec.items()}
+
+
+def from_physical(spec: Mapping[str, ParamSpec], params: Mapping[str, Array]) -> dict[str, Array]:
+    """Apply :meth:`ParamSpec.from_physical` to every entry of ``params``."""
+    return {k: s.from_physical(params[k]) for k, s in spec.items()}
+
+
+# ----------------------------------------------------------------------------------------
+# The contract
+# ----------------------------------------------------------------------------------------
+
+
+class ProcessModel(eqx.Module):
+    """Base class of process models: static configuration only, no parameters or state.
+
+    Subclasses set the class-level ``param_spec``, ``forcing_names``, ``state_names`` and
+    ``output_names`` (or override them as properties when they depend on configuration)
+    and implement :meth:`initial_state` and :meth:`step`.
+    """
+
+    param_spec: ClassVar[Mapping[str, ParamSpec]] = {}
+    forcing_names: ClassVar[Mapping[str, str]] = {}
+    state_names: ClassVar[tuple[str, ...]] = ()
+    output_names: ClassVar[tuple[str, ...]] = ()
+
+    def param_event_shape(self, name: str) -> tuple[int, ...]:
+        """Trailing shape of one parameter for one basin (``()`` for scalars).
+
+        Models with layered or multi-component parameters (Richards per layer, HBV
+        components) override this; :func:`simulate` uses it to tell batch from event axes.
+        """
+        return ()
+
+    def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
+        raise NotImplementedError(f"{type(self).__name__} must implement initial_state")
+
+    def step(
+        self, state: Mapping[str, Array], forcing: Mapping[str, Array], params: Mapping[str, Array]
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement step")
+
+    def default_params(self, batch_shape: tuple[int, ...] = ()) -> dict[str, Array]:
+        """Typical parameter values (``ParamSpec.typical``) broadcast to ``batch_shape``."""
+        return {
+            k: jnp.full(batch_shape + self.param_event_shape(k), s.typical, dtype=jnp.float32)
+            for k, s in self.param_spec.items()
+        }
+
+
+def default_params(model: ProcessModel, batch_shape: tuple[int, ...] = ()) -> dict[str, Array]:
+    """Typical parameter values of ``model`` broadcast to ``batch_shape``."""
+    return model.default_params(batch_shape)
+
+
+# ----------------------------------------------------------------------------------------
+# Validation (outside jit only: traced values cannot be inspected)
+# ----------------------------------------------------------------------------------------
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _as_float(x, name: str) -> Array:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    return x
+
+
+def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
+    if not isinstance(forcing, Mapping):
+        raise TypeError(f"forcing must be a mapping name -> [time, *batch] array, got {type(forcing)}")
+    missing = [k for k in model.forcing_names if k not in forcing]
+    if missing:
+        raise ValueError(
+            f"{type(model).__name__} needs forcing {missing} (units: "
+            f"{ {k: model.forcing_names[k] for k in missing} }); got keys {sorted(forcing)}"
+        )
+    arrays = {k: _as_float(forcing[k], k) for k in model.forcing_names}
+    shapes = {k: a.shape for k, a in arrays.items()}
+    first = next(iter(shapes.values()))
+    if len(first) == 0:
+        raise ValueError(f"forcing must be shaped [time, *batch]; got scalar shapes {shapes}")
+    if any(s != first for s in shapes.values()):
+        raise ValueError(f"forcing arrays must share one [time, *batch] shape, got {shapes}")
+    for k, a in arrays.items():
+        if _is_concrete(a):
+            a_np = np.asarray(a)
+            if np.isnan(a_np).any():
+                n = int(np.isnan(a_np).sum())
+                raise ValueError(
+                    f"forcing '{k}' contains {n} NaN value(s); fill or drop the gaps first"
+                )
+            if (a_np == -999).any():
+                raise ValueError(
+                    f"forcing '{k}' contains -999 (a missing-value code); fill or drop the gaps"
+                )
+    return arrays, first[0], first[1:]
+
+
+def _split_params(
+    model: ProcessModel, params: Mapping[str, Array], n_time: int, batch: tuple[int, ...], check: bool
+):
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping name -> array, got {type(params)}")
+    missing = [k for k in model.param_spec if k not in params]
+    if missing:
+        raise ValueError(
+            f"{type(model).__name__} needs parameters {missing}; got keys {sorted(params)}"
+        )
+    unknown = [k for k in params if k not in model.param_spec]
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for {type(model).__name__}; "
+            f"expected {list(model.param_spec)}"
+        )
+    static, dynamic = {}, {}
+    for k, spec in model.param_spec.items():
+        p = _as_float(params[k], k)
+        event = model.param_event_shape(k)
+        full = batch + event
+        if p.ndim == len(full) + 1:
+            if p.shape[0] != n_time:
+                raise ValueError(
+                    f"time-varying parameter '{k}' has {p.shape[0]} time steps, forcing has {n_time}"
+                )
+            target = (n_time,) + full
+        else:
+            target = full
+        try:
+            bshape = jnp.broadcast_shapes(p.shape, target)
+        except ValueError:
+            bshape = None
+        if bshape != target:
+            raise ValueError(
+                f"parameter '{k}' has shape {p.shape}; expected a shape broadcastable to "
+                f"{full} (static) or {(n_time,) + full} (time-varying) for forcing batch {batch}"
+            )
+        if check and _is_concrete(p):
+            p_np = np.asarray(p)
+            if np.isnan(p_np).any():
+                raise ValueError(f"parameter '{k}' contains NaN")
+            tol = 1e-6 * (spec.high - spec.low)
+            lo, hi = float(p_np.min()), float(p_np.max())
+            if lo < spec.low - tol or hi > spec.high + tol:
+                raise ValueError(
+                    f"parameter '{k}' = [{lo:g}, {hi:g}] {spec.units} lies outside its box "
+                    f"[{spec.low:g}, {spec.high:g}] ({spec.doc}); use ParamSpec.to_physical "
+                    f"or pass check=False"
+                )
+        p = jnp.broadcast_to(p, target)
+        (dynamic if len(target) == len(full) + 1 else static)[k] = p
+    return static, dynamic
+
+
+# ----------------------------------------------------------------------------------------
+# The runner
+# ----------------------------------------------------------------------------------------
+
+
+def simulate(
+    model: ProcessModel,
+    params: Mapping[str, Array],
+    forcing: Mapping[str, Array],
+    state0: Mapping[str, Array] | None = None,
+    *,
+    check: bool = True,
+    checkpoint: bool = False,
+    unroll: int = 1,
+) -> tuple[dict[str, Array], dict[str, Array]]:
+    """Run ``model`` over time with ``jax.lax.scan``.
+
+    Args:
+        model: any :class:`ProcessModel`.
+        params: name -> array in physical units, shaped ``[*batch, *event]`` (static) or
+            ``[time, *batch, *event]`` (time-varying); scalars broadcast over the batch.
+        forcing: name -> array shaped ``[time, *batch]`` in the units of
+            ``model.forcing_names``.
+        state0: initial state (name -> ``[*batch, ...]``); ``model.initial_state(params)``
+            if ``None``.
+        check: validate keys, shapes, NaN / -999 in forcing and parameter boxes (the value
+            checks run only outside ``jit``; shape checks always run).
+        checkpoint: wrap each step in ``jax.checkpoint`` (bounded memory for long series at
+            the price of recomputation in the backward pass).
+        unroll: ``lax.scan`` unroll factor.
+
+    Returns:
+        ``(final_state, outputs)``; ``outputs`` holds every output and every (updated) state
+        as a ``[time, *batch, ...]`` series.
+
+    Raises:
+        ValueError: missing forcing or parameter keys, mismatched shapes, NaN or -999 in
+            forcing, parameters outside their box (outside ``jit``).
+    """
+    forcing, n_time, batch = _check_forcing(model, forcing)
+    static, dynamic = _split_params(model, params, n_time, batch, check)
+    if state0 is None:
+        first = {**static, **{k: v[0] for k, v in dynamic.items()}}
+        state0 = model.initial_state(first)
+    else:
+        missing = [k for k in model.state_names if k not in state0]
+        if missing:
+            raise ValueError(f"state0 is missing states {missing} of {type(model).__name__}")
+        state0 = {k: _as_float(state0[k], k) for k in model.state_names}
+
+    def body(state, xs):
+        forcing_t, dynamic_t = xs
+        new_state, outputs = model.step(state, forcing_t, {**static, **dynamic_t})
+        return new_state, {**outputs, **new_state}
+
+    if checkpoint:
+        body = jax.checkpoint(body)
+    final_state, outputs = jax.lax.scan(body, state0, (forcing, dynamic), unroll=unroll)
+    return final_state, outputs

@@ -1,0 +1,223 @@
+"""EXP-HYDRO (Patil & Stieglitz 2014) as the physics RNN layer of Jiang et al. (2020).
+
+Two buckets: snow storage S0 and catchment (soil) storage S1, both in mm. Equations,
+parameter boxes and the 10-day reference table: process-models.md §1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .base import Array, ParamSpec, ProcessModel, heaviside
+from .pet import hamon_pet
+
+__all__ = ["ExpHydro"]
+
+_SOLVERS = ("euler", "rk4", "bosh3")
+_TIMINGS = ("updated", "update")
+# order of the water fluxes integrated alongside the storages (mm d-1)
+_FLUXES = (
+    "snowfall",
+    "rainfall",
+    "snowmelt",
+    "evapotranspiration",
+    "baseflow",
+    "surface_runoff",
+)
+
+
+class ExpHydro(ProcessModel):
+    """EXP-HYDRO snow + catchment bucket, one day per step.
+
+    Forcing (each ``[time, *batch]``): ``precipitation`` P (mm d-1), ``temperature`` T
+    (daily mean, deg C), ``day_length`` Lday (h). PET is Hamon's (§5.1).
+
+    Parameters (physical units; boxes of Jiang et al. 2020, §1.3): ``f`` baseflow decline
+    rate (mm-1), ``smax`` bucket capacity Smax (mm), ``qmax`` baseflow at full bucket Qmax
+    (mm d-1), ``df`` degree-day factor Df (mm d-1 degC-1), ``tmax`` melt threshold Tmax
+    (deg C), ``tmin`` rain/snow threshold Tmin (deg C).
+
+    States: ``snow_storage`` S0 and ``soil_storage`` S1 (mm), start at 0 (Jiang et al.).
+
+    Outputs (mm d-1): ``streamflow`` Q = Qb + Qs, ``baseflow`` Qb, ``surface_runoff`` Qs,
+    ``evapotranspiration`` ET, ``snowmelt`` M, ``pet``. With ``output_timing="updated"``
+    (default, P-RNN parity) they are evaluated from the updated state with day-t forcing;
+    with ``"update"`` they are the fluxes that moved water during the day. Either way the
+    day's water budget is reported as ``rainfall``, ``snowfall`` and the ``*_flux``
+    outputs (``snowmelt_flux``, ``evapotranspiration_flux``, ``baseflow_flux``,
+    ``surface_runoff_flux``), so that ``Δsnow = snowfall − snowmelt_flux`` and
+    ``Δsoil = rainfall + snowmelt_flux − evapotranspiration_flux − baseflow_flux −
+    surface_runoff_flux`` hold exactly (up to float round-off).
+
+    Attributes:
+        solver: ``"euler"`` (P-RNN, default), ``"rk4"`` (classic fixed step, forcing held
+            constant over the day) or ``"bosh3"`` (adaptive Bogacki-Shampine 3(2) through
+            diffrax, as HydroNODE; ``rtol``/``atol``).
+        n_substeps: equal sub-steps per day for ``euler`` and ``rk4``.
+        smooth: smooth steps ``H_k`` (differentiable) instead of hard thresholds.
+        k: steepness of the smooth steps (per deg C or per mm); 5 in P-RNN.
+        output_timing: ``"updated"`` or ``"update"`` (see above).
+        storage_step_offset: evaluate the storage steps as ``H(S − offset)`` (mm). 0 keeps
+            Jiang's formulation, whose ``H_5(0) = 0.5`` drains an empty bucket (the
+            zero-state pitfall of §1.6); 0.5 mm avoids it.
+    """
+
+    solver: str = eqx.field(static=True, default="euler")
+    n_substeps: int = eqx.field(static=True, default=1)
+    smooth: bool = eqx.field(static=True, default=True)
+    k: float = eqx.field(static=True, default=5.0)
+    output_timing: str = eqx.field(static=True, default="updated")
+    storage_step_offset: float = eqx.field(static=True, default=0.0)
+    rtol: float = eqx.field(static=True, default=1e-3)
+    atol: float = eqx.field(static=True, default=1e-3)
+
+    param_spec = {
+        "f": ParamSpec(0.0, 0.1, "mm-1", 0.05, "decline rate of baseflow with storage deficit (f)"),
+        "smax": ParamSpec(100.0, 1500.0, "mm", 750.0, "catchment bucket capacity (Smax)"),
+        "qmax": ParamSpec(10.0, 50.0, "mm d-1", 25.0, "baseflow at full bucket (Qmax)"),
+        "df": ParamSpec(0.0, 5.0, "mm d-1 degC-1", 2.5, "degree-day snowmelt factor (Df)"),
+        "tmax": ParamSpec(0.0, 3.0, "degC", 1.5, "snowmelt temperature threshold (Tmax)"),
+        "tmin": ParamSpec(-3.0, 0.0, "degC", -1.5, "rain/snow temperature threshold (Tmin)"),
+    }
+    forcing_names = {"precipitation": "mm d-1", "temperature": "degC", "day_length": "h"}
+    state_names = ("snow_storage", "soil_storage")
+    output_names = (
+        "streamflow",
+        "baseflow",
+        "surface_runoff",
+        "evapotranspiration",
+        "snowmelt",
+        "pet",
+        "rainfall",
+        "snowfall",
+        "snowmelt_flux",
+        "evapotranspiration_flux",
+        "baseflow_flux",
+        "surface_runoff_flux",
+    )
+
+    def __check_init__(self):
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"ExpHydro solver must be one of {_SOLVERS}, got {self.solver!r}")
+        if self.output_timing not in _TIMINGS:
+            raise ValueError(
+                f"ExpHydro output_timing must be one of {_TIMINGS}, got {self.output_timing!r}"
+            )
+        if int(self.n_substeps) < 1:
+            raise ValueError(f"ExpHydro n_substeps must be >= 1, got {self.n_substeps}")
+
+    # -- physics --------------------------------------------------------------------------
+
+    def fluxes(self, snow, soil, forcing: Mapping[str, Array], params: Mapping[str, Array]):
+        """Instantaneous fluxes (mm d-1) at storages ``snow`` S0 and ``soil`` S1 (§1.2)."""
+        H = lambda x: heaviside(x, self.smooth, self.k)  # noqa: E731
+        p, t = forcing["precipitation"], forcing["temperature"]
+        pet = hamon_pet(t, forcing["day_length"])
+        smax = params["smax"]
+        off = self.storage_step_offset
+        snowfall = H(params["tmin"] - t) * p
+        rainfall = H(t - params["tmin"]) * p
+        snowmelt = H(t - params["tmax"]) * H(snow - off) * jnp.minimum(snow, params["df"] * (t - params["tmax"]))
+        wet = H(soil - off)
+        full, unsaturated = H(soil - smax), H(smax - soil)
+        et = wet * (full * pet + unsaturated * pet * soil / smax)
+        # clamp the exponent: exp(+large) * H(~0) would give 0 * inf = NaN
+        deficit = jnp.maximum(smax - soil, 0.0)
+        qmax = params["qmax"]
+        baseflow = wet * (full * qmax + unsaturated * qmax * jnp.exp(-params["f"] * deficit))
+        surface_runoff = wet * full * (soil - smax)
+        return {
+            "snowfall": snowfall,
+            "rainfall": rainfall,
+            "snowmelt": snowmelt,
+            "evapotranspiration": et,
+            "baseflow": baseflow,
+            "surface_runoff": surface_runoff,
+            "pet": pet,
+        }
+
+    def _rates(self, y, forcing, params):
+        """Time derivative of (S0, S1, cumulative fluxes) — the augmented system."""
+        fl = self.fluxes(y[0], y[1], forcing, params)
+        d_snow = fl["snowfall"] - fl["snowmelt"]
+        d_soil = (
+            fl["rainfall"] + fl["snowmelt"] - fl["evapotranspiration"] - fl["baseflow"]
+            - fl["surface_runoff"]
+        )
+        return (d_snow, d_soil) + tuple(fl[k] for k in _FLUXES)
+
+    def _advance(self, y, forcing, params, h):
+        """One sub-step of length ``h`` (d) of the fixed-step solver."""
+        add = lambda a, b, c: tuple(ai + c * bi for ai, bi in zip(a, b))  # noqa: E731
+        if self.solver == "euler":
+            # P-RNN clips the storage increments; fluxes are then exactly the increments
+            k1 = self._rates(y, forcing, params)
+            k1 = tuple(jnp.clip(k, -1e5, 1e5) for k in k1[:2]) + k1[2:]
+            return add(y, k1, h)
+        k1 = self._rates(y, forcing, params)
+        k2 = self._rates(add(y, k1, h / 2), forcing, params)
+        k3 = self._rates(add(y, k2, h / 2), forcing, params)
+        k4 = self._rates(add(y, k3, h), forcing, params)
+        incr = tuple((a + 2 * b + 2 * c + d) / 6 for a, b, c, d in zip(k1, k2, k3, k4))
+        return add(y, incr, h)
+
+    def _integrate_day(self, y0, forcing, params):
+        if self.solver == "bosh3":
+            term = diffrax.ODETerm(lambda t, y, args: self._rates(y, *args))
+            sol = diffrax.diffeqsolve(
+                term,
+                diffrax.Bosh3(),
+                t0=0.0,
+                t1=1.0,
+                dt0=0.25,
+                y0=y0,
+                args=(forcing, params),
+                stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
+                saveat=diffrax.SaveAt(t1=True),
+                max_steps=4096,
+            )
+            return jax.tree.map(lambda x: x[0], sol.ys)
+        n = int(self.n_substeps)
+        h = 1.0 / n
+        if n == 1:
+            return self._advance(y0, forcing, params, h)
+        y, _ = jax.lax.scan(lambda y, _: (self._advance(y, forcing, params, h), None), y0, None, length=n)
+        return y
+
+    # -- contract -------------------------------------------------------------------------
+
+    def initial_state(self, params):
+        zeros = jnp.zeros_like(params["smax"])
+        return {"snow_storage": zeros, "soil_storage": zeros}
+
+    def step(self, state, forcing, params):
+        snow, soil = state["snow_storage"], state["soil_storage"]
+        zeros = jnp.zeros_like(soil)
+        y0 = (snow, soil) + tuple(zeros for _ in _FLUXES)
+        y1 = self._integrate_day(y0, forcing, params)
+        new_snow, new_soil = y1[0], y1[1]
+        moved = dict(zip(_FLUXES, y1[2:]))
+        if self.output_timing == "updated":
+            shown = self.fluxes(new_snow, new_soil, forcing, params)
+        else:
+            shown = {**moved, "pet": hamon_pet(forcing["temperature"], forcing["day_length"])}
+        outputs = {
+            "streamflow": shown["baseflow"] + shown["surface_runoff"],
+            "baseflow": shown["baseflow"],
+            "surface_runoff": shown["surface_runoff"],
+            "evapotranspiration": shown["evapotranspiration"],
+            "snowmelt": shown["snowmelt"],
+            "pet": shown["pet"],
+            "rainfall": moved["rainfall"],
+            "snowfall": moved["snowfall"],
+            "snowmelt_flux": moved["snowmelt"],
+            "evapotranspiration_flux": moved["evapotranspiration"],
+            "baseflow_flux": moved["baseflow"],
+            "surface_runoff_flux": moved["surface_runoff"],
+        }
+        return {"snow_storage": new_snow, "soil_storage": new_soil}, outputs

@@ -1,0 +1,235 @@
+"""Soil hydraulic functions: van Genuchten-Mualem, Haverkamp and Gardner.
+
+Each soil is a small immutable module holding its parameters as array leaves (so it flows
+through ``jit``, ``grad`` and ``vmap``) with three methods of the pressure head ``h``
+(cm, negative when unsaturated; any shape broadcastable against the parameters):
+
+- ``water_content(h)``: volumetric water content theta (-),
+- ``conductivity(h)``: hydraulic conductivity K (cm per time unit of ``k_s``),
+- ``capacity(h)``: specific moisture capacity C = d theta / dh (cm-1).
+
+The same formulas are exported as plain functions (``vg_water_content`` etc.).
+All functions keep value and gradient finite from saturation (h >= 0) to very dry soil
+(h ~ -1e7 cm): fractional powers are taken of clamped bases (:func:`safe_power`), and the
+Mualem conductivity uses an effective saturation clipped below 1 (its derivative dK/dSe is
+unbounded at Se = 1 for every n, process-models.md section 3.1).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .base import safe_power
+
+Array = jax.Array
+
+__all__ = [
+    "VanGenuchten",
+    "Haverkamp",
+    "Gardner",
+    "vg_effective_saturation",
+    "vg_water_content",
+    "vg_conductivity",
+    "vg_capacity",
+    "vg_pressure_head",
+    "haverkamp_water_content",
+    "haverkamp_conductivity",
+    "haverkamp_capacity",
+    "gardner_water_content",
+    "gardner_conductivity",
+    "gardner_capacity",
+]
+
+# Floor of alpha*|h| inside fractional powers: keeps d/dn (alpha|h|)^n = x^n log x finite
+# at saturation, where alpha*|h| = 0.
+_SCALED_HEAD_FLOOR = 1e-12
+# Floor of (alpha|h|)^n in the Mualem term: Se <= (1 + 1e-7)^(-m) < 1. The Mualem factor
+# [1 - (x / (1 + x))^m]^2 is written in x = (alpha|h|)^n so that no 1 - Se cancellation
+# occurs in float32.
+_MUALEM_X_FLOOR = 1e-7
+# Se bounds before inverting theta -> h (section 3.1).
+_SE_INVERT_BOUNDS = (1e-6, 1.0 - 1e-7)
+
+
+def _scaled_suction_power(h: Array, alpha: Array, n: Array) -> Array:
+    """``x = (alpha * max(-h, 0))^n``, with a clamped base so gradients stay finite."""
+    return safe_power(alpha * jnp.maximum(-h, 0.0), n, _SCALED_HEAD_FLOOR)
+
+
+# ----------------------------------------------------------------------------------------
+# van Genuchten (1980) - Mualem (1976)
+# ----------------------------------------------------------------------------------------
+
+
+def vg_effective_saturation(h: Array, alpha: Array, n: Array) -> Array:
+    """Effective saturation ``Se = [1 + (alpha|h|)^n]^(-m)``, ``m = 1 - 1/n``; 1 for h >= 0.
+
+    Args:
+        h: pressure head, cm.
+        alpha: inverse air-entry head, cm-1.
+        n: pore-size distribution index (> 1), -.
+    """
+    m = 1.0 - 1.0 / n
+    return jnp.power(1.0 + _scaled_suction_power(h, alpha, n), -m)
+
+
+def vg_water_content(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
+    """Water content ``theta = theta_r + (theta_s - theta_r) Se(h)`` (van Genuchten 1980)."""
+    return theta_r + (theta_s - theta_r) * vg_effective_saturation(h, alpha, n)
+
+
+def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array) -> Array:
+    """Mualem conductivity ``K = Ks Se^0.5 [1 - (1 - Se^(1/m))^m]^2``.
+
+    Written with ``x = (alpha|h|)^n`` (``1 - Se^(1/m) = x / (1 + x)``) and ``x`` floored at
+    1e-7, i.e. Se clipped below 1: K(0) is within 0.7 % of ``k_s`` for n >= 1.5 and falls
+    below it for very small n (the steep vG-Mualem K near saturation). Units of ``k_s``.
+    """
+    m = 1.0 - 1.0 / n
+    x = jnp.maximum(_scaled_suction_power(h, alpha, n), _MUALEM_X_FLOOR)
+    se = jnp.power(1.0 + x, -m)
+    mualem = 1.0 - safe_power(x / (1.0 + x), m, _MUALEM_X_FLOOR)
+    return k_s * jnp.sqrt(se) * mualem**2
+
+
+def vg_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
+    """Specific moisture capacity ``C = (theta_s - theta_r) alpha n m (alpha|h|)^(n-1)
+    [1 + (alpha|h|)^n]^(-m-1)``, cm-1; 0 for h >= 0."""
+    m = 1.0 - 1.0 / n
+    ah = alpha * jnp.maximum(-h, 0.0)
+    c = (
+        (theta_s - theta_r)
+        * alpha
+        * n
+        * m
+        * safe_power(ah, n - 1.0, _SCALED_HEAD_FLOOR)
+        * jnp.power(1.0 + safe_power(ah, n, _SCALED_HEAD_FLOOR), -m - 1.0)
+    )
+    return jnp.where(h < 0.0, c, 0.0)
+
+
+def vg_pressure_head(theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
+    """Inverse retention curve ``h = -(1/alpha) (Se^(-1/m) - 1)^(1/n)``, cm.
+
+    Se is clipped to [1e-6, 1 - 1e-7] first (section 3.1), so ``theta`` at or beyond
+    ``theta_s`` maps to a small negative head and ``theta <= theta_r`` to a large one.
+    """
+    m = 1.0 - 1.0 / n
+    se = jnp.clip((theta - theta_r) / (theta_s - theta_r), *_SE_INVERT_BOUNDS)
+    return -safe_power(jnp.power(se, -1.0 / m) - 1.0, 1.0 / n, 1e-30) / alpha
+
+
+class VanGenuchten(eqx.Module):
+    """van Genuchten-Mualem soil; parameters broadcast against ``h`` (e.g. ``[*batch, layer]``).
+
+    Attributes:
+        theta_r, theta_s: residual and saturated water content, -.
+        alpha: inverse air-entry head, cm-1.
+        n: pore-size distribution index (> 1), -.
+        k_s: saturated conductivity, cm per model time unit (cm d-1 in :class:`Richards1D`).
+    """
+
+    theta_r: Array
+    theta_s: Array
+    alpha: Array
+    n: Array
+    k_s: Array
+
+    def water_content(self, h: Array) -> Array:
+        return vg_water_content(h, self.theta_r, self.theta_s, self.alpha, self.n)
+
+    def conductivity(self, h: Array) -> Array:
+        return vg_conductivity(h, self.alpha, self.n, self.k_s)
+
+    def capacity(self, h: Array) -> Array:
+        return vg_capacity(h, self.theta_r, self.theta_s, self.alpha, self.n)
+
+    def pressure_head(self, theta: Array) -> Array:
+        return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n)
+
+
+# ----------------------------------------------------------------------------------------
+# Haverkamp et al. (1977), Celia et al. (1990) problem 1
+# ----------------------------------------------------------------------------------------
+
+
+def haverkamp_water_content(
+    h: Array, theta_r: Array, theta_s: Array, alpha: Array, beta: Array
+) -> Array:
+    """``theta = alpha (theta_s - theta_r) / (alpha + |h|^beta) + theta_r`` (h in cm)."""
+    return alpha * (theta_s - theta_r) / (alpha + safe_power(-h, beta)) + theta_r
+
+
+def haverkamp_conductivity(h: Array, k_s: Array, a: Array, gamma: Array) -> Array:
+    """``K = Ks A / (A + |h|^gamma)`` (h in cm)."""
+    return k_s * a / (a + safe_power(-h, gamma))
+
+
+def haverkamp_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, beta: Array) -> Array:
+    """``C = alpha (theta_s - theta_r) beta |h|^(beta-1) / (alpha + |h|^beta)^2``, cm-1."""
+    s = jnp.maximum(-h, 0.0)
+    num = alpha * (theta_s - theta_r) * beta * safe_power(s, beta - 1.0)
+    return num / (alpha + safe_power(s, beta)) ** 2
+
+
+class Haverkamp(eqx.Module):
+    """Haverkamp et al. (1977) soil (Celia et al. 1990, problem 1: cm and s)."""
+
+    theta_r: Array
+    theta_s: Array
+    alpha: Array
+    beta: Array
+    k_s: Array
+    a: Array
+    gamma: Array
+
+    def water_content(self, h: Array) -> Array:
+        return haverkamp_water_content(h, self.theta_r, self.theta_s, self.alpha, self.beta)
+
+    def conductivity(self, h: Array) -> Array:
+        return haverkamp_conductivity(h, self.k_s, self.a, self.gamma)
+
+    def capacity(self, h: Array) -> Array:
+        return haverkamp_capacity(h, self.theta_r, self.theta_s, self.alpha, self.beta)
+
+
+# ----------------------------------------------------------------------------------------
+# Gardner (1958) exponential soil
+# ----------------------------------------------------------------------------------------
+
+
+def gardner_conductivity(h: Array, k_s: Array, alpha: Array) -> Array:
+    """``K = Ks exp(alpha min(h, 0))`` (Gardner 1958), alpha in cm-1."""
+    return k_s * jnp.exp(alpha * jnp.minimum(h, 0.0))
+
+
+def gardner_water_content(h: Array, theta_r: Array, theta_s: Array, alpha: Array) -> Array:
+    """Exponential retention ``theta = theta_r + (theta_s - theta_r) exp(alpha min(h, 0))``,
+    the companion of Gardner's K used for transient runs to the steady state."""
+    return theta_r + (theta_s - theta_r) * jnp.exp(alpha * jnp.minimum(h, 0.0))
+
+
+def gardner_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array) -> Array:
+    """``C = (theta_s - theta_r) alpha exp(alpha h)`` for h < 0, 0 otherwise (cm-1)."""
+    c = (theta_s - theta_r) * alpha * jnp.exp(alpha * jnp.minimum(h, 0.0))
+    return jnp.where(h < 0.0, c, 0.0)
+
+
+class Gardner(eqx.Module):
+    """Gardner (1958) exponential soil: ``K = Ks e^(alpha h)``, ``theta`` exponential in h."""
+
+    theta_r: Array
+    theta_s: Array
+    alpha: Array
+    k_s: Array
+
+    def water_content(self, h: Array) -> Array:
+        return gardner_water_content(h, self.theta_r, self.theta_s, self.alpha)
+
+    def conductivity(self, h: Array) -> Array:
+        return gardner_conductivity(h, self.k_s, self.alpha)
+
+    def capacity(self, h: Array) -> Array:
+        return gardner_capacity(h, self.theta_r, self.theta_s, self.alpha)
