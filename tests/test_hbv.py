@@ -250,6 +250,11 @@ def test_mass_balance_30_years(model):
     with jax.enable_x64(True):
         forcing = random_forcing(n_days, 3, seed=1)
         params = random_params(model, (3,), seed=2, margin=0.0)
+        # basin 0 arid: the soil dries out and the 1e-5 mm floor must be counted
+        forcing["precipitation"] = forcing["precipitation"] * jnp.array([0.02, 1.0, 1.0])
+        forcing["pet"] = forcing["pet"] * jnp.array([3.0, 1.0, 1.0])
+        if model.use_betaet:
+            params["betaet"] = params["betaet"].at[0].set(0.3)
         state0 = model.initial_state(params)
         _, out = jax.jit(lambda p, f: simulate(model, p, f, check=False))(params, forcing)
         s = np.concatenate([np.asarray(total_storage(state0, model))[None],
@@ -261,9 +266,26 @@ def test_mass_balance_30_years(model):
     cumulative = s[-1] - s[0] - (inflow - outflow).sum(0)
     assert np.abs(cumulative).max() < 1e-8 * inflow.sum(0).max()
     assert float(np.asarray(out["soil_floor_gain"]).min()) >= 0.0
+    if model.use_betaet:
+        assert float(np.asarray(out["soil_floor_gain"]).max()) > 0.0
     for k in STATES:
         assert float(np.asarray(out[k]).min()) >= 0.0, k
     assert float(np.asarray(out["streamflow"]).mean()) > 0.1  # water actually moves
+
+
+def test_soil_floor_gain_on_a_dry_soil():
+    # BETAET = 0.3 and PET >> SM: ET takes all the soil water, the floor puts 1e-5 mm back
+    params = {**PARAMS, "fc": 50.0, "lp": 0.2, "betaet": 0.3}
+    state0 = {**{k: 0.0 for k in STATES}, "soil_moisture": 0.001}
+    forcing = {"precipitation": jnp.zeros(5), "temperature": jnp.full(5, 10.0),
+               "pet": jnp.full(5, 5.0)}
+    with jax.enable_x64(True):
+        forcing = jax.tree.map(lambda x: x.astype(jnp.float64), forcing)
+        _, out = simulate(HBV(use_betaet=True), params, forcing, state0)
+        np.testing.assert_allclose(out["evapotranspiration"], [1e-3, 1e-5, 1e-5, 1e-5, 1e-5],
+                                   rtol=1e-12)
+        np.testing.assert_allclose(out["soil_floor_gain"], 1e-5, rtol=1e-9)
+        np.testing.assert_allclose(out["soil_moisture"], 1e-5, rtol=1e-12)
 
 
 def test_mass_balance_float32_smooth():
@@ -285,7 +307,8 @@ def test_mass_balance_float32_smooth():
 def _loss_fn(model, forcing, q_obs, state0=None):
     def loss(params):
         _, out = simulate(model, params, forcing, state0, check=False)
-        return jnp.mean((out["streamflow"] - q_obs) ** 2) + 0.1 * jnp.mean(out["evapotranspiration"])
+        misfit = jnp.mean((out["streamflow"] - q_obs) ** 2)
+        return misfit + 0.1 * jnp.mean(out["evapotranspiration"])
     return jax.jit(loss)
 
 
@@ -406,7 +429,8 @@ def test_warm_up_returns_final_state_without_gradient():
         s0 = warm_up(model, p, forcing, 365) if through_warm_up else jax.lax.stop_gradient(warm)
         return simulate(model, p, rest, s0, check=False)[1]["streamflow"].sum()
 
-    g_warm, g_fixed = jax.grad(loss)(params, True), jax.grad(loss)(params, False)
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    g_warm, g_fixed = grad(params, True), grad(params, False)
     for k in params:
         np.testing.assert_allclose(g_warm[k], g_fixed[k], rtol=1e-6, err_msg=k)
     with pytest.raises(ValueError, match="days"):
@@ -430,3 +454,21 @@ def test_bad_configuration_and_shapes_raise():
     params = {k: jnp.full((3,), v) for k, v in PARAMS.items()}  # lacks the component axis
     with pytest.raises(ValueError, match="beta"):
         simulate(model, params, random_forcing(10, 3, 0, np.float32))
+
+
+def test_routing_gradients_finite_at_box_corners_and_match_fd():
+    q = np.asarray(TABLE["streamflow"] * 3)  # 30 days, float64
+
+    def loss(a, b):
+        return jnp.sum(route(jnp.asarray(q), gamma_uh_weights(a, b, 15)) ** 2)
+
+    with jax.enable_x64(True):
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        for a, b in [(0.0, 0.0), (2.9, 6.5), (0.0, 6.5), (2.9, 0.0)]:
+            assert all(np.isfinite(float(g)) for g in grad(a, b))
+        h = 1e-6
+        ga, gb = grad(1.2, 3.0)
+        np.testing.assert_allclose(ga, (loss(1.2 + h, 3.0) - loss(1.2 - h, 3.0)) / (2 * h),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(gb, (loss(1.2, 3.0 + h) - loss(1.2, 3.0 - h)) / (2 * h),
+                                   rtol=1e-6)

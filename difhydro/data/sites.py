@@ -194,15 +194,26 @@ def _load_soil_profile(daily: bool) -> xr.Dataset:
 
 def _to_daily(ds: xr.Dataset) -> xr.Dataset:
     """Daily means (``tmax``/``tmin`` from the hourly temperature); a day with any missing
-    hour is NaN rather than the mean of the hours left."""
-    grouped = ds.resample(time="1D")
-    daily = grouped.mean(skipna=False)
-    daily["tmax"] = grouped.max(skipna=False)["temperature"]
-    daily["tmin"] = grouped.min(skipna=False)["temperature"]
-    daily = daily.expand_dims(basin=1).assign_coords(basin=np.array(["soil_moisture_profile"], dtype=str))
-    for name in daily.data_vars:
-        if "basin" in daily[name].dims and "depth" not in daily[name].dims:
-            daily[name] = daily[name].transpose("basin", "time")
+    hour is NaN rather than the mean of the hours left. The hourly axis starts at 00:00 and
+    is complete, so days are plain reshapes ``[day, 24, ...]``."""
+    n_days = ds.sizes["time"] // 24
+    if ds.sizes["time"] != 24 * n_days or pd.Timestamp(ds["time"].values[0]).hour != 0:
+        raise ValueError("daily resampling needs whole days of hourly values starting at 00:00")
+    days = pd.DatetimeIndex(ds["time"].values[::24], name="time")
+
+    def per_day(name):
+        v = ds[name].values
+        return v.reshape((n_days, 24) + v.shape[1:])
+
+    dims = ("basin", "time")
+    data = {name: (dims, per_day(name).mean(axis=1)[None]) for name in ds.data_vars if ds[name].dims == ("time",)}
+    data["soil_moisture"] = (("basin", "time", "depth"), per_day("soil_moisture").mean(axis=1)[None])
+    data["tmax"] = (dims, per_day("temperature").max(axis=1)[None])
+    data["tmin"] = (dims, per_day("temperature").min(axis=1)[None])
+    daily = xr.Dataset(
+        {k: (d, v.astype(np.float32)) for k, (d, v) in data.items()},
+        coords={"basin": np.array(["soil_moisture_profile"], dtype=str), "time": days, "depth": ds["depth"]},
+    )
     daily["precipitation"].attrs["comment"] = "daily mean of the hourly rates = daily total (mm d-1)"
     daily = with_day_length(daily, SOIL_SITE_LATITUDE)
     daily.attrs.update(ds.attrs, frequency="1D")

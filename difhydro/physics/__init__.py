@@ -16,3 +16,5 @@ from .exphydro import ExpHydro
 from .vic import VicBucket
 from .hbv import HBV, hbv_streamflow, warm_up
 from .routing import gamma_uh_weights, maxbas_weights, route, route_streamflow
+from .richards import Richards1D, richards_residual
+from .soil_hydraulics import VanGenuchten, Haverkamp, Gardner, vg_water_content, vg_conductivity, vg_capacity, vg_pressure_head

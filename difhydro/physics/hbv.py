@@ -270,15 +270,15 @@ def warm_up(
     """
     if not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive int, got {days!r}")
-    n_time = None
-    for k in model.forcing_names:
-        if k in forcing:
-            n_time = jnp.shape(forcing[k])[0]
-            break
-    if n_time is not None and days > n_time:
+    missing = [k for k in model.forcing_names if k not in forcing]
+    if missing:
+        raise ValueError(f"forcing is missing {missing} for {type(model).__name__}")
+    first = jnp.shape(forcing[next(iter(model.forcing_names))])
+    n_time = first[0] if first else 0
+    if days > n_time:
         raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
-    forcing_w = {k: v[:days] for k, v in forcing.items()}
-    batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
+    forcing_w = {k: jnp.asarray(forcing[k])[:days] for k in model.forcing_names}
+    batch_ndim = len(first) - 1
     params_w = {}
     for k, v in params.items():
         static_ndim = batch_ndim + len(model.param_event_shape(k))

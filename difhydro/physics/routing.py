@@ -59,7 +59,7 @@ def gamma_uh_weights(a: Array, b: Array, length: int = 15) -> Array:
     """
     length = _check_length(length)
     a, b = jnp.broadcast_arrays(jnp.asarray(a), jnp.asarray(b))
-    dtype = jnp.result_type(a, b, jnp.float32)
+    dtype = _float_dtype(a, b)
     alpha = jnp.maximum(a, 0.0)[..., None].astype(dtype) + 0.1
     theta = jnp.maximum(b, 0.0)[..., None].astype(dtype) + 0.5
     t = jnp.arange(length, dtype=dtype) + 0.5
@@ -93,7 +93,7 @@ def maxbas_weights(maxbas: Array, length: int = 7) -> Array:
                 f"maxbas = {float(jnp.max(m)):g} d needs length >= {float(jnp.max(m)):g}, "
                 f"got length = {length}"
             )
-    dtype = jnp.result_type(m, jnp.float32)
+    dtype = _float_dtype(m)
     m = m[..., None].astype(dtype)
     x = jnp.minimum(jnp.arange(length + 1, dtype=dtype), m)
     rising = 2.0 * jnp.square(x / m)
@@ -135,7 +135,9 @@ def route(q: Array, weights: Array) -> Array:
     return out
 
 
-def route_streamflow(q: Array, routing_params: Mapping[str, Array], length: int | None = None) -> Array:
+def route_streamflow(
+    q: Array, routing_params: Mapping[str, Array], length: int | None = None
+) -> Array:
     """Route ``q [time, *batch]`` with the unit hydrograph named by the parameter keys.
 
     ``{"uh_shape", "uh_scale"}`` selects the gamma UH (default ``length = 15``);
@@ -153,6 +155,12 @@ def route_streamflow(q: Array, routing_params: Mapping[str, Array], length: int 
             f"{sorted(MAXBAS_SPEC)} (MAXBAS); got {sorted(keys)}"
         )
     return route(q, w)
+
+
+def _float_dtype(*xs):
+    """Common floating dtype of ``xs`` (the default float for integer inputs)."""
+    dtype = jnp.result_type(*xs)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
 def _check_length(length) -> int:

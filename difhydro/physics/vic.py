@@ -12,6 +12,8 @@ All depths are mm and all fluxes mm d-1; one :meth:`VicBucket.step` is one day.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -381,6 +383,30 @@ class VicBucket(ProcessModel):
             root=c("root_fraction"),
         )
 
+    def stable_substeps(self, params: Mapping[str, Array]) -> int:
+        """A number of ``n_substeps`` sufficient to keep the explicit sub-step monotone.
+
+        The sub-step map ``W -> W - dt Q(W)`` is monotone (and its derivative, hence the
+        gradient through a long run, stays bounded) when ``dt dQ/dW <= 1`` for drainage
+        and baseflow. Steep corners of the box (``ws`` near 0.99 with large ``dsmax``, or
+        large ``expt`` with the top-layer Ksat) need up to ~23 sub-steps; with fewer, the
+        run stays bounded (clipped) but gradients grow geometrically and can overflow.
+        Evaluated on concrete parameter values (outside ``jit``).
+        """
+        soil = self.soil(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+        p = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+        ds = p["ds"] * p["ws"] if self.ds_mode == "fraction" else np.minimum(p["ds"], p["ws"])
+        span3 = np.asarray(soil.capacity[2]) - np.asarray(soil.residual[2])
+        c = self.baseflow_exponent
+        # slopes at a full layer, where both curves are steepest (mm d-1 per mm)
+        baseflow = p["dsmax"] * (ds / p["ws"] + c * (1.0 - ds / p["ws"]) / (1.0 - p["ws"])) / span3
+        drainage = [
+            np.asarray(ks) * p["expt"] / (np.asarray(wm) - np.asarray(wr))
+            for ks, wm, wr in zip(soil.ksat[:2], soil.capacity[:2], soil.residual[:2])
+        ]
+        slope = max(float(np.max(x)) for x in (baseflow, *drainage))
+        return max(1, math.ceil(slope))
+
     def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """Each layer half full (``Wr + (Wm - Wr)/2``), no snow; shaped like the batch."""
         zeros = jnp.zeros_like(params["b_infilt"])
@@ -467,21 +493,22 @@ class VicBucket(ProcessModel):
         precipitation, pet = forcing["precipitation"], forcing["pet"]
         new_state, outputs = {}, {}
         if self.snow:
-            snow0 = state["snow_storage"]
+            snow0 = jnp.asarray(state["snow_storage"])
             snow = snow_fluxes(
                 snow0, precipitation, forcing["temperature"],
                 params["df"], params["tmax"], params["tmin"], self.k,
             )
-            new_state["snow_storage"] = (snow0 + snow["snowfall"] - snow["snowmelt"]).astype(snow0.dtype)
+            new_snow = snow0 + snow["snowfall"] - snow["snowmelt"]
+            new_state["snow_storage"] = new_snow.astype(snow0.dtype)
             liquid = snow["rainfall"] + snow["snowmelt"]
             outputs.update(snow)
         else:
             liquid = precipitation
-        moisture = tuple(state[k] for k in _MOISTURE)
+        moisture = tuple(jnp.asarray(state[k]) for k in _MOISTURE)
         new_moisture, fluxes = self._soil_day(moisture, liquid, pet, params)
         for name, old, new in zip(_MOISTURE, moisture, new_moisture):
             new_state[name] = new.astype(old.dtype)
-        evaporation = fluxes["evaporation_layer1"] + fluxes["evaporation_layer2"] + fluxes["evaporation_layer3"]
+        evaporation = sum(fluxes[f"evaporation_layer{i}"] for i in (1, 2, 3))
         outputs.update(fluxes)
         outputs["evapotranspiration"] = evaporation
         outputs["streamflow"] = fluxes["surface_runoff"] + fluxes["baseflow"]

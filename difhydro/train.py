@@ -1,0 +1,357 @@
+"""The Trainer: one jit-compiled step (sample -> physics -> networks -> loss -> update).
+
+A training step draws a batch of windows from device-resident data with ``jax.random``,
+runs the model (process-model scans and networks), takes the gradient of the loss with
+respect to every network and layer parameter, and applies an optax update — all inside
+one compiled function, with the batch sharded along the basin axis over every device of a
+``jax.sharding.Mesh`` (one device on a laptop is the same code path). Around it the
+Python loop runs epochs with a progress bar, evaluates on validation data with
+:mod:`difhydro.metrics`, stops early, logs a CSV and writes orbax checkpoints from which
+:meth:`Trainer.fit` resumes exactly.
+
+Multi-host (several machines): call ``jax.distributed.initialize()`` on every host before
+building the Trainer; ``jax.devices()`` then lists all hosts' devices, the mesh spans
+them and every host must feed the same ``BasinData`` (each keeps the rows it needs).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from . import losses, metrics
+from .data.batching import BasinData, Batch, full_period_batch, sample_batch
+
+__all__ = ["TrainConfig", "TrainState", "Trainer", "named_loss", "basin_mesh"]
+
+Array = jax.Array
+LossFn = Callable[[Mapping[str, Array], Batch, Mapping[str, Array]], Array]
+
+
+def named_loss(name: str, output: str = "streamflow") -> LossFn:
+    """A built-in loss on ``predictions[output]`` vs ``batch.target``: ``"nse_star"``,
+    ``"rmse"``, ``"mse"`` or ``"dhbv"`` (δHBV's RMSE + log-flow RMSE)."""
+
+    def nse_star(pred, batch, ctx):
+        return losses.nse_star(pred[output], batch.target, batch.mask, ctx["basin_std"][batch.basin])
+
+    table = {
+        "nse_star": nse_star,
+        "rmse": lambda pred, batch, ctx: losses.rmse(pred[output], batch.target, batch.mask),
+        "mse": lambda pred, batch, ctx: losses.mse(pred[output], batch.target, batch.mask),
+        "dhbv": lambda pred, batch, ctx: losses.dhbv_loss(pred[output], batch.target, batch.mask),
+    }
+    if name not in table:
+        raise ValueError(f"unknown loss {name!r}; choose from {sorted(table)} or pass a function")
+    return table[name]
+
+
+def basin_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``"basin"`` over ``devices`` (default: all devices)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), ("basin",))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        steps_per_epoch: optimiser steps per epoch.
+        batch_size: windows per step (a multiple of the number of devices).
+        learning_rate: peak Adam step size.
+        schedule: ``"constant"``, ``"cosine"`` (decay over all steps) or ``"warmup_cosine"``.
+        clip_norm: global gradient-norm clipping (``None`` = off).
+        patience: epochs without validation improvement before stopping (``None`` = off).
+        monitor: ``"loss"`` (validation loss) or a metric of :mod:`difhydro.metrics`
+            whose basin median is maximised (e.g. ``"nse"``).
+        eval_metrics: metrics reported on validation data.
+        seed: seeds initialisation, sampling and dropout.
+        progress: show progress bars.
+    """
+
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    schedule: str = "constant"
+    clip_norm: float | None = 1.0
+    patience: int | None = None
+    monitor: str = "loss"
+    eval_metrics: tuple[str, ...] = ("nse", "kge", "mnse", "fhv", "r")
+    seed: int = 0
+    progress: bool = True
+
+    def optimizer(self) -> optax.GradientTransformation:
+        total = max(self.epochs * self.steps_per_epoch, 1)
+        if self.schedule == "constant":
+            lr = self.learning_rate
+        elif self.schedule == "cosine":
+            lr = optax.cosine_decay_schedule(self.learning_rate, total, alpha=0.05)
+        elif self.schedule == "warmup_cosine":
+            lr = optax.warmup_cosine_decay_schedule(
+                0.0, self.learning_rate, min(total // 10 + 1, total), total, self.learning_rate * 0.05
+            )
+        else:
+            raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {self.schedule!r}")
+        clip = [optax.clip_by_global_norm(self.clip_norm)] if self.clip_norm else []
+        return optax.chain(*clip, optax.adam(lr))
+
+
+class TrainState(dict):
+    """``params``, ``opt_state`` and ``step`` (the sampler and dropout streams derive from
+    the seed and the step, so this is all a checkpoint needs to resume exactly)."""
+
+
+jax.tree_util.register_pytree_node(
+    TrainState,
+    lambda s: ((s["params"], s["opt_state"], s["step"]), None),
+    lambda _, c: TrainState(params=c[0], opt_state=c[1], step=c[2]),
+)
+
+
+class Trainer:
+    """Train a Flax model that maps a :class:`~difhydro.data.batching.Batch` to outputs.
+
+    Args:
+        model: a ``flax.linen`` module called as ``model(batch, deterministic=...)``
+            returning a mapping with (at least) the loss's output (``streamflow``).
+        train_data: :class:`BasinData` of the training period and basins.
+        config: :class:`TrainConfig`.
+        loss: a name for :func:`named_loss` or ``loss(predictions, batch, context)``;
+            ``context["basin_std"]`` holds each training basin's flow standard deviation.
+        validation: optional :class:`BasinData` for evaluation and early stopping.
+        optimizer: any optax transformation (default from ``config``).
+        run_dir: where ``log.csv``, ``checkpoints/`` and ``norm_stats.json`` go.
+        norm_stats: the normalisation statistics to save with the checkpoints.
+        mesh: device mesh with a ``"basin"`` axis (default: all devices).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: BasinData,
+        config: TrainConfig = TrainConfig(),
+        *,
+        loss: str | LossFn = "nse_star",
+        validation: BasinData | None = None,
+        optimizer: optax.GradientTransformation | None = None,
+        run_dir: str | Path | None = None,
+        norm_stats=None,
+        mesh: Mesh | None = None,
+    ):
+        self.model, self.data, self.config, self.validation = model, train_data, config, validation
+        self.loss_fn = named_loss(loss) if isinstance(loss, str) else loss
+        self.tx = optimizer or config.optimizer()
+        self.run_dir = None if run_dir is None else Path(run_dir).resolve()
+        self.norm_stats = norm_stats
+        self.mesh = mesh or basin_mesh()
+        n_dev = self.mesh.devices.size
+        if config.batch_size % n_dev:
+            raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {n_dev} devices")
+        if config.monitor != "loss" and config.monitor not in metrics.METRICS:
+            raise ValueError(f"monitor must be 'loss' or one of {sorted(metrics.METRICS)}")
+        self.context = {"basin_std": self._basin_std(train_data)}
+        self._sharding = NamedSharding(self.mesh, PartitionSpec("basin"))
+        self._key = jax.random.PRNGKey(config.seed)
+        # trace the model once on a batch: configuration errors surface here, before compiling
+        probe = sample_batch(self._key, train_data, config.batch_size)
+        jax.eval_shape(lambda b: model.init({"params": self._key, "dropout": self._key}, b), probe)
+        self._step = jax.jit(self._train_step, donate_argnums=0)
+        self._predict = jax.jit(lambda params, batch: model.apply({"params": params}, batch))
+
+    # -- pieces of the compiled step ------------------------------------------------------
+
+    @staticmethod
+    def _basin_std(data: BasinData) -> Array:
+        obs = np.asarray(data.observed)
+        target = np.where(obs, np.asarray(data.target), np.nan)
+        with np.errstate(invalid="ignore"):
+            std = np.nanstd(target, axis=1)
+        return jnp.asarray(np.nan_to_num(std, nan=1.0), jnp.float32)
+
+    def _shard(self, batch: Batch) -> Batch:
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, self._sharding), batch)
+
+    def init_state(self) -> TrainState:
+        """Initial parameters and optimiser state (deterministic for ``config.seed``)."""
+        batch = sample_batch(self._key, self.data, self.config.batch_size)
+        init_key = jax.random.fold_in(self._key, -1 % (2**31))
+        variables = self.model.init({"params": init_key, "dropout": init_key}, batch)
+        params = variables["params"]
+        return TrainState(params=params, opt_state=self.tx.init(params), step=jnp.asarray(0, jnp.int32))
+
+    def _train_step(self, state: TrainState, data: BasinData):
+        key = jax.random.fold_in(self._key, state["step"])
+        sample_key, dropout_key = jax.random.split(key)
+        batch = self._shard(sample_batch(sample_key, data, self.config.batch_size))
+
+        def objective(params):
+            pred = self.model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_key})
+            return self.loss_fn(pred, batch, self.context)
+
+        value, grads = jax.value_and_grad(objective)(state["params"])
+        updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return TrainState(params=params, opt_state=opt_state, step=state["step"] + 1), value
+
+    def train_step(self, state: TrainState) -> tuple[TrainState, Array]:
+        """One compiled optimisation step; returns the new state and the batch loss."""
+        return self._step(state, self.data)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def predict(self, params, data: BasinData, chunk: int = 64) -> tuple[dict[str, np.ndarray], Batch]:
+        """Run the model over every basin's whole period (chunks of ``chunk`` basins).
+
+        Returns ``(outputs, batch)``: outputs name -> ``[basin, time, ...]`` numpy arrays
+        (the ``params`` entry is dropped) and the full-period batch (target, mask).
+        """
+        full = full_period_batch(data)
+        n = full.target.shape[0]
+        parts = []
+        for lo in range(0, n, chunk):
+            sub = jax.tree.map(lambda x: x[lo : lo + chunk], full)
+            out = self._predict(params, sub)
+            parts.append({k: np.asarray(v) for k, v in out.items() if k != "params"})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, full
+
+    def evaluate(self, params, data: BasinData, output: str = "streamflow") -> dict[str, np.ndarray]:
+        """Per-basin metrics after the warm-up (NaN-masked), plus the loss."""
+        pred, full = self.predict(params, data)
+        sim = pred[output]
+        obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
+        scores = {m: np.asarray(metrics.METRICS[m](sim, obs, axis=1)) for m in self.config.eval_metrics}
+        ctx = {"basin_std": self._basin_std(data)}
+        scores["loss"] = float(self.loss_fn({k: jnp.asarray(v) for k, v in pred.items()}, full, ctx))
+        return scores
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train for ``config.epochs`` epochs (or until early stopping).
+
+        With ``resume=True`` and a checkpoint in ``run_dir``, continue from it exactly.
+        Returns ``{"params", "best_params", "history"}``.
+        """
+        cfg = self.config
+        state, meta = self.init_state(), {"epoch": 0, "best": None, "wait": 0, "history": []}
+        # the step donates its input state, so keep real copies of what must survive it
+        keep = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
+        best_params = keep(state["params"])
+        if resume:
+            restored = self.restore()
+            if restored is not None:
+                state, meta, best_params = restored
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if self.norm_stats is not None:
+                self.norm_stats.save(self.run_dir / "norm_stats.json")
+        for epoch in range(meta["epoch"], cfg.epochs):
+            t0 = time.perf_counter()
+            bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+            total = 0.0
+            for i in bar:
+                state, value = self.train_step(state)
+                if i % 10 == 0 or i == cfg.steps_per_epoch - 1:
+                    bar.set_postfix(loss=f"{float(value):.4f}")
+                total += float(value)
+            row = {"epoch": epoch + 1, "train_loss": total / cfg.steps_per_epoch, "seconds": time.perf_counter() - t0}
+            improved = True
+            if self.validation is not None:
+                scores = self.evaluate(state["params"], self.validation)
+                row["val_loss"] = scores["loss"]
+                row.update({f"val_median_{m}": float(np.nanmedian(scores[m])) for m in cfg.eval_metrics})
+                score = -row["val_loss"] if cfg.monitor == "loss" else row[f"val_median_{cfg.monitor}"]
+                improved = meta["best"] is None or score > meta["best"]
+                if improved:
+                    meta["best"], meta["wait"] = score, 0
+                else:
+                    meta["wait"] += 1
+            if improved:
+                best_params = keep(state["params"])
+            meta["epoch"] = epoch + 1
+            meta["history"].append(row)
+            self._log(row)
+            self.save(state, meta, best_params)
+            if cfg.progress:
+                shown = {k: round(v, 4) for k, v in row.items() if k != "epoch"}
+                tqdm.write(f"epoch {epoch + 1}: {shown}")
+            if cfg.patience is not None and meta["wait"] >= cfg.patience:
+                if cfg.progress:
+                    tqdm.write(f"early stopping after {epoch + 1} epochs (patience {cfg.patience})")
+                break
+        return {"params": state["params"], "best_params": best_params, "history": meta["history"], "state": state}
+
+    # -- files ----------------------------------------------------------------------------
+
+    def _log(self, row):
+        if self.run_dir is None:
+            return
+        path = self.run_dir / "log.csv"
+        rows = []
+        if path.exists():
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def save(self, state: TrainState, meta: Mapping, best_params) -> None:
+        """Write the latest state, the best parameters and the loop's metadata (orbax)."""
+        if self.run_dir is None:
+            return
+        import orbax.checkpoint as ocp
+
+        folder = self.run_dir / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"epoch_{meta['epoch']:04d}"
+        if target.exists():
+            shutil.rmtree(target)
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(target, {"state": dict(state), "best_params": best_params})
+        checkpointer.wait_until_finished()
+        (target / "meta.json").write_text(json.dumps({**meta, "seed": self.config.seed}, default=float))
+        for old in sorted(folder.glob("epoch_*"))[:-2]:  # keep the last two
+            shutil.rmtree(old)
+
+    def restore(self):
+        """``(state, meta, best_params)`` from the newest checkpoint in ``run_dir`` or None."""
+        if self.run_dir is None:
+            return None
+        import orbax.checkpoint as ocp
+
+        found = sorted((self.run_dir / "checkpoints").glob("epoch_*")) if (self.run_dir / "checkpoints").exists() else []
+        found = [f for f in found if (f / "meta.json").exists()]
+        if not found:
+            return None
+        template = self.init_state()
+        tree = {"state": dict(template), "best_params": template["params"]}
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+        restored = ocp.StandardCheckpointer().restore(found[-1], abstract)
+        # re-impose the exact pytree structure (optax named tuples) of a fresh state
+        leaves = jax.tree.leaves(restored)
+        tree = jax.tree.unflatten(jax.tree.structure(tree), leaves)
+        meta = json.loads((found[-1] / "meta.json").read_text())
+        if meta.get("seed") != self.config.seed:
+            raise ValueError(f"checkpoint {found[-1]} was written with seed {meta.get('seed')}, config has {self.config.seed}")
+        return TrainState(**tree["state"]), meta, tree["best_params"]
