@@ -160,7 +160,7 @@ def compare_flows(torch, Hbv, n_basins: int = 100, n_days: int = 730) -> float:
     return worst
 
 
-def torch_time(torch, Hbv, n_basins: int, n_days: int, repeats: int = 2, warm: bool = True):
+def torch_time(torch, Hbv, n_basins: int, n_days: int, repeats: int = 2, warm: bool = False):
     """Best wall time (s) of hydrodl2 forward + backward (autograd to the raw parameters)."""
     peer = make_peer(torch, Hbv)
     x, raw = peer_inputs(torch, synthetic_forcing(n_days, n_basins))
@@ -173,7 +173,7 @@ def torch_time(torch, Hbv, n_basins: int, n_days: int, repeats: int = 2, warm: b
         loss.backward()
         return loss
 
-    if warm:  # first call allocates; no compilation to amortise, so once is enough
+    if warm:  # no compilation to amortise: an untimed first call only warms the allocator
         fwd_bwd()
     best = np.inf
     for _ in range(repeats):

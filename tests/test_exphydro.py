@@ -80,15 +80,45 @@ def test_flux_of_the_update_output_timing():
 
 def test_zero_state_pitfall_is_reproduced_and_avoidable():
     zero = dict(snow_storage=0.0, soil_storage=0.0)
-    out = run(ExpHydro(), state0=zero)
+    jiang = ExpHydro(limit_outflow=False)  # Jiang et al.'s scheme exactly
+    out = run(jiang, state0=zero)
     close(out["soil_storage"][:4], [-0.0673795, -0.112364, -0.145346, 2.82251])
     close(out["streamflow"][-1], 0.234288)
     # default initial state is zeros, same result
-    close(simulate(ExpHydro(), PARAMS, table_forcing())[1]["streamflow"][-1], 0.234288)
+    close(simulate(jiang, PARAMS, table_forcing())[1]["streamflow"][-1], 0.234288)
     # shifting the storage steps by 0.5 mm cuts the spurious drain of an empty bucket
     # from H_5(0) = 0.5 to H_5(-0.5) = 0.0067 of its value (the deficit shrinks > 50x)
-    shifted = run(ExpHydro(storage_step_offset=0.5), state0=zero)
+    shifted = run(ExpHydro(storage_step_offset=0.5, limit_outflow=False), state0=zero)
     assert -0.003 < float(jnp.min(shifted["soil_storage"])) < 0
+    # the outflow limiter (default) never lets the bucket go below empty
+    limited = run(ExpHydro(), state0=zero)
+    assert float(jnp.min(limited["soil_storage"])) > -1e-5
+    close(limited["soil_storage"][:3], [0.0, 0.0, 0.0], abs_=1e-5)
+
+
+@pytest.mark.parametrize("limit", [True, False])
+def test_reference_tables_do_not_depend_on_the_limiter(limit):
+    out = run(ExpHydro(limit_outflow=limit))
+    close(out["streamflow"], EULER_SMOOTH_Q)
+    close(run(ExpHydro(solver="rk4", limit_outflow=limit))["streamflow"], RK4_Q)
+
+
+def test_stiff_corner_gradients_stay_finite_over_10_years():
+    # small f with large qmax makes dQb/dS1 ~ 2.5 qmax per mm: an unlimited explicit step
+    # oscillates around an empty bucket and its gradient explodes (1e22 after 3 years)
+    forcing = random_forcing(10 * 365, 3, seed=9)
+    params = dict(f=jnp.array([0.0, 0.0014, 0.005]), smax=jnp.array([100.0, 266.0, 152.0]),
+                  qmax=jnp.array([50.0, 44.7, 48.2]), df=jnp.full(3, 3.9), tmax=jnp.full(3, 1.8),
+                  tmin=jnp.full(3, -0.4))
+
+    def loss(p, model):
+        return jnp.mean(simulate(model, p, forcing, check=False)[1]["streamflow"][365:] ** 2)
+
+    g = jax.grad(loss)(params, ExpHydro())
+    for k, v in g.items():
+        assert bool(jnp.all(jnp.isfinite(v))) and float(jnp.abs(v).max()) < 1e6, k
+    g_jiang = jax.grad(loss)(params, ExpHydro(limit_outflow=False))
+    assert max(float(jnp.abs(v).max()) for v in g_jiang.values()) > 1e10  # why the limiter exists
 
 
 def balance_residuals(out, s0_snow, s0_soil):
@@ -179,6 +209,20 @@ def _box_value(spec: ParamSpec):
     return st.one_of(st.just(spec.low), st.just(spec.high), st.floats(spec.low, spec.high))
 
 
+def test_no_nan_gradients_at_every_corner_of_the_box():
+    specs = ExpHydro.param_spec
+    corners = np.array(np.meshgrid(*[[0.0, 1.0]] * len(specs))).reshape(len(specs), -1)  # 64 corners
+    params = {k: jnp.asarray(s.low + (s.high - s.low) * corners[i], jnp.float32) for i, (k, s) in enumerate(specs.items())}
+    model = ExpHydro()
+    forcing = {k: jnp.asarray(np.repeat(v, corners.shape[1], axis=1)) for k, v in random_forcing(5 * 365, 1, seed=6).items()}
+
+    def loss(p):
+        return jnp.mean(simulate(model, p, forcing, dict(snow_storage=0.0, soil_storage=50.0), check=False)[1]["streamflow"] ** 2)
+
+    for k, g in jax.grad(loss)(params).items():
+        assert bool(jnp.all(jnp.isfinite(g))), k
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     values=st.fixed_dictionaries({k: _box_value(s) for k, s in ExpHydro.param_spec.items()}),
@@ -242,3 +286,15 @@ def test_bad_input_gives_clear_errors():
         simulate(model, {**PARAMS, "beta": 1.0}, forcing)
     with pytest.raises(ValueError, match="solver"):
         ExpHydro(solver="euler2")
+
+
+def test_empty_bucket_without_rain_has_finite_gradients():
+    # regression: the outflow limiter divided 0 by a denormal demand (1e-20 mm/d), and
+    # d(0/x)/dx = -0/x² = 0/0 once x² underflows
+    forcing = random_forcing(30, 2, seed=1)
+    forcing["precipitation"] = np.zeros_like(forcing["precipitation"])
+    forcing["temperature"] = np.full_like(forcing["temperature"], 15.0)
+    params = dict(f=0.0548, smax=892.0, qmax=29.2, df=2.6, tmax=1.6, tmin=-1.9)
+    for model in (ExpHydro(), ExpHydro(solver="rk4")):
+        g = jax.grad(lambda p: jnp.mean(simulate(model, p, forcing)[1]["streamflow"] ** 2))(params)
+        assert all(np.isfinite(float(v)) for v in g.values()), g

@@ -316,13 +316,38 @@ class _ParameterReadout(nn.Module):
         return raw[..., 0]
 
 
+def _attribute_tokens(module: nn.Module, attributes: Array, d_model: int) -> tuple[Array, Array]:
+    """Attribute j -> token ``a_j w_j + e_j`` (``[batch, n_attributes, d_model]``) and the
+    mask of present (finite) attributes ``[batch, n_attributes]``; called inside a compact
+    ``__call__`` so the parameters belong to ``module``."""
+    if attributes.ndim != 2:
+        raise ValueError(
+            f"attributes must be [batch, n_attributes], got shape {attributes.shape}"
+        )
+    n_attributes = attributes.shape[1]
+    mask = jnp.isfinite(attributes)
+    values = jnp.where(mask, attributes, 0.0).astype(jnp.float32)
+    scale = module.param("attribute_scale", nn.initializers.normal(1.0),
+                         (n_attributes, d_model), module.param_dtype)
+    identity = module.param("attribute_embedding", nn.initializers.normal(1.0),
+                            (n_attributes, d_model), module.param_dtype)
+    return (values[..., None] * scale + identity).astype(module.dtype), mask
+
+
 class ParaFormerZ(nn.Module):
     """(Forcing, observation) history ``[batch, time, features]`` -> raw parameters.
 
     Steps: Dense embedding to ``d_model``, sinusoidal positions, a
     :class:`TransformerEncoder` over time (``mask`` [batch, time] marks valid steps; fill
-    missing observations with 0 and, if wanted, add a 0/1 "observed" feature), then
-    :class:`CrossAttentionBlock` from one learned query per parameter.
+    missing observations with 0 and, if wanted, add a 0/1 "observed" feature).
+
+    Without ``attributes``, one learned query per parameter cross-attends to the encoded
+    history. With ``attributes`` ``[batch, n_attributes]`` (the paper's decoder side,
+    Li & Lu 2023 Eqs. 10-12): the attributes are encoded as in :class:`ParaFormerA`
+    (self-attention over attribute tokens gives the queries Q_A), Q_A cross-attend to the
+    encoded history (K_Z, V_Z) with a residual feed-forward block,
+    ``FFN(O_Z + Q_A) + O_Z + Q_A``, and the learned parameter queries read the fused
+    attribute tokens out. NaN attributes are masked out.
     Returns ``[batch, num_params]``, unconstrained.
     """
 
@@ -337,7 +362,12 @@ class ParaFormerZ(nn.Module):
 
     @nn.compact
     def __call__(
-        self, inputs: Array, mask: Array | None = None, *, deterministic: bool = True
+        self,
+        inputs: Array,
+        mask: Array | None = None,
+        attributes: Array | None = None,
+        *,
+        deterministic: bool = True,
     ) -> Array:
         check_sequence(inputs, "inputs")
         if self.num_params < 1:
@@ -351,10 +381,28 @@ class ParaFormerZ(nn.Module):
             dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
             name="encoder",
         )(x, mask, deterministic=deterministic)
-        return _ParameterReadout(
+        readout = _ParameterReadout(
             self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
             self.dtype, self.param_dtype, name="readout",
-        )(x, mask, deterministic)
+        )
+        if attributes is None:
+            return readout(x, mask, deterministic)
+        if attributes.shape[0] != inputs.shape[0]:
+            raise ValueError(
+                f"attributes must be [batch, n_attributes] with batch {inputs.shape[0]}, "
+                f"got shape {attributes.shape}"
+            )
+        tokens, attribute_mask = _attribute_tokens(self, attributes, self.d_model)
+        queries = TransformerEncoder(
+            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
+            name="attribute_encoder",
+        )(tokens, attribute_mask, deterministic=deterministic)
+        fused = CrossAttentionBlock(
+            num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
+            dtype=self.dtype, param_dtype=self.param_dtype, name="history_attention",
+        )(queries, x, mask, deterministic=deterministic)
+        return readout(fused, attribute_mask, deterministic)
 
 
 class ParaFormerA(nn.Module):
@@ -384,14 +432,7 @@ class ParaFormerA(nn.Module):
             )
         if self.num_params < 1:
             raise ValueError(f"num_params must be >= 1, got {self.num_params}")
-        n_attributes = attributes.shape[1]
-        mask = jnp.isfinite(attributes)
-        values = jnp.where(mask, attributes, 0.0).astype(jnp.float32)
-        scale = self.param("attribute_scale", nn.initializers.normal(1.0),
-                           (n_attributes, self.d_model), self.param_dtype)
-        identity = self.param("attribute_embedding", nn.initializers.normal(1.0),
-                              (n_attributes, self.d_model), self.param_dtype)
-        tokens = (values[..., None] * scale + identity).astype(self.dtype)
+        tokens, mask = _attribute_tokens(self, attributes, self.d_model)
         x = TransformerEncoder(
             num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,

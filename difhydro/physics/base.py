@@ -326,14 +326,20 @@ def simulate(
     """
     forcing, n_time, batch = _check_forcing(model, forcing)
     static, dynamic = _split_params(model, params, n_time, batch, check)
+    first = {**static, **{k: v[0] for k, v in dynamic.items()}}
+    template = model.initial_state(first)
     if state0 is None:
-        first = {**static, **{k: v[0] for k, v in dynamic.items()}}
-        state0 = model.initial_state(first)
+        state0 = template
     else:
         missing = [k for k in model.state_names if k not in state0]
         if missing:
             raise ValueError(f"state0 is missing states {missing} of {type(model).__name__}")
         state0 = {k: _as_float(state0[k], k) for k in model.state_names}
+        try:  # scalars and per-basin values broadcast to the state's full shape
+            state0 = {k: jnp.broadcast_to(v, template[k].shape).astype(template[k].dtype) for k, v in state0.items()}
+        except ValueError:
+            shapes = {k: (jnp.shape(state0[k]), template[k].shape) for k in state0}
+            raise ValueError(f"state0 shapes (given, expected) do not broadcast: {shapes}") from None
 
     def body(state, xs):
         forcing_t, dynamic_t = xs

@@ -140,7 +140,8 @@ class HBV(ProcessModel):
     def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
         """Every state at ``initial_storage`` mm, shaped like ``params["fc"]``."""
         fc = jnp.asarray(params["fc"])
-        dtype = jnp.result_type(fc, jnp.float32)
+        # fc's own dtype (a weakly typed Python float follows the x64 setting)
+        dtype = fc.dtype if jnp.issubdtype(fc.dtype, jnp.floating) else jnp.result_type(float)
         return {k: jnp.full(fc.shape, self.initial_storage, dtype) for k in self.state_names}
 
     # -- thresholds -----------------------------------------------------------------------
@@ -150,6 +151,12 @@ class HBV(ProcessModel):
         if self.smooth:
             return jax.nn.softplus(self.k * x) / self.k
         return jnp.maximum(x, 0.0)
+
+    def _ramp_scaled(self, factor: Array, dt: Array) -> Array:
+        """``max(factor dt, 0)`` for ``factor >= 0``; smooth: ``factor softplus_k(dt)``."""
+        if self.smooth:
+            return factor * self._ramp(dt)
+        return jnp.maximum(factor * dt, 0.0)
 
     def _rain_fraction(self, t: Array, tt: Array) -> Array:
         """``1[T >= TT]``, or ``H_k(T - TT)`` in smooth mode."""
@@ -238,15 +245,9 @@ class HBV(ProcessModel):
         }
         return new_state, {k: mean(v) for k, v in fluxes.items()}
 
-    def _ramp_scaled(self, factor: Array, dt: Array) -> Array:
-        """``max(factor dt, 0)`` for ``factor >= 0``; smooth: ``factor softplus_k(dt)``."""
-        if self.smooth:
-            return factor * self._ramp(dt)
-        return jnp.maximum(factor * dt, 0.0)
-
 
 def warm_up(
-    model: HBV | ProcessModel,
+    model: ProcessModel,
     params: Mapping[str, Array],
     forcing: Mapping[str, Array],
     days: int = 365,

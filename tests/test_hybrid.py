@@ -1,0 +1,183 @@
+"""Hybrid models: gradients through the physics, composition, bad configuration."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from difhydro.data import fulda_twin
+from difhydro.hybrid import PRNN, DifferentiableParameterLearning, HybridPRNN, RegionalLSTM, build_model
+from difhydro.physics import HBV, ExpHydro, simulate
+
+from helpers import random_forcing
+
+
+def _batch(n_basins=3, n_days=200, seed=0, extra=()):
+    forcing = {k: jnp.asarray(v).T for k, v in random_forcing(n_days, n_basins, seed=seed).items()}
+    for k in extra:
+        forcing[k] = jnp.full((n_basins, n_days), 1.5)
+    rng = np.random.default_rng(seed)
+    return {
+        "forcing": forcing,
+        "inputs": jnp.asarray(rng.normal(size=(n_basins, n_days, 3)), jnp.float32),
+        "attributes": jnp.asarray(rng.normal(size=(n_basins, 4)), jnp.float32),
+    }
+
+
+def test_prnn_equals_simulate_and_returns_states():
+    batch = _batch()
+    layer = PRNN(ExpHydro())
+    raw = {k: jnp.linspace(-1, 1, 3) for k in ExpHydro.param_spec}
+    out = layer.apply({}, batch["forcing"], raw)
+    phys = {k: ExpHydro.param_spec[k].to_physical(v) for k, v in raw.items()}
+    ref = simulate(ExpHydro(), phys, {k: v.T for k, v in batch["forcing"].items()})[1]
+    np.testing.assert_allclose(out["streamflow"], ref["streamflow"].T, rtol=1e-6)
+    assert out["snow_storage"].shape == (3, 200) and out["soil_storage"].shape == (3, 200)
+    np.testing.assert_allclose(out["params"]["smax"], phys["smax"])
+
+
+def test_gradients_reach_the_parameterization_network_through_the_physics():
+    batch = _batch(n_basins=2, n_days=60)
+    obs = jnp.asarray(np.random.default_rng(1).gamma(1.0, 1.0, (2, 60)), jnp.float32)
+    model = DifferentiableParameterLearning(ExpHydro(), hidden_sizes=(4,))
+    variables = model.init(jax.random.key(0), batch)
+    state0 = {"snow_storage": jnp.full(2, 5.0), "soil_storage": jnp.full(2, 300.0)}
+
+    def loss(v):
+        # start from a filled bucket so every parameter matters within 60 days
+        out = PRNN(ExpHydro()).apply({}, batch["forcing"], _raw_params(model, v, batch), state0)
+        return jnp.mean((out["streamflow"] - obs) ** 2)
+
+    grads = jax.grad(loss)(variables)
+    leaves = jax.tree.leaves(grads["params"]["mlp"])
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert all(float(jnp.abs(g).max()) > 0 for g in leaves)  # every layer receives gradient
+    # central finite differences on the first-layer kernel (float32, so a wide step)
+    kernel = variables["params"]["mlp"]["hidden_0"]["kernel"]
+    g = grads["params"]["mlp"]["hidden_0"]["kernel"]
+    for idx in [(0, 0), (2, 1), (3, 3)]:
+        h = 1e-2
+        plus = jax.tree.map(lambda x: x, variables)
+        plus["params"]["mlp"]["hidden_0"]["kernel"] = kernel.at[idx].add(h)
+        minus = jax.tree.map(lambda x: x, variables)
+        minus["params"]["mlp"]["hidden_0"]["kernel"] = kernel.at[idx].add(-h)
+        fd = (loss(plus) - loss(minus)) / (2 * h)
+        assert float(g[idx]) == pytest.approx(float(fd), rel=3e-2, abs=1e-4)
+
+
+def _raw_params(model, variables, batch):
+    """The MLP's raw outputs split per parameter (what the dPL model feeds its PRNN)."""
+    from difhydro.hybrid import _split_raw
+    from difhydro.nn import MLP
+
+    mlp = MLP(tuple(model.hidden_sizes), len(ExpHydro.param_spec))
+    flat = mlp.apply({"params": variables["params"]["mlp"]}, batch["attributes"])
+    return _split_raw(flat, ExpHydro.param_spec, lambda k: ())
+
+
+def test_dpl_model_matches_its_pieces():
+    batch = _batch(n_basins=2, n_days=60)
+    model = DifferentiableParameterLearning(ExpHydro(), hidden_sizes=(4,))
+    variables = model.init(jax.random.key(0), batch)
+    out = model.apply(variables, batch)
+    ref = PRNN(ExpHydro()).apply({}, batch["forcing"], _raw_params(model, variables, batch))
+    np.testing.assert_allclose(out["streamflow"], ref["streamflow"], rtol=1e-6)
+
+
+def test_local_prnn_recovers_twin_parameters_within_a_few_percent():
+    # one noise-free twin basin; a local PRNN (one learned parameter set) fitted with
+    # L-BFGS on 8 years, the first two spinning the stores up
+    ds = fulda_twin(ExpHydro(), n_basins=1, noise=0.0, seed=3)
+    forcing = {k: jnp.asarray(ds[k].values) for k in ExpHydro.forcing_names}
+    obs = jnp.asarray(ds["streamflow"].values)
+    layer = PRNN(ExpHydro())
+    params = layer.init(jax.random.key(0), forcing)
+
+    def loss(p):
+        return jnp.mean((layer.apply(p, forcing)["streamflow"][:, 730:] - obs[:, 730:]) ** 2)
+
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    @jax.jit
+    def step(p, s):
+        v, g = value_and_grad(p, state=s)
+        u, s = opt.update(g, s, p, value=v, grad=g, value_fn=loss)
+        return optax.apply_updates(p, u), s
+
+    state = opt.init(params)
+    for _ in range(70):
+        params, state = step(params, state)
+    got = {k: float(ExpHydro.param_spec[k].to_physical(v)) for k, v in params["params"].items()}
+    for k in ExpHydro.param_spec:
+        truth = float(ds[f"param_{k}"][0])
+        assert got[k] == pytest.approx(truth, rel=0.03), (k, got[k], truth)
+
+
+def test_hybrid_modes_shapes_and_residual_start():
+    batch = _batch(extra=())
+    for mode in ("local", "pseudo_regional", "regional"):
+        model = HybridPRNN(mode=mode)
+        variables = model.init(jax.random.key(1), batch)
+        out = model.apply(variables, batch)
+        assert out["streamflow"].shape == (3, 200) and out["physics_streamflow"].shape == (3, 200)
+        if mode != "regional":
+            # the learned head starts at zero correction: Q = Q*
+            np.testing.assert_allclose(out["streamflow"], out["physics_streamflow"], atol=1e-6)
+    # regional: per-basin head weights from the attributes, so basins differ in correction
+    out = HybridPRNN(mode="regional").apply(variables, batch)
+    corr = np.asarray(out["streamflow"] - out["physics_streamflow"])
+    assert np.abs(corr).max() > 0
+
+
+def test_head_is_causal_over_the_lag_window():
+    batch = _batch(n_basins=1, n_days=60)
+    model = HybridPRNN(mode="pseudo_regional", residual=False)
+    variables = model.init(jax.random.key(2), batch)
+    variables["params"]["head"]["w2"] = jnp.ones_like(variables["params"]["head"]["w2"])  # starts at 0
+    base = model.apply(variables, batch)["streamflow"]
+    changed = dict(batch, inputs=batch["inputs"].at[:, 40].add(5.0))
+    out = model.apply(variables, changed)["streamflow"]
+    diff = np.abs(np.asarray(out - base))[0]
+    assert diff[:40].max() == 0 and diff[40:50].min() > 0 and diff[50:].max() == 0
+
+
+def test_dpl_lstm_with_dynamic_hbv_parameters_and_routing():
+    batch = _batch(n_days=150, extra=("pet",))
+    model = DifferentiableParameterLearning(
+        HBV(n_components=4, use_betaet=True), network="lstm", hidden_sizes=(8,),
+        dynamic_params=("beta", "betaet"), routing="gamma", warmup_days=50, warmup_gradient=False,
+    )
+    variables = model.init(jax.random.key(3), batch)
+    out = model.apply(variables, batch)
+    assert out["params"]["beta"].shape == (3, 150, 4) and out["params"]["fc"].shape == (3, 4)
+    assert out["params"]["uh_shape"].shape == (3,)
+    assert out["streamflow"].shape == (3, 150) and "runoff" in out
+    g = jax.grad(lambda v: jnp.mean(model.apply(v, batch)["streamflow"][:, 50:]))(variables)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+    # warm-up without gradients: changing the forcing of the warm-up days must not reach
+    # the loss through the gradient of the input
+    def loss_of_forcing(p):
+        b = dict(batch, forcing=dict(batch["forcing"], precipitation=p))
+        return jnp.mean(model.apply(variables, b)["streamflow"][:, 50:])
+
+    gp = jax.grad(loss_of_forcing)(batch["forcing"]["precipitation"])
+    assert float(jnp.abs(gp[:, :50]).max()) == 0.0 and float(jnp.abs(gp[:, 50:]).max()) > 0
+
+
+def test_bad_configuration_raises_clear_errors():
+    batch = _batch()
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("transformer_xl")
+    with pytest.raises(ValueError, match="needs forcing"):
+        DifferentiableParameterLearning(HBV()).init(jax.random.key(0), batch)  # no 'pet'
+    with pytest.raises(ValueError, match="attributes"):
+        HybridPRNN(mode="regional").init(jax.random.key(0), {k: v for k, v in batch.items() if k != "attributes"})
+    with pytest.raises(ValueError, match="mode"):
+        HybridPRNN(mode="global").init(jax.random.key(0), batch)
+    with pytest.raises(ValueError, match="dynamic_params"):
+        DifferentiableParameterLearning(ExpHydro(), network="lstm", dynamic_params=("beta",)).init(jax.random.key(0), batch)
+    lstm = RegionalLSTM(hidden_size=4)
+    out = lstm.apply(lstm.init(jax.random.key(0), batch), batch)
+    assert out["streamflow"].shape == (3, 200)

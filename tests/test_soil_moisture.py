@@ -1,0 +1,176 @@
+"""Soil-moisture models and data: the real profile site, the sliding-window LSTM, the PGDL
+profile model, a short training run that must learn, and (slow) the two examples."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difhydro import losses
+from difhydro.data import Batch, fit_normalization, make_basin_data
+from difhydro.soil_moisture import (
+    ProfileCNNLSTM,
+    SequenceLSTM,
+    degree_day_snow,
+    lagged_features,
+    pgdl_loss,
+    phy_lstm_loss,
+    score,
+    site_dataset,
+    soil_from_raw,
+)
+from difhydro.train import TrainConfig, Trainer
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def site():
+    pytest.importorskip("pyet")
+    return site_dataset()
+
+
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_site_dataset(site):
+    et0 = site["et0"].values[0]
+    assert np.all(np.isfinite(et0)) and et0.min() >= 0
+    months = site["time"].dt.month.values
+    # FAO-56 ET0 in humid Hesse: 0.1-0.5 mm/d in winter, 3-4 mm/d in summer
+    assert 0.05 < et0[np.isin(months, [12, 1])].mean() < 0.8
+    assert 2.5 < et0[np.isin(months, [6, 7])].mean() < 5.0
+    p = site["precipitation"].values[0]
+    np.testing.assert_allclose(site["w_A2"].values[0], p - et0, rtol=1e-6)
+    sm = site["soil_moisture"].values[0]
+    np.testing.assert_allclose(site["sm_prev"].values[0, 1:], sm[:-1, 0])
+    deep = sm[:, 1:].mean(-1)
+    np.testing.assert_allclose(site["w_B1"].values[0, 1:], p[1:] - 300.0 * np.diff(deep), rtol=1e-5, atol=1e-5)
+
+
+def test_degree_day_snow_conserves_water():
+    rng = np.random.default_rng(0)
+    p = rng.gamma(0.5, 4.0, (200, 3))
+    t = 5 * np.sin(np.arange(200) / 20)[:, None] + rng.normal(0, 2, (200, 3))
+    water, swe = degree_day_snow(p, t)
+    np.testing.assert_allclose(p.sum(0), water.sum(0) + swe[-1], rtol=1e-12)
+    assert np.all(swe >= 0) and np.all(water[t < 0] <= swe.max() + 1e-9)
+
+
+def test_lagged_features():
+    x = np.arange(10.0).reshape(1, 10)
+    f = lagged_features({"a": x}, lags=3)
+    np.testing.assert_array_equal(f[0, 5], [5, 4, 3])
+    np.testing.assert_array_equal(f[0, 0], [0, 0, 0])
+
+
+def _batch(inputs, forcing=None, target=None):
+    b, length = inputs.shape[:2]
+    target = jnp.zeros((b, length)) if target is None else target
+    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), target, jnp.ones((b, length), bool),
+                 jnp.arange(b), jnp.zeros(b, jnp.int32))
+
+
+def test_sequence_lstm_sees_only_seven_days():
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 20, 3))
+    model = SequenceLSTM(hidden_size=8)
+    params = model.init(jax.random.PRNGKey(1), _batch(x))
+    y = model.apply(params, _batch(x))["soil_moisture"]
+    assert y.shape == (2, 20)
+    x2 = x.at[:, 5].add(3.0)  # day 5 may change days 5..11 only
+    y2 = model.apply(params, _batch(x2))["soil_moisture"]
+    changed = np.abs(np.asarray(y2 - y)).max(0) > 1e-6
+    np.testing.assert_array_equal(changed, (np.arange(20) >= 5) & (np.arange(20) <= 11))
+    # an 8-day training window gives the same last-day forecast as the whole series
+    y_window = model.apply(params, _batch(x[:, 4:12]))["soil_moisture"][:, -1]
+    np.testing.assert_allclose(y_window, y[:, 11], rtol=1e-5, atol=1e-6)
+
+
+def test_profile_model_bounded_and_loss_gradients():
+    b, length = 3, 12
+    x = 50.0 * jax.random.normal(jax.random.PRNGKey(0), (b, length, 6))  # huge inputs push the bounds
+    soil = {"theta_r": 0.06, "theta_s": 0.44, "alpha": 0.03, "n": 1.5, "k_s": 20.0}
+    forcing = {k: jnp.full((b, length), v) for k, v in soil.items()}
+    forcing["pet"] = jnp.full((b, length), 3.0)
+    targets = {f"sm_{d}": jnp.full((b, length), 0.3) for d in (10, 20, 30, 40, 50)}
+    batch = _batch(x, {**forcing, **targets})
+    model = ProfileCNNLSTM(hidden_size=8, conv_features=(4,))
+    params = model.init(jax.random.PRNGKey(1), batch)
+    theta = model.apply(params, batch)["profile"]
+    assert theta.shape == (b, length, 5)
+    assert float(theta.min()) >= 0.06 and float(theta.max()) <= 0.44
+    loss = pgdl_loss(tuple(targets), physics_weight=10.0, root_fraction=(0.2, 0.2, 0.2, 0.2, 0.1))
+    value, grads = jax.value_and_grad(lambda p: loss(model.apply(p, batch), batch, {}))(params)
+    assert np.isfinite(float(value)) and float(value) > 0
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
+
+
+def test_soil_from_raw_uses_param_boxes():
+    phys = soil_from_raw({"k_s": jnp.array([-50.0, 0.0, 50.0]), "n": jnp.array(0.0)})
+    np.testing.assert_allclose(np.asarray(phys["k_s"])[[0, 2]], [0.1, 1000.0], rtol=1e-5)
+    assert float(phys["n"]) == pytest.approx((1.05 + 3.0) / 2)
+    with pytest.raises(ValueError, match="ParamSpec"):
+        soil_from_raw({"porosity": jnp.zeros(())})
+
+
+def test_phy_lstm_learns_on_the_site(site):
+    """A short PHYs-LSTM run: validation loss falls, and the last-day forecast beats
+    climatology by far and gets within reach of persistence (the strong 1-day baseline)."""
+    inputs = ("precipitation", "et0", "temperature", "sm_prev")
+    train, val = ("2014-01-01", "2015-06-30"), ("2015-07-01", "2015-12-31")
+    stats = fit_normalization(site, list(inputs) + ["sm_10"], period=train)
+    kw = dict(window=8, warmup=7, forcing=("w_B2", "observed_flag"), inputs=inputs, target="sm_10")
+    data_tr = make_basin_data(site, stats, train, **kw)
+    data_va = make_basin_data(site, stats, val, **kw)
+    model = SequenceLSTM(hidden_size=32, target_mean=stats.mean["sm_10"], target_std=stats.std["sm_10"])
+    cfg = TrainConfig(epochs=4, steps_per_epoch=40, batch_size=32, learning_rate=3e-3, monitor="nse",
+                      eval_metrics=("nse", "rmse"), progress=False)
+    trainer = Trainer(model, data_tr, cfg, loss=phy_lstm_loss("w_B2", 0.5, 0.5), validation=data_va)
+    fit = trainer.fit()
+    val_loss = [h["val_loss"] for h in fit["history"]]
+    assert min(val_loss[1:]) < 0.7 * val_loss[0]
+    pred, full = trainer.predict(fit["best_params"], data_va)
+    obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
+    s = score(pred["soil_moisture"], obs)
+    clim = np.nanstd(obs)
+    assert s["RMSE"] < 0.6 * clim
+    assert s["R"] > 0.8
+    # the physics term is tiny next to RMSE at these scales (the honest finding)
+    m = np.asarray(full.mask)
+    phy = float(losses.monotonic_loss(pred["soil_moisture"], np.asarray(full.target), np.asarray(full.forcing["w_B2"]), m))
+    assert phy < 0.05 * s["RMSE"]
+
+
+@pytest.mark.slow
+def test_phy_lstm_example_quick(tmp_path):
+    results = _example("phy_lstm").main(["--quick", "--out", str(tmp_path), "--data", "twin", "--no-progress"])
+    twin = results["twin"]
+    assert (tmp_path / "phy_lstm_tables.md").exists() and (tmp_path / "phy_lstm_twin.png").exists()
+    for label in ("LSTM", "A4", "B4"):
+        run = twin[label][0]
+        assert run["val_loss_best"] < run["val_loss_first"]
+        # noisy surface observations: persistence carries the noise twice
+        assert run["RMSE"] < twin["persistence"][0]["RMSE"]
+
+
+@pytest.mark.slow
+def test_pgdl_example_quick(tmp_path):
+    out = _example("pgdl_cnn_lstm").main(["--quick", "--out", str(tmp_path), "--no-progress"])
+    res = out["results"]
+    assert (tmp_path / "pgdl_tables.md").exists()
+    for hist in out["histories"].values():
+        assert min(hist) < hist[0]
+    # the tabular models beat copying the (noisy) surface into the 30-50 cm layers
+    for key in (("100%", "Random Forest"), ("100%", "XGBoost")):
+        assert np.all(res[key]["rmse"][2:] < res[("-", "surface copy")]["rmse"][2:])
+    # the residual term does what it is built for, even after a few epochs
+    assert res[("100%", "PGDL CNN-LSTM")]["mean_r2"] < res[("100%", "CNN-LSTM")]["mean_r2"]
