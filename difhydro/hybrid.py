@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from .nn import LSTM, MLP
-from .physics.base import Array, ParamSpec, ProcessModel, simulate
+from .physics.base import Array, ParamSpec, ProcessModel, simulate, time_slice_params, warm_up
 from .physics.exphydro import ExpHydro
 from .physics.routing import GAMMA_UH_SPEC, MAXBAS_SPEC, route_streamflow
 
@@ -48,6 +48,7 @@ __all__ = [
     "check_batch",
     "field",
     "build_model",
+    "split_raw_params",
 ]
 
 _ROUTING = {None: {}, "gamma": GAMMA_UH_SPEC, "maxbas": MAXBAS_SPEC}
@@ -151,8 +152,9 @@ class PRNN(nn.Module):
             out["runoff"] = out["streamflow"]
             out["streamflow"] = route_streamflow(out["streamflow"], routing)
         result = {k: jnp.moveaxis(v, 0, 1) for k, v in out.items()}
-        result["params"] = {
-            k: (jnp.moveaxis(v, 0, 1) if v.ndim == len(batch) + 1 + len(self.event_shape(k)) else v)
+        result["params"] = {  # every parameter as [batch, ...] (time-varying: [batch, time, ...])
+            k: (jnp.moveaxis(v, 0, 1) if v.ndim == len(batch) + 1 + len(self.event_shape(k))
+                else jnp.broadcast_to(v, batch + self.event_shape(k)))
             for k, v in params.items()
         }
         return result
@@ -163,26 +165,18 @@ class PRNN(nn.Module):
             return simulate(self.model, params, forcing, state0, check=False, checkpoint=self.checkpoint)[1]
         if w >= n_time:
             raise ValueError(f"warmup_days={w} must be shorter than the sequence ({n_time} days)")
+        state_w, spin = warm_up(self.model, params, forcing, w, state0, return_outputs=True)
         batch_ndim = next(iter(forcing.values())).ndim - 1
-
-        def part(p, lo, hi):
-            return {
-                k: (v[lo:hi] if v.ndim == batch_ndim + 1 + len(self.model.param_event_shape(k)) else v)
-                for k, v in p.items()
-            }
-
-        sg = jax.lax.stop_gradient
-        spin_forcing = {k: v[:w] for k, v in forcing.items()}
-        state_w, spin = simulate(self.model, sg(part(params, 0, w)), spin_forcing, state0, check=False)
         rest = simulate(
-            self.model, part(params, w, n_time), {k: v[w:] for k, v in forcing.items()},
-            sg(state_w), check=False, checkpoint=self.checkpoint,
+            self.model, time_slice_params(self.model, params, batch_ndim, w, n_time),
+            {k: v[w:] for k, v in forcing.items()}, state_w, check=False, checkpoint=self.checkpoint,
         )[1]
-        return {k: jnp.concatenate([sg(spin[k]), rest[k]], axis=0) for k in rest}
+        return {k: jnp.concatenate([spin[k], rest[k]], axis=0) for k in rest}
 
 
-def _split_raw(flat: Array, spec: Mapping[str, ParamSpec], event) -> dict[str, Array]:
-    """Split the last axis of a network output into one raw array per parameter."""
+def split_raw_params(flat: Array, spec: Mapping[str, ParamSpec], event=lambda name: ()) -> dict[str, Array]:
+    """Split the last axis of a network output ``[..., n]`` into one raw array per
+    parameter of ``spec`` (in order), each shaped ``[..., *event(name)]``."""
     out, i = {}, 0
     for k in spec:
         shape = event(k)
@@ -277,12 +271,12 @@ class HybridPRNN(nn.Module):
             spec = prnn.param_spec
             n_raw = sum(math.prod(prnn.event_shape(k)) for k in spec)
             flat = MLP(tuple(self.hidden_sizes), n_raw, name="physical_parameters")(attrs, deterministic=deterministic)
-            raw = _split_raw(flat, spec, prnn.event_shape)
+            raw = split_raw_params(flat, spec, prnn.event_shape)
             shapes = head.shapes(n_features)
             flat_w = MLP(tuple(self.hidden_sizes), sum(math.prod(s) for s in shapes.values()), name="head_parameters")(
                 attrs, deterministic=deterministic
             )
-            head_weights = _split_raw(flat_w * 0.1, shapes, lambda k: shapes[k])
+            head_weights = split_raw_params(flat_w * 0.1, shapes, lambda k: shapes[k])
         out = prnn(field(batch, "forcing"), raw)
         q_star = out["streamflow"]
         x = jnp.concatenate([(q_star / self.q_scale)[..., None], inputs], axis=-1)
@@ -338,7 +332,7 @@ class DifferentiableParameterLearning(nn.Module):
             flat = MLP(tuple(self.hidden_sizes), n_raw, dropout_rate=self.dropout_rate, name="mlp")(
                 jnp.asarray(field(batch, "attributes")), deterministic=deterministic
             )
-            raw = _split_raw(flat, spec, prnn.event_shape)
+            raw = split_raw_params(flat, spec, prnn.event_shape)
         elif self.network == "lstm":
             check_batch(batch, self.model, ("forcing", "inputs"))
             x = jnp.asarray(field(batch, "inputs"))
@@ -348,7 +342,7 @@ class DifferentiableParameterLearning(nn.Module):
             seq = LSTM(self.hidden_sizes[0], output_size=n_raw, dropout_rate=self.dropout_rate, name="lstm")(
                 x, deterministic=deterministic
             )
-            series = _split_raw(seq, spec, prnn.event_shape)
+            series = split_raw_params(seq, spec, prnn.event_shape)
             raw = {k: (v if k in self.dynamic_params else v[:, -1]) for k, v in series.items()}
         else:
             raise ValueError(f"network must be 'mlp' or 'lstm', got {self.network!r}")

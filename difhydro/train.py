@@ -221,20 +221,21 @@ class Trainer:
         """Run the model over every basin's whole period (chunks of ``chunk`` basins).
 
         Returns ``(outputs, batch)``: outputs name -> ``[basin, time, ...]`` numpy arrays
-        (the ``params`` entry is dropped) and the full-period batch (target, mask).
+        (physics models also give ``params``: name -> ``[basin, ...]``) and the
+        full-period batch (target, mask).
         """
         full = full_period_batch(data)
         n = full.target.shape[0]
         parts = []
         for lo in range(0, n, chunk):
             sub = jax.tree.map(lambda x: x[lo : lo + chunk], full)
-            out = self._predict(params, sub)
-            parts.append({k: np.asarray(v) for k, v in out.items() if k != "params"})
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, full
+            parts.append(jax.tree.map(np.asarray, self._predict(params, sub)))
+        return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), full
 
     def evaluate(self, params, data: BasinData, output: str = "streamflow") -> dict[str, np.ndarray]:
         """Per-basin metrics after the warm-up (NaN-masked), plus the loss."""
         pred, full = self.predict(params, data)
+        pred = {k: v for k, v in pred.items() if k != "params"}
         sim = pred[output]
         obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
         scores = {m: np.asarray(metrics.METRICS[m](sim, obs, axis=1)) for m in self.config.eval_metrics}

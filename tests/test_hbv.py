@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from difhydro.physics import HBV, simulate
-from difhydro.physics.hbv import hbv_streamflow, warm_up
+from difhydro.physics import warm_up
+from difhydro.physics.hbv import hbv_streamflow
 from difhydro.physics.routing import gamma_uh_weights, maxbas_weights, route, route_streamflow
 
 STATES = ("snowpack", "meltwater", "soil_moisture", "upper_zone", "lower_zone")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from difhydro.data import fit_normalization, fulda_twin, make_basin_data
-from difhydro.data.batching import full_period_batch
 from difhydro.hybrid import DifferentiableParameterLearning, RegionalLSTM
 from difhydro.physics import HBV, ExpHydro
 from difhydro.train import TrainConfig, Trainer
@@ -93,7 +92,6 @@ SHARDED = textwrap.dedent(
     """
     import json, sys, jax, numpy as np
     from difhydro.data import fit_normalization, fulda_twin, make_basin_data
-from difhydro.data.batching import full_period_batch
     from difhydro.hybrid import HybridPRNN
     from difhydro.physics import ExpHydro
     from difhydro.train import TrainConfig, Trainer, basin_mesh
@@ -140,7 +138,7 @@ def test_regional_dpl_recovers_held_out_basins_parameters():
     trainer = Trainer(model, train, cfg, loss="mse")
     params = trainer.fit()["params"]
     assert np.median(trainer.evaluate(params, held_out)["nse"]) > 0.8
-    learned = trainer._predict(params, full_period_batch(held_out))["params"]
+    learned = trainer.predict(params, held_out)[0]["params"]
     r2 = {}
     for k in ExpHydro.param_spec:
         truth = ds[f"param_{k}"].sel(basin=basins[30:]).values

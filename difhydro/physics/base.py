@@ -38,6 +38,8 @@ __all__ = [
     "default_params",
     "to_physical",
     "from_physical",
+    "warm_up",
+    "time_slice_params",
 ]
 
 
@@ -350,3 +352,55 @@ def simulate(
         body = jax.checkpoint(body)
     final_state, outputs = jax.lax.scan(body, state0, (forcing, dynamic), unroll=unroll)
     return final_state, outputs
+
+
+def time_slice_params(model: ProcessModel, params: Mapping[str, Array], batch_ndim: int, start: int, stop: int):
+    """Days ``start:stop`` of the time-varying parameters (static ones pass through)."""
+    out = {}
+    for k, v in params.items():
+        event = model.param_event_shape(k) if k in model.param_spec else ()
+        out[k] = v[start:stop] if jnp.ndim(v) == batch_ndim + len(event) + 1 else v
+    return out
+
+
+def warm_up(
+    model: ProcessModel,
+    params: Mapping[str, Array],
+    forcing: Mapping[str, Array],
+    days: int = 365,
+    state0: Mapping[str, Array] | None = None,
+    *,
+    return_outputs: bool = False,
+):
+    """Spin the states up on the first ``days`` of ``forcing`` without gradients (δHBV).
+
+    Runs :func:`simulate` on ``forcing[:days]`` (and the first ``days`` of time-varying
+    parameters) with every input under ``jax.lax.stop_gradient``.
+
+    Args:
+        model: any process model.
+        params: as for :func:`simulate`.
+        forcing: name -> ``[time, *batch]`` with ``time >= days``.
+        days: warm-up length (d).
+        state0: start of the warm-up; the model's initial state if ``None``.
+        return_outputs: also return the warm-up's outputs (``[days, *batch, ...]``).
+
+    Returns:
+        the state after ``days`` steps (each ``[*batch, ...]``, carrying no gradient), to
+        pass as ``state0`` to a run over ``forcing[days:]``; with ``return_outputs`` the
+        pair ``(state, outputs)``.
+    """
+    if not isinstance(days, int) or days < 1:
+        raise ValueError(f"days must be a positive int, got {days!r}")
+    forcing = {k: v for k, v in forcing.items() if k in model.forcing_names}
+    n_time = jnp.shape(next(iter(forcing.values())))[0] if forcing else None
+    if n_time is not None and days > n_time:
+        raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
+    forcing_w = {k: v[:days] for k, v in forcing.items()}
+    batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
+    sg = jax.lax.stop_gradient
+    params_w = jax.tree.map(sg, time_slice_params(model, params, batch_ndim, 0, days))
+    state0 = None if state0 is None else jax.tree.map(sg, dict(state0))
+    final, outputs = simulate(model, params_w, jax.tree.map(sg, forcing_w), state0, check=False)
+    final = jax.tree.map(sg, final)
+    return (final, jax.tree.map(sg, outputs)) if return_outputs else final

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from .base import Array, ParamSpec, ProcessModel, safe_power, simulate, smooth_step
 from .routing import route_streamflow
 
-__all__ = ["HBV", "warm_up", "hbv_streamflow"]
+__all__ = ["HBV", "hbv_streamflow"]
 
 # dHBV clamps soil moisture after ET at this depth (mm); the water it adds is reported.
 SOIL_FLOOR = 1e-5
@@ -56,7 +56,7 @@ class HBV(ProcessModel):
 
     States (mm, ``[*batch]`` or ``[*batch, n_components]``): ``snowpack`` SNOWPACK,
     ``meltwater`` MW (liquid water held in the snow), ``soil_moisture`` SM, ``upper_zone``
-    SUZ, ``lower_zone`` SLZ. They start at 0.001 mm (dHBV); see :func:`warm_up`.
+    SUZ, ``lower_zone`` SLZ. They start at 0.001 mm (dHBV); see :func:`difhydro.physics.warm_up`.
 
     Outputs (mm d-1, ``[*batch]``, averaged over components):
 
@@ -244,51 +244,6 @@ class HBV(ProcessModel):
             "percolation": perc,
         }
         return new_state, {k: mean(v) for k, v in fluxes.items()}
-
-
-def warm_up(
-    model: ProcessModel,
-    params: Mapping[str, Array],
-    forcing: Mapping[str, Array],
-    days: int = 365,
-    state0: Mapping[str, Array] | None = None,
-) -> dict[str, Array]:
-    """Spin up the states on the first ``days`` of ``forcing`` without gradients (dHBV).
-
-    Runs :func:`simulate` on ``forcing[:days]`` (and the first ``days`` of time-varying
-    parameters) with every input under ``jax.lax.stop_gradient`` and returns the final
-    state, to pass as ``state0`` to a run over ``forcing[days:]``.
-
-    Args:
-        model: any process model (HBV here).
-        params: as for :func:`simulate`.
-        forcing: name -> ``[time, *batch]`` with ``time >= days``.
-        days: warm-up length (d).
-        state0: start of the warm-up; the model's cold start if ``None``.
-
-    Returns:
-        the state after ``days`` steps, each ``[*batch, ...]``, carrying no gradient.
-    """
-    if not isinstance(days, int) or days < 1:
-        raise ValueError(f"days must be a positive int, got {days!r}")
-    missing = [k for k in model.forcing_names if k not in forcing]
-    if missing:
-        raise ValueError(f"forcing is missing {missing} for {type(model).__name__}")
-    first = jnp.shape(forcing[next(iter(model.forcing_names))])
-    n_time = first[0] if first else 0
-    if days > n_time:
-        raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
-    forcing_w = {k: jnp.asarray(forcing[k])[:days] for k in model.forcing_names}
-    batch_ndim = len(first) - 1
-    params_w = {}
-    for k, v in params.items():
-        static_ndim = batch_ndim + len(model.param_event_shape(k))
-        params_w[k] = v[:days] if jnp.ndim(v) == static_ndim + 1 else v
-    sg = jax.lax.stop_gradient
-    params_w, forcing_w = jax.tree.map(sg, params_w), jax.tree.map(sg, forcing_w)
-    state0 = None if state0 is None else jax.tree.map(sg, dict(state0))
-    final, _ = simulate(model, params_w, forcing_w, state0)
-    return jax.tree.map(sg, final)
 
 
 def hbv_streamflow(
