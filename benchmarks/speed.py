@@ -97,13 +97,13 @@ def exphydro_section(sizes, n_days):
 
 
 SECTIONS = {"exphydro": exphydro_section}
-# models written in their own benchmark modules expose run(sizes, n_days)
-EXTERNAL = {"vic": "speed_vic", "hbv": "speed_hbv", "richards": "speed_richards"}
+# the other sections live in their own modules, each with a run() that prints its table
+EXTERNAL = {"vic": "speed_vic", "hbv": "speed_hbv", "richards": "speed_richards", "training": "speed_training"}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (1, 64 basins x 730 days)")
+    parser.add_argument("--quick", action="store_true", help="EXP-HYDRO at 1, 64 basins x 730 days; training section quick")
     parser.add_argument("--only", default="", help="comma-separated sections: " + ",".join([*SECTIONS, *EXTERNAL]))
     args = parser.parse_args(argv)
     sizes, n_days = ((1, 64), 730) if args.quick else ((1, 64, 512), 3650)
@@ -113,8 +113,9 @@ def main(argv=None):
         if name in SECTIONS:
             SECTIONS[name](sizes, n_days)
         elif name in EXTERNAL:
+            print(f"\n== {name} ({EXTERNAL[name]}.py)")
             module = importlib.import_module(EXTERNAL[name])
-            module.run(sizes=sizes, n_days=n_days)
+            module.run(quick=True) if (args.quick and name == "training") else module.run()
         else:
             raise SystemExit(f"unknown section {name!r}; choose from {[*SECTIONS, *EXTERNAL]}")
 

@@ -7,13 +7,18 @@ steps, default soil, float32) after a warm-up call, with ``block_until_ready``. 
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from difhydro.physics import VicBucket, simulate
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import best_time  # noqa: E402
+
+from difhydro.physics import VicBucket, simulate  # noqa: E402
 
 SIZES = ((1, 3650), (64, 3650), (512, 3650))
 
@@ -25,16 +30,6 @@ def _forcing(n_basins: int, n_days: int, seed: int = 0) -> dict[str, jax.Array]:
     precip = np.where(rng.random(shape) < 0.4, rng.gamma(0.8, 12.0, shape), 0.0)
     pet = np.clip(2.5 + 2.0 * season + 0.5 * rng.standard_normal(shape), 0.0, None)
     return {"precipitation": jnp.asarray(precip, jnp.float32), "pet": jnp.asarray(pet, jnp.float32)}
-
-
-def _best_time(fn, *args, repeats: int = 5) -> float:
-    jax.block_until_ready(fn(*args))  # compile + warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run(model: VicBucket | None = None) -> dict[tuple[int, int], tuple[float, float]]:
@@ -52,8 +47,8 @@ def run(model: VicBucket | None = None) -> dict[tuple[int, int], tuple[float, fl
         params = model.default_params((n_basins,))
         forcing = _forcing(n_basins, n_days)
         cells = n_basins * n_days
-        fwd = _best_time(forward, params, forcing) / cells * 1e9
-        bwd = _best_time(backward, params, forcing) / cells * 1e9
+        fwd = best_time(forward, params, forcing) / cells * 1e9
+        bwd = best_time(backward, params, forcing) / cells * 1e9
         results[(n_basins, n_days)] = (fwd, bwd)
         print(f"{n_basins:>7} {n_days:>6} {fwd:>22.1f} {bwd:>22.1f}")
     return results

@@ -36,8 +36,8 @@ EXAMPLE = np.array([8.0, 5.0, -0.2, 1.3, 0.5])  # (ds, dsmax, expt1, infiltr, ws
 def test_rbl_worked_example(x64):
     assert list(pf.PAPER_BOUNDS) == ["ds", "dsmax", "expt", "b_infilt", "ws"]
     theta = jnp.asarray(EXAMPLE)
-    upper = range_boundary_loss(theta, PAPER_LOW, np.full(5, np.inf))
-    lower = range_boundary_loss(theta, np.full(5, -np.inf), PAPER_HIGH)
+    upper = range_boundary_loss(theta, np.full(5, -np.inf), PAPER_HIGH)  # upper bounds only
+    lower = range_boundary_loss(theta, PAPER_LOW, np.full(5, np.inf))
     total = range_boundary_loss(theta, PAPER_LOW, PAPER_HIGH)
     np.testing.assert_allclose(float(upper), 1.74129, rtol=1e-5)
     np.testing.assert_allclose(float(lower), 0.990099, rtol=1e-5)
@@ -131,7 +131,7 @@ def test_unknown_network_and_missing_history_raise():
 # ---------------------------------------------------------------------------------------
 
 
-T, W = 90, 30
+T, W = 60, 20
 
 
 def _batch(model, n=4, seed=0, warmup=W):
@@ -206,7 +206,7 @@ def test_direct_route_is_generic_over_process_models(model):
     import optax
 
     batch = _batch(model, seed=2)
-    learner = pf.ParameterLearner(model, "paraformer_a", SMALL["paraformer_a"])
+    learner = pf.ParameterLearner(model, "ffn_a", SMALL["ffn_a"])
     loss_fn = pf.paraformer_loss(model)
     params = learner.init(KEY, batch)["params"]
     tx = optax.adam(1e-2)
@@ -219,7 +219,7 @@ def test_direct_route_is_generic_over_process_models(model):
         return optax.apply_updates(params, updates), state, value
 
     values = []
-    for _ in range(15):
+    for _ in range(10):
         params, state, value = step(params, state)
         values.append(float(value))
     assert np.all(np.isfinite(values)) and values[-1] < values[0] - 1e-3
@@ -232,13 +232,13 @@ def test_surrogate_route_freezes_surrogate_and_passes_gradients():
     batch = _batch(model, n=6)
     data = BasinData(forcing=batch["forcing"], inputs=batch["inputs"], attributes=batch["attributes"],
                      target=batch["target"], observed=jnp.ones((6, T), bool),
-                     valid_windows=jnp.arange(6 * (T - 60 + 1), dtype=jnp.int32), window=60, warmup=20,
+                     valid_windows=jnp.arange(6 * (T - 40 + 1), dtype=jnp.int32), window=40, warmup=10,
                      basins=tuple("abcdef"), first_day="2000-01-01", input_names=("a", "b", "c"),
                      attribute_names=tuple("123456"))
-    surrogate, info = pf.train_surrogate(model, data, steps=30, batch_size=8, hidden_size=8, progress=False,
+    surrogate, info = pf.train_surrogate(model, data, steps=20, batch_size=8, hidden_size=8, learning_rate=2e-2, progress=False,
                                          validation_samples=8)
-    assert info["history"][-1] < info["history"][0]
-    assert info["model_runs"] == 31 * 8 and info["validation_nse"].shape == (8,)
+    assert info["history"][-5:].mean() < info["history"][:5].mean()  # per-batch losses are noisy
+    assert info["model_runs"] == 21 * 8 and info["validation_nse"].shape == (8,)
     learner = pf.ParameterLearner(model, "ffn_a", SMALL["ffn_a"], surrogate=surrogate)
     variables = learner.init(KEY, batch)
     assert set(variables["params"]) == {"network"}  # the surrogate's weights are not trainable

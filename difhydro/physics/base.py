@@ -15,6 +15,7 @@ file; it never adds a branch here (the shape ``diffrax`` gives its solvers).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Mapping
@@ -164,13 +165,15 @@ class ProcessModel(eqx.Module):
         """
         return ()
 
+    @abc.abstractmethod
     def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
-        raise NotImplementedError(f"{type(self).__name__} must implement initial_state")
+        """The state at the start of a run, shaped like the batch of ``params``."""
 
+    @abc.abstractmethod
     def step(
         self, state: Mapping[str, Array], forcing: Mapping[str, Array], params: Mapping[str, Array]
     ) -> tuple[dict[str, Array], dict[str, Array]]:
-        raise NotImplementedError(f"{type(self).__name__} must implement step")
+        """Advance one forcing interval: ``(new_state, outputs)``; pure and jit-able."""
 
     def default_params(self, batch_shape: tuple[int, ...] = ()) -> dict[str, Array]:
         """Typical parameter values (``ParamSpec.typical``) broadcast to ``batch_shape``."""
@@ -328,6 +331,10 @@ def simulate(
     """
     forcing, n_time, batch = _check_forcing(model, forcing)
     static, dynamic = _split_params(model, params, n_time, batch, check)
+    # one floating dtype for forcing, parameters and states (the scan carry must not change)
+    dtype = jnp.result_type(*forcing.values(), *static.values(), *dynamic.values())
+    cast = lambda tree: {k: v.astype(dtype) for k, v in tree.items()}  # noqa: E731
+    forcing, static, dynamic = cast(forcing), cast(static), cast(dynamic)
     first = {**static, **{k: v[0] for k, v in dynamic.items()}}
     template = model.initial_state(first)
     if state0 is None:
