@@ -460,7 +460,7 @@ def fit_parameter_learner(
     Returns the Trainer's result plus ``seconds`` (wall clock, compile included) and
     ``losses`` (mean training loss per epoch).
     """
-    from .train import TrainConfig
+    from .train import TrainConfig, Trainer
 
     check_leakage(learner, data)
     epochs = max(1, min(epochs, steps))
@@ -468,27 +468,11 @@ def fit_parameter_learner(
                          learning_rate=learning_rate, schedule="cosine", clip_norm=1.0, seed=seed,
                          progress=progress)
     t0 = time.perf_counter()
-    trainer = _trainer_class()(learner, data, config, loss=loss or paraformer_loss(learner.model))
+    trainer = Trainer(learner, data, config, loss=loss or paraformer_loss(learner.model))
     result = trainer.fit()
     result["seconds"] = time.perf_counter() - t0
     result["losses"] = np.asarray([row["train_loss"] for row in result["history"]])
     return result
-
-
-def _trainer_class():
-    """The Trainer, without its sharding constraint on a one-device mesh.
-
-    On one CPU device ``with_sharding_constraint`` inside the compiled step made a
-    VicBucket step ~50x slower (1.25 s vs 0.027 s for 32 windows of 730 days, measured);
-    with a single device there is nothing to shard, so the batch is left as it is.
-    """
-    from .train import Trainer
-
-    class SingleDeviceTrainer(Trainer):
-        def _shard(self, batch: Batch) -> Batch:
-            return batch if self.mesh.devices.size == 1 else super()._shard(batch)
-
-    return SingleDeviceTrainer
 
 
 # ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -43,6 +44,7 @@ Array = jax.Array
 LossFn = Callable[[Mapping[str, Array], Batch, Mapping[str, Array]], Array]
 
 
+@functools.lru_cache(maxsize=None)
 def named_loss(name: str, output: str = "streamflow") -> LossFn:
     """A built-in loss on ``predictions[output]`` vs ``batch.target``: ``"nse_star"``,
     ``"rmse"``, ``"mse"`` or ``"dhbv"`` (δHBV's RMSE + log-flow RMSE)."""
@@ -99,19 +101,23 @@ class TrainConfig:
     progress: bool = True
 
     def optimizer(self) -> optax.GradientTransformation:
-        total = max(self.epochs * self.steps_per_epoch, 1)
-        if self.schedule == "constant":
-            lr = self.learning_rate
-        elif self.schedule == "cosine":
-            lr = optax.cosine_decay_schedule(self.learning_rate, total, alpha=0.05)
-        elif self.schedule == "warmup_cosine":
-            lr = optax.warmup_cosine_decay_schedule(
-                0.0, self.learning_rate, min(total // 10 + 1, total), total, self.learning_rate * 0.05
-            )
-        else:
-            raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {self.schedule!r}")
-        clip = [optax.clip_by_global_norm(self.clip_norm)] if self.clip_norm else []
-        return optax.chain(*clip, optax.adam(lr))
+        return _optimizer(self.epochs * self.steps_per_epoch, self.learning_rate, self.schedule, self.clip_norm)
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer(total: int, learning_rate: float, schedule: str, clip_norm: float | None) -> optax.GradientTransformation:
+    """One optax transformation per setting, so equal settings share compiled steps."""
+    total = max(total, 1)
+    if schedule == "constant":
+        lr = learning_rate
+    elif schedule == "cosine":
+        lr = optax.cosine_decay_schedule(learning_rate, total, alpha=0.05)
+    elif schedule == "warmup_cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(total // 10 + 1, total), total, learning_rate * 0.05)
+    else:
+        raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {schedule!r}")
+    clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
+    return optax.chain(*clip, optax.adam(lr))
 
 
 class TrainState(dict):
@@ -124,6 +130,41 @@ jax.tree_util.register_pytree_node(
     lambda s: ((s["params"], s["opt_state"], s["step"]), None),
     lambda _, c: TrainState(params=c[0], opt_state=c[1], step=c[2]),
 )
+
+
+def _step_data(data: BasinData) -> tuple[BasinData, Array]:
+    """``data`` as the compiled step sees it: the admissible-window list padded to a power
+    of two (sampling uses only the first ``n_valid``) and the basin names dropped, so that
+    folds of equal shape share one compiled program."""
+    m = int(data.valid_windows.shape[0])
+    size = 1 << max(m - 1, 0).bit_length()
+    padded = jnp.concatenate([data.valid_windows, jnp.repeat(data.valid_windows[:1], size - m)])
+    stripped = dataclasses.replace(data, valid_windows=padded, basins=(), first_day="", input_names=(), attribute_names=())
+    return stripped, jnp.asarray(m, jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "tx", "batch_size", "sharding"), donate_argnums=0)
+def _train_step(state, data, n_valid, key, context, *, model, loss_fn, tx, batch_size, sharding):
+    """Sample -> model (physics and networks) -> loss -> gradients -> optax update."""
+    step_key = jax.random.fold_in(key, state["step"])
+    sample_key, dropout_key = jax.random.split(step_key)
+    batch = sample_batch(sample_key, data, batch_size, n_valid)
+    if sharding is not None:
+        batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+
+    def objective(params):
+        pred = model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_key})
+        return loss_fn(pred, batch, context)
+
+    value, grads = jax.value_and_grad(objective)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    return TrainState(params=params, opt_state=opt_state, step=state["step"] + 1), value
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _apply(params, batch, *, model):
+    return model.apply({"params": params}, batch)
 
 
 class Trainer:
@@ -173,8 +214,13 @@ class Trainer:
         # trace the model once on a batch: configuration errors surface here, before compiling
         probe = sample_batch(self._key, train_data, config.batch_size)
         jax.eval_shape(lambda b: model.init({"params": self._key, "dropout": self._key}, b), probe)
-        self._step = jax.jit(self._train_step, donate_argnums=0)
-        self._predict = jax.jit(lambda params, batch: model.apply({"params": params}, batch))
+        # one device: no sharding constraint (it makes XLA partition the whole step, which
+        # slowed a VicBucket step 50x on CPU); several: shard the batch along the basins
+        self._sharding = None if n_dev == 1 else self._sharding
+        self._data, self._n_valid = _step_data(train_data)
+
+    def _predict(self, params, batch):
+        return _apply(params, batch, model=self.model)
 
     # -- pieces of the compiled step ------------------------------------------------------
 
@@ -186,13 +232,6 @@ class Trainer:
             std = np.nanstd(target, axis=1)
         return jnp.asarray(np.nan_to_num(std, nan=1.0), jnp.float32)
 
-    def _shard(self, batch: Batch) -> Batch:
-        # on one device the constraint is a no-op for the result but makes XLA partition the
-        # whole step, which slowed a VicBucket step 50x on CPU
-        if self.mesh.devices.size == 1:
-            return batch
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, self._sharding), batch)
-
     def init_state(self) -> TrainState:
         """Initial parameters and optimiser state (deterministic for ``config.seed``)."""
         batch = sample_batch(self._key, self.data, self.config.batch_size)
@@ -201,23 +240,12 @@ class Trainer:
         params = variables["params"]
         return TrainState(params=params, opt_state=self.tx.init(params), step=jnp.asarray(0, jnp.int32))
 
-    def _train_step(self, state: TrainState, data: BasinData):
-        key = jax.random.fold_in(self._key, state["step"])
-        sample_key, dropout_key = jax.random.split(key)
-        batch = self._shard(sample_batch(sample_key, data, self.config.batch_size))
-
-        def objective(params):
-            pred = self.model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_key})
-            return self.loss_fn(pred, batch, self.context)
-
-        value, grads = jax.value_and_grad(objective)(state["params"])
-        updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return TrainState(params=params, opt_state=opt_state, step=state["step"] + 1), value
-
     def train_step(self, state: TrainState) -> tuple[TrainState, Array]:
         """One compiled optimisation step; returns the new state and the batch loss."""
-        return self._step(state, self.data)
+        return _train_step(
+            state, self._data, self._n_valid, self._key, self.context, model=self.model, loss_fn=self.loss_fn,
+            tx=self.tx, batch_size=self.config.batch_size, sharding=self._sharding,
+        )
 
     # -- evaluation -----------------------------------------------------------------------
 

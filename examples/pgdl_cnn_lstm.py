@@ -139,6 +139,7 @@ def main(argv=None):
     parser.add_argument("--tolerance", type=float, default=0.02, help="|R| above this (d-1) is inconsistent")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--fractions", default="100,50", help="training-pixel shares in %% (the 50 %% data experiment)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +157,9 @@ def main(argv=None):
 
     results, histories, test_theta = {}, {}, {}
     fractions = {"100%": pixels, "50%": half}
+    fractions = {k: v for k, v in fractions.items() if k.rstrip("%") in args.fractions.split(",")}
+    if "100%" not in fractions:
+        raise SystemExit("--fractions must include 100 (the reference test frame)")
     jobs = [(f, m) for f in fractions for m in ("PGDL CNN-LSTM", "CNN-LSTM", "Random Forest", "XGBoost")]
     bar = tqdm(jobs, desc="models", disable=not args.progress)
     reference = None

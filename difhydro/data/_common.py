@@ -202,3 +202,24 @@ def write_cached(ds: xr.Dataset, cache_dir, prefix: str, fingerprint: str) -> No
     tmp = cache_dir / f"{prefix}-{fingerprint}.nc.tmp"
     ds.to_netcdf(tmp)
     tmp.replace(cache_dir / f"{prefix}-{fingerprint}.nc")
+
+
+def join_attribute_tables(tables, basins=None) -> pd.DataFrame:
+    """Join ``(path, table indexed by basin)`` pairs column-wise.
+
+    With ``basins`` given, every table must hold every basin; a basin missing from a table,
+    or a column repeated by two tables, raises a :class:`DataFileError` naming the file.
+    """
+    parts = []
+    for path, table in tables:
+        if basins is not None:
+            absent = [b for b in basins if b not in table.index]
+            if absent:
+                raise DataFileError(f"has no row for basin(s) {absent}", path, absent[0])
+            table = table.loc[basins]
+        seen = set().union(*(p.columns for p in parts)) if parts else set()
+        if set(table.columns) & seen:
+            raise DataFileError(f"repeats attribute column(s) {sorted(set(table.columns) & seen)} of another table", path)
+        parts.append(table)
+    return pd.concat(parts, axis=1, join="outer")
+

@@ -343,10 +343,15 @@ def _windows(array: jax.Array, basin: jax.Array, start: jax.Array, length: int) 
     return jax.vmap(one)(basin, start)
 
 
-def sample_batch(key: jax.Array, data: BasinData, batch_size: int) -> Batch:
+def sample_batch(key: jax.Array, data: BasinData, batch_size: int, n_valid: jax.Array | None = None) -> Batch:
     """Draw ``batch_size`` admissible windows uniformly with ``jax.random`` (jit-able;
-    ``batch_size`` must be static). Returns a :class:`Batch` of ``L = data.window`` days."""
-    pick = jax.random.randint(key, (batch_size,), 0, data.valid_windows.shape[0])
+    ``batch_size`` must be static). Returns a :class:`Batch` of ``L = data.window`` days.
+
+    ``n_valid`` (traced) samples from the first ``n_valid`` entries of
+    ``data.valid_windows`` only, so a padded list can share one compiled program.
+    """
+    upper = data.valid_windows.shape[0] if n_valid is None else n_valid
+    pick = jax.random.randint(key, (batch_size,), 0, upper)
     flat = data.valid_windows[pick]
     basin, start = flat // data.n_starts, flat % data.n_starts
     return _gather(data, basin, start)

@@ -21,6 +21,7 @@ from ._common import (
     DataFileError,
     check_daily,
     daily_axis,
+    join_attribute_tables,
     normalise_basin_ids,
     options_key,
     place_on_axis,
@@ -242,19 +243,7 @@ def read_camels_attributes(root, basins: list[str] | None = None) -> pd.DataFram
     files = sorted(folder.glob("camels_*.txt"))
     if not files:
         raise FileNotFoundError(f"no camels_*.txt attribute tables in {folder}")
-    parts = []
-    for path in files:
-        table = _read_attribute_table(path)
-        if basins is not None:
-            absent = [b for b in basins if b not in table.index]
-            if absent:
-                raise DataFileError(f"has no row for basin(s) {absent}", path, absent[0])
-            table = table.loc[basins]
-        overlap = set(table.columns) & set().union(*(p.columns for p in parts)) if parts else set()
-        if overlap:
-            raise DataFileError(f"repeats attribute column(s) {sorted(overlap)} of another table", path)
-        parts.append(table)
-    return pd.concat(parts, axis=1, join="outer")
+    return join_attribute_tables(((path, _read_attribute_table(path)) for path in files), basins)
 
 
 # -- the loader ---------------------------------------------------------------------------

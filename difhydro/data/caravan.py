@@ -22,6 +22,7 @@ from ._common import (
     DataFileError,
     check_daily,
     daily_axis,
+    join_attribute_tables,
     normalise_basin_ids,
     options_key,
     place_on_axis,
@@ -122,8 +123,7 @@ def read_caravan_attributes(root, source: str = "camels", basins: list[str] | No
     files = sorted(folder.glob(f"attributes_*_{source}.csv"))
     if not files:
         raise FileNotFoundError(f"no attributes_*_{source}.csv tables in {folder}")
-    parts = []
-    for path in files:
+    def read(path):
         try:
             table = pd.read_csv(path, dtype={"gauge_id": str})
         except (ValueError, pd.errors.ParserError) as err:
@@ -131,16 +131,9 @@ def read_caravan_attributes(root, source: str = "camels", basins: list[str] | No
         if "gauge_id" not in table.columns:
             raise DataFileError(f"no 'gauge_id' column; columns are {list(table.columns)}", path)
         table.index = [_gauge_from_name(g, source) for g in table.pop("gauge_id")]
-        if basins is not None:
-            absent = [b for b in basins if b not in table.index]
-            if absent:
-                raise DataFileError(f"has no row for basin(s) {absent}", path, absent[0])
-            table = table.loc[basins]
-        seen = set().union(*(p.columns for p in parts)) if parts else set()
-        if set(table.columns) & seen:
-            raise DataFileError(f"repeats attribute column(s) {sorted(set(table.columns) & seen)}", path)
-        parts.append(table)
-    return pd.concat(parts, axis=1, join="outer")
+        return table
+
+    return join_attribute_tables(((path, read(path)) for path in files), basins)
 
 
 def load_caravan(

@@ -12,6 +12,8 @@ default) so that the cell remembers long by default, as in Kratzert et al. (2019
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +68,65 @@ def forget_bias_init(initial_forget_bias: float) -> Callable[..., Array]:
 
     return init
 
+
+
+def _lstm_forward(projected, recurrent_kernel, h0, c0, dtype, unroll):
+    def step(carry, z_input):
+        h, c = carry
+        z = z_input + dense_accumulate(h, recurrent_kernel, dtype)
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        gates = (jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o))
+        c = gates[1] * c + gates[0] * gates[2]
+        h = gates[3] * jnp.tanh(c)
+        return (h, c), (h, c, gates)
+
+    (h_last, c_last), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), projected, unroll=unroll)
+    return hs, cs, gates, h_last, c_last
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def lstm_scan(projected, recurrent_kernel, h0, c0, dtype=jnp.float32, unroll=1):
+    """The LSTM recurrence over time-major ``projected = x W + b`` ``[time, batch, 4H]``.
+
+    Returns ``(hs [time, batch, H], (h_T, c_T))``. Its reverse pass is written out so that
+    the recurrent-kernel gradient ``Σ_t h_{t-1}ᵀ dz_t`` is one matmul after the reverse
+    scan instead of an accumulation inside it (what autodiff of ``lax.scan`` does); the
+    numbers are the same, the backward pass about twice as fast on CPU.
+    """
+    hs, _, _, h_last, c_last = _lstm_forward(projected, recurrent_kernel, h0, c0, dtype, unroll)
+    return hs, (h_last, c_last)
+
+
+def _lstm_scan_fwd(projected, recurrent_kernel, h0, c0, dtype, unroll):
+    hs, cs, gates, h_last, c_last = _lstm_forward(projected, recurrent_kernel, h0, c0, dtype, unroll)
+    return (hs, (h_last, c_last)), (recurrent_kernel, h0, c0, hs, cs, gates)
+
+
+def _lstm_scan_bwd(dtype, unroll, residuals, cotangents):
+    recurrent_kernel, h0, c0, hs, cs, gates = residuals
+    d_hs, (d_h_last, d_c_last) = cotangents
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    kernel_t = recurrent_kernel.T
+
+    def step(carry, xs):
+        dh_next, dc_next = carry
+        dh_out, c, cp, (si, sf, tg, so) = xs
+        dh = dh_out + dh_next
+        tc = jnp.tanh(c)
+        dc = dc_next + dh * so * (1.0 - tc**2)
+        dz = jnp.concatenate(
+            [dc * tg * si * (1.0 - si), dc * cp * sf * (1.0 - sf), dc * si * (1.0 - tg**2), dh * tc * so * (1.0 - so)],
+            axis=-1,
+        )
+        return (dense_accumulate(dz, kernel_t, dtype).astype(dh.dtype), dc * sf), dz
+
+    (dh0, dc0), dz = jax.lax.scan(step, (d_h_last, d_c_last), (d_hs, cs, c_prev, gates), reverse=True, unroll=unroll)
+    d_kernel = jnp.einsum("tbh,tbk->hk", h_prev, dz).astype(recurrent_kernel.dtype)
+    return dz.astype(hs.dtype), d_kernel, dh0, dc0
+
+
+lstm_scan.defvjp(_lstm_scan_fwd, _lstm_scan_bwd)
 
 class LSTM(nn.Module):
     """LSTM layer over ``[batch, time, features]`` with optional dropout and linear head.
@@ -162,15 +223,7 @@ class LSTM(nn.Module):
         projected = dense_accumulate(inputs, input_kernel, self.dtype) + bias.astype(acc)
         projected = jnp.swapaxes(projected, 0, 1)
 
-        def step(carry, z_input):
-            h, c = carry
-            z = z_input + dense_accumulate(h, recurrent_kernel, self.dtype)
-            i, f, g, o = jnp.split(z, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h = jax.nn.sigmoid(o) * jnp.tanh(c)
-            return (h, c), h
-
-        (h_last, c_last), hs = jax.lax.scan(step, (h0, c0), projected, unroll=self.unroll)
+        hs, (h_last, c_last) = lstm_scan(projected, recurrent_kernel, h0, c0, self.dtype, self.unroll)
         outputs = jnp.swapaxes(hs, 0, 1) if self.return_sequences else h_last
 
         outputs = nn.Dropout(self.dropout_rate)(outputs, deterministic=deterministic)
