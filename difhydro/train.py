@@ -4,7 +4,9 @@ A training step draws a batch of windows from device-resident data with ``jax.ra
 runs the model (process-model scans and networks), takes the gradient of the loss with
 respect to every network and layer parameter, and applies an optax update — all inside
 one compiled function, with the batch sharded along the basin axis over every device of a
-``jax.sharding.Mesh`` (one device on a laptop is the same code path). Around it the
+``jax.sharding.Mesh`` (on one device the same step runs without the sharding constraint).
+The compiled step is shared by every Trainer with the same model, loss, optimiser and
+data shapes (e.g. the folds of a cross-validation). Around it the
 Python loop runs epochs with a progress bar, evaluates on validation data with
 :mod:`difhydro.metrics`, stops early, logs a CSV and writes orbax checkpoints from which
 :meth:`Trainer.fit` resumes exactly.
@@ -209,20 +211,17 @@ class Trainer:
         if config.monitor != "loss" and config.monitor not in metrics.METRICS:
             raise ValueError(f"monitor must be 'loss' or one of {sorted(metrics.METRICS)}")
         self.context = {"basin_std": self._basin_std(train_data)}
-        self._sharding = NamedSharding(self.mesh, PartitionSpec("basin"))
+        # several devices: shard each batch along the basins; one device: no constraint (it
+        # makes XLA partition the whole step, which slowed a VicBucket step 50x on CPU)
+        self._sharding = NamedSharding(self.mesh, PartitionSpec("basin")) if n_dev > 1 else None
         self._key = jax.random.PRNGKey(config.seed)
         # trace the model once on a batch: configuration errors surface here, before compiling
         probe = sample_batch(self._key, train_data, config.batch_size)
         jax.eval_shape(lambda b: model.init({"params": self._key, "dropout": self._key}, b), probe)
-        # one device: no sharding constraint (it makes XLA partition the whole step, which
-        # slowed a VicBucket step 50x on CPU); several: shard the batch along the basins
-        self._sharding = None if n_dev == 1 else self._sharding
         self._data, self._n_valid = _step_data(train_data)
 
     def _predict(self, params, batch):
         return _apply(params, batch, model=self.model)
-
-    # -- pieces of the compiled step ------------------------------------------------------
 
     @staticmethod
     def _basin_std(data: BasinData) -> Array:
