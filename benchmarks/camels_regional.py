@@ -518,10 +518,11 @@ def write_summary(path, table, failures, notes, excluded, kind, learned, ds, fig
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for (evaluation, model), g in table.groupby(["evaluation", "model"], sort=False):
             runs = g.drop_duplicates("fold")
+            per_epoch = runs.seconds_per_epoch.dropna()  # calibrated models have no epochs
             lines.append(
                 f"| {evaluation} | {model} | {len(g)} | {np.nanmedian(g.nse):.3f} | {np.nanmean(g.nse):.3f} | "
                 f"{np.nanmedian(g.kge):.3f} | {np.nanmean(g.kge):.3f} | {int((g.nse < 0).sum())} | "
-                f"{np.nanmean(runs.seconds_per_epoch):.1f} | {runs.train_seconds.sum():.0f} |"
+                f"{f'{per_epoch.mean():.1f}' if len(per_epoch) else '–'} | {runs.train_seconds.sum():.0f} |"
             )
         lines.append("")
     if kind == "twin":
