@@ -171,6 +171,25 @@ def print_comparison(label_torch: str, times: dict[str, float], t_jax: float, t_
     return ratios
 
 
+def compare_with_peer(result, package, label, build, repeat, t_jax, t_jax_1, target):
+    """Time the PyTorch peer ``build(torch) -> (step, description)`` in its thread and
+    denormal settings and add the ratios to ``result``; skip with a reason if unavailable."""
+    torch, why = load_torch()
+    if torch is None:
+        print(f"  torch not available ({why}), no comparison")
+        return result
+    try:
+        step, description = build(torch)
+    except Exception as err:
+        print(f"  {package} not usable ({type(err).__name__}: {err}), no comparison")
+        return result
+    print(f"   peer: {description}, torch {torch.__version__}")
+    times = torch_settings(torch, step, repeat)
+    result["torch_s"] = times
+    result.update(print_comparison(label, times, t_jax, t_jax_1, target))
+    return result
+
+
 # ---------------------------------------------------------------------------------------
 # (a) regional LSTM
 # ---------------------------------------------------------------------------------------
@@ -234,21 +253,11 @@ def lstm_section(batch: int, days: int, features: int, hidden: int, repeat: int)
                                           hidden=hidden, repeat=repeat)
     result = {"jax_s": t_jax, "jax_one_thread_s": t_jax_1}
     print_jax("difhydro nn.LSTM + optax.adam (jit)", t_jax, t_jax_1, why)
-    torch, why = load_torch()
-    if torch is None:
-        print(f"  torch not available ({why}), no comparison")
-        return result
-    try:
+    def build(torch):
         step = neuralhydrology_lstm_step(torch, x, y, hidden)
-    except Exception as err:
-        print(f"  neuralhydrology not usable "
-              f"({type(err).__name__}: {err}), no comparison")
-        return result
-    print(f"   peer: neuralhydrology {package_version('neuralhydrology')} CudaLSTM, torch {torch.__version__}")
-    times = torch_settings(torch, step, repeat)
-    result["torch_s"] = times
-    result.update(print_comparison("CudaLSTM", times, t_jax, t_jax_1, ">= 1x"))
-    return result
+        return step, f"neuralhydrology {package_version('neuralhydrology')} CudaLSTM"
+
+    return compare_with_peer(result, "neuralhydrology", "CudaLSTM", build, repeat, t_jax, t_jax_1, ">= 1x")
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,23 +375,14 @@ def dpl_section(n_basins: int, warmup: int, days: int, hidden: int, n_components
                                           hidden=hidden, n_components=n_components, repeat=repeat)
     result = {"jax_s": t_jax, "jax_one_thread_s": t_jax_1}
     print_jax("difhydro DifferentiableParameterLearning (jit)", t_jax, t_jax_1, why)
-    torch, why = load_torch()
-    if torch is None:
-        print(f"  torch not available ({why}), no comparison")
-        return result
-    try:
+
+    def build(torch):
         from hydrodl2.models.hbv.hbv import Hbv
 
         step, description = torch_dpl_step(torch, Hbv, data, hidden, n_components, warmup)
-    except Exception as err:
-        print(f"  hydrodl2 not usable "
-              f"({type(err).__name__}: {err}), no comparison")
-        return result
-    print(f"   peer: {description}, hydrodl2 {package_version('hydrodl2')}, torch {torch.__version__}")
-    times = torch_settings(torch, step, torch_repeat)
-    result["torch_s"] = times
-    result.update(print_comparison("dmg/hydrodl2", times, t_jax, t_jax_1, ">= 10x"))
-    return result
+        return step, f"{description}, hydrodl2 {package_version('hydrodl2')}"
+
+    return compare_with_peer(result, "hydrodl2", "dmg/hydrodl2", build, torch_repeat, t_jax, t_jax_1, ">= 10x")
 
 
 # ---------------------------------------------------------------------------------------
