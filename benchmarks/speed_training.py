@@ -315,6 +315,7 @@ def jax_dpl_step_time(data: dict, hidden: int, n_components: int, warmup: int, r
     model = DifferentiableParameterLearning(
         HBV(n_components=n_components, use_betaet=True), network="lstm", hidden_sizes=(hidden,),
         dynamic_params=("beta", "betaet"), routing="gamma", warmup_days=warmup, warmup_gradient=False,
+        lstm_input_layer=True,  # Linear -> ReLU -> LSTM -> Linear, as dmg's LstmModel
     )
     batch = jax.tree_util.tree_map(jnp.asarray, data)
     params = model.init(jax.random.key(0), {k: v for k, v in batch.items() if k != "target"})

@@ -303,6 +303,8 @@ class DifferentiableParameterLearning(nn.Module):
         routing, warmup_days, warmup_gradient, checkpoint: as in :class:`PRNN`
             (δHBV: ``routing="gamma"``, ``warmup_gradient=False``).
         dropout_rate: dropout of the network.
+        lstm_input_layer: put ``Dense(hidden) -> ReLU`` in front of the LSTM, as dmg's
+            ``LstmModel`` of δHBV does (LSTM only).
     """
 
     model: ProcessModel
@@ -314,6 +316,7 @@ class DifferentiableParameterLearning(nn.Module):
     warmup_gradient: bool = True
     checkpoint: bool = False
     dropout_rate: float = 0.0
+    lstm_input_layer: bool = False
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True) -> dict[str, Any]:
@@ -339,6 +342,8 @@ class DifferentiableParameterLearning(nn.Module):
             if field(batch, "attributes") is not None and field(batch, "attributes").shape[-1]:
                 a = jnp.asarray(field(batch, "attributes"))
                 x = jnp.concatenate([x, jnp.broadcast_to(a[:, None, :], x.shape[:2] + a.shape[-1:])], -1)
+            if self.lstm_input_layer:
+                x = nn.relu(nn.Dense(self.hidden_sizes[0], name="input_layer")(x))
             seq = LSTM(self.hidden_sizes[0], output_size=n_raw, dropout_rate=self.dropout_rate, name="lstm")(
                 x, deterministic=deterministic
             )

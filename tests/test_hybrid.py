@@ -166,6 +166,25 @@ def test_dpl_lstm_with_dynamic_hbv_parameters_and_routing():
     assert float(jnp.abs(gp[:, :50]).max()) == 0.0 and float(jnp.abs(gp[:, 50:]).max()) > 0
 
 
+
+def test_dpl_lstm_input_layer_is_dense_relu_before_the_lstm():
+    """``lstm_input_layer=True`` (dmg's LstmModel) = LSTM applied to ReLU(Dense(x))."""
+    batch = _batch(n_days=60, extra=("pet",))
+    model = DifferentiableParameterLearning(HBV(n_components=2), network="lstm", hidden_sizes=(6,),
+                                            lstm_input_layer=True)
+    variables = model.init(jax.random.key(4), batch)
+    dense = variables["params"]["input_layer"]
+    n_features = batch["inputs"].shape[-1] + batch["attributes"].shape[-1]
+    assert dense["kernel"].shape == (n_features, 6)
+    x = jnp.concatenate([batch["inputs"], jnp.broadcast_to(
+        batch["attributes"][:, None], batch["inputs"].shape[:2] + batch["attributes"].shape[-1:])], -1)
+    hidden = np.maximum(np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"]), 0.0)
+    plain = DifferentiableParameterLearning(HBV(n_components=2), network="lstm", hidden_sizes=(6,))
+    reference = {"params": {k: v for k, v in variables["params"].items() if k != "input_layer"}}
+    expected = plain.apply(reference, dict(batch, inputs=jnp.asarray(hidden), attributes=batch["attributes"][:, :0]))
+    got = model.apply(variables, batch)
+    np.testing.assert_allclose(np.asarray(got["streamflow"]), np.asarray(expected["streamflow"]), rtol=1e-5, atol=1e-6)
+
 def test_bad_configuration_raises_clear_errors():
     batch = _batch()
     with pytest.raises(ValueError, match="unknown model"):
