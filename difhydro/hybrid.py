@@ -61,6 +61,17 @@ def field(batch, name: str):
     return getattr(batch, name, None)
 
 
+def inputs_with_attributes(batch) -> jax.Array:
+    """``inputs`` [basin, time, features] with the static ``attributes`` [basin, n]
+    repeated along time and appended (Kratzert et al. 2019); just ``inputs`` without them."""
+    x = jnp.asarray(field(batch, "inputs"))
+    attributes = field(batch, "attributes")
+    if attributes is None or not attributes.shape[-1]:
+        return x
+    a = jnp.asarray(attributes)
+    return jnp.concatenate([x, jnp.broadcast_to(a[:, None, :], x.shape[:2] + a.shape[-1:])], -1)
+
+
 def check_batch(batch, model: ProcessModel | None = None, needs=()) -> None:
     """Raise a clear ValueError when a batch lacks what a model needs (before compiling)."""
     present = sorted(batch) if isinstance(batch, Mapping) else list(getattr(batch, "_fields", ()))
@@ -338,10 +349,7 @@ class DifferentiableParameterLearning(nn.Module):
             raw = split_raw_params(flat, spec, prnn.event_shape)
         elif self.network == "lstm":
             check_batch(batch, self.model, ("forcing", "inputs"))
-            x = jnp.asarray(field(batch, "inputs"))
-            if field(batch, "attributes") is not None and field(batch, "attributes").shape[-1]:
-                a = jnp.asarray(field(batch, "attributes"))
-                x = jnp.concatenate([x, jnp.broadcast_to(a[:, None, :], x.shape[:2] + a.shape[-1:])], -1)
+            x = inputs_with_attributes(batch)
             if self.lstm_input_layer:
                 x = nn.relu(nn.Dense(self.hidden_sizes[0], name="input_layer")(x))
             seq = LSTM(self.hidden_sizes[0], output_size=n_raw, dropout_rate=self.dropout_rate, name="lstm")(
@@ -371,10 +379,7 @@ class RegionalLSTM(nn.Module):
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True) -> dict[str, Any]:
         check_batch(batch, None, ("inputs",))
-        x = jnp.asarray(field(batch, "inputs"))
-        if field(batch, "attributes") is not None and field(batch, "attributes").shape[-1]:
-            a = jnp.asarray(field(batch, "attributes"))
-            x = jnp.concatenate([x, jnp.broadcast_to(a[:, None, :], x.shape[:2] + a.shape[-1:])], -1)
+        x = inputs_with_attributes(batch)
         y = LSTM(
             self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
             initial_forget_bias=self.initial_forget_bias, dtype=self.dtype, name="lstm",
