@@ -174,4 +174,6 @@ def test_pgdl_example_quick(tmp_path):
     for key in (("100%", "Random Forest"), ("100%", "XGBoost")):
         assert np.all(res[key]["rmse"][2:] < res[("-", "surface copy")]["rmse"][2:])
     # the residual term does what it is built for, even after a few epochs
-    assert res[("100%", "PGDL CNN-LSTM")]["mean_r2"] < res[("100%", "CNN-LSTM")]["mean_r2"]
+    pgdl, plain = res[("100%", "PGDL CNN-LSTM")], res[("100%", "CNN-LSTM")]
+    assert pgdl["inconsistency"] < plain["inconsistency"]
+    assert pgdl["outside_bounds"] == 0.0  # the bounded activation
