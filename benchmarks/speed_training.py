@@ -77,7 +77,9 @@ def jax_step_time(step: Callable, state, batch, repeat: int) -> float:
 
 #: Child-process settings timed next to "as is": label -> (extra environment, extra shape).
 JAX_VARIANTS = {
-    "one XLA thread": ({"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}, {}),
+    # XLA's matmuls do not honour --xla_cpu_multi_thread_eigen=false, so one core is
+    # enforced with the child's CPU affinity (set before the XLA client starts).
+    "one core (sched_setaffinity)": ({}, {"one_core": True}),
     # XLA allocates its temporaries afresh each step; with 4 KiB pages that is ~2e5 page
     # faults per LSTM step, with transparent huge pages a few hundred.
     "huge pages (glibc.malloc.hugetlb=1)": ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, {}),
@@ -111,6 +113,8 @@ def jax_variants(section: str, labels, **shape) -> dict[str, tuple[float | None,
 
 def jax_child(section: str, shape: dict) -> None:
     """Child-process body of :func:`jax_variant_seconds`: print the step seconds."""
+    if shape.get("one_core"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     dtype = getattr(jnp, shape.get("dtype", "float32"))
     if section == "lstm":
         x, y = lstm_data(shape["batch"], shape["days"], shape["features"])
@@ -188,7 +192,7 @@ def print_comparison(label_torch: str, times: dict[str, float], t_jax: float, va
     if float32:
         ratios["fastest_torch_over_fastest_jax_float32"] = best / min(t_jax, *float32)
         print(f"  fastest torch / fastest difhydro float32 setting = {best / min(t_jax, *float32):.2f}x")
-    one = variants.get("one XLA thread", (None, ""))[0]
+    one = variants.get("one core (sched_setaffinity)", (None, ""))[0]
     if one is not None and "set_num_threads(1)" in times:
         ratios["one_thread_each"] = times["set_num_threads(1)"] / one
         print(f"  one thread each: {times['set_num_threads(1)'] / one:.2f}x")
