@@ -94,13 +94,10 @@ def jax_variant_seconds(section: str, label: str, **shape) -> tuple[float | None
     process. Returns ``(seconds, "")`` or ``(None, reason)``.
     """
     extra_env, extra_shape = JAX_VARIANTS[label]
-    env = dict(os.environ)
-    for key, value in extra_env.items():
-        env[key] = f"{os.environ.get(key, '')} {value}".strip() if key == "XLA_FLAGS" else value
     out = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--jax-child", section,
          "--shape", json.dumps({**shape, **extra_shape})],
-        env=env, capture_output=True, text=True,
+        env={**os.environ, **extra_env}, capture_output=True, text=True,
     )
     if out.returncode != 0:
         return None, (out.stderr.strip().splitlines() or ["no output"])[-1]

@@ -1,4 +1,4 @@
-"""Random but hydrologically plausible forcing for property and balance tests."""
+"""Shared test inputs: random but hydrologically plausible forcing and worked examples."""
 
 import numpy as np
 
@@ -22,3 +22,15 @@ def random_forcing(n_days: int, n_basins: int | None = None, seed: int = 0, lati
         "temperature": temp.astype(np.float32),
         "day_length": np.array(lday, dtype=np.float32),
     }
+
+
+# process-models.md §5.3 worked example, t = 0..6 (mm and m3 m-3): precipitation,
+# evaporation, surface runoff, snow depth, observed and forecast soil moisture
+SECTION_5_3 = {
+    "p": np.array([0, 5, 12, 2, 0, 0, 8.0]),
+    "e": np.array([2, 1.5, 1, 2.5, 3, 3.2, 1]),
+    "sro": np.array([0, 0.2, 2, 0.1, 0, 0, 0.8]),
+    "sd": np.array([5, 5, 3, 0, 0, 0, 0.0]),
+    "sm": np.array([0.30, 0.29, 0.31, 0.35, 0.34, 0.32, 0.31]),
+    "sm_hat": np.array([np.nan, 0.295, 0.33, 0.36, 0.36, 0.325, 0.30]),
+}

@@ -12,13 +12,10 @@ from hypothesis import strategies as st
 from difhydro import losses, metrics
 from difhydro.soil_moisture import bounded_water_content
 
+from helpers import SECTION_5_3
+
 # §5.3 example, t = 0..6 (mm and m3 m-3)
-P = np.array([0, 5, 12, 2, 0, 0, 8.0])
-E = np.array([2, 1.5, 1, 2.5, 3, 3.2, 1])
-SRO = np.array([0, 0.2, 2, 0.1, 0, 0, 0.8])
-SD = np.array([5, 5, 3, 0, 0, 0, 0.0])
-SM = np.array([0.30, 0.29, 0.31, 0.35, 0.34, 0.32, 0.31])
-SM_HAT = np.array([np.nan, 0.295, 0.33, 0.36, 0.36, 0.325, 0.30])
+P, E, SRO, SD, SM, SM_HAT = (SECTION_5_3[k] for k in ("p", "e", "sro", "sd", "sm", "sm_hat"))
 
 # §3.6 example (loam, cm and d)
 LOAM = {"theta_r": 0.078, "theta_s": 0.43, "alpha": 0.036, "n": 1.56, "k_s": 24.96}

@@ -7,6 +7,8 @@ import pytest
 
 from difhydro import metrics
 
+from helpers import SECTION_5_3
+
 T = np.arange(100)
 OBS = 2 + 1.5 * np.sin(2 * np.pi * T / 25) + 0.05 * T + 4 * np.exp(-0.5 * ((T - 60) / 2) ** 2)
 SIM = 0.9 * OBS + 0.3 * np.cos(T / 3) + 0.1
@@ -101,12 +103,7 @@ def test_nan_in_simulation_propagates_and_unknown_metric_fails():
 
 def test_physical_consistency_worked_example():
     # process-models.md §5.3: t = 0..6
-    p = np.array([0, 5, 12, 2, 0, 0, 8.0])
-    e = np.array([2, 1.5, 1, 2.5, 3, 3.2, 1])
-    sro = np.array([0, 0.2, 2, 0.1, 0, 0, 0.8])
-    sd = np.array([5, 5, 3, 0, 0, 0, 0.0])
-    sm = np.array([0.30, 0.29, 0.31, 0.35, 0.34, 0.32, 0.31])
-    sm_hat = np.array([np.nan, 0.295, 0.33, 0.36, 0.36, 0.325, 0.30])
+    p, e, sro, sd, sm, sm_hat = (SECTION_5_3[k] for k in ("p", "e", "sro", "sd", "sm", "sm_hat"))
     w = np.concatenate([[np.nan], p[1:] - e[1:] - sro[1:] + (sd[:-1] - sd[1:])])
     np.testing.assert_allclose(w[1:], [3.3, 11, 2.4, -3, -3.2, 6.2], atol=1e-12)
     assert float(metrics.physical_consistency(w, sm, sm_hat)) == pytest.approx(0.4)

@@ -69,7 +69,6 @@ def forget_bias_init(initial_forget_bias: float) -> Callable[..., Array]:
     return init
 
 
-
 def gate_affine(hidden: int, dtype: Dtype) -> tuple[Array, Array]:
     """``(scale, offset)`` [4H] such that ``tanh(z * scale) * scale + offset`` is
     ``[σ(i), σ(f), tanh(g), σ(o)]``: one tanh for all four gates, as
@@ -124,7 +123,9 @@ def lstm_scan(inputs, input_kernel, recurrent_kernel, bias, h0, c0, dtype=jnp.fl
     cotangents ``dz_t Wᵀ`` and accumulates ``Σ x_tᵀ dz_t``, ``Σ h_{t-1}ᵀ dz_t`` and
     ``Σ dz_t`` in its carry, so no ``[time, batch, 4H]`` gradient array is materialised
     (the input projection runs step by step for the same reason). Same numbers as
-    autodiff of the plain scan (tested), about 1.8x faster than autodiff on CPU.
+    autodiff of the plain scan (tested); the 256 x 365 x 256 train step of
+    ``benchmarks/speed_training.py`` took 1.05 s against 1.83 s with the projection done
+    up front and ``[time, batch, 4H]`` residuals.
     """
     h_last, c_last, hs = _lstm_forward(inputs, input_kernel, recurrent_kernel, bias, h0, c0, dtype, unroll, False)
     return hs, (h_last, c_last)
