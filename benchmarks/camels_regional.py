@@ -43,8 +43,9 @@ from tqdm.auto import tqdm
 
 import jax
 
-from difhydro import metrics, plots
-from difhydro.calibrate import gradient_calibration
+from difhydro.experiment import plots
+from difhydro.training import metrics
+from difhydro.training.calibrate import gradient_calibration
 from difhydro.data import (
     download_camels_us,
     fit_normalization,
@@ -53,9 +54,9 @@ from difhydro.data import (
     load_caravan,
     make_basin_data,
 )
-from difhydro.hybrid import DifferentiableParameterLearning, HybridPRNN, RegionalLSTM
-from difhydro.physics import HBV, ExpHydro, hamon_pet, hargreaves_pet, simulate
-from difhydro.train import TrainConfig, Trainer
+from difhydro.hybrid import build_model, run_physics
+from difhydro.physics import HBV, ExpHydro, hamon_pet, hargreaves_pet
+from difhydro.training import TrainConfig, Trainer
 
 MODELS = ("hybrid", "pseudo_hybrid", "lstm", "dpl_hbv", "dpl_exphydro", "exphydro_calibrated", "hbv_calibrated")
 CALIBRATED = {"exphydro_calibrated": ExpHydro(), "hbv_calibrated": HBV()}
@@ -234,22 +235,10 @@ def eligible_basins(ds, periods, limit) -> tuple[list[str], dict[str, str]]:
 
 
 def make_model(name: str, preset: Preset, q_mean: float, q_std: float):
-    if name == "hybrid":
-        return HybridPRNN(mode="regional", q_scale=q_std, hidden_sizes=(preset.hidden, preset.hidden))
-    if name == "pseudo_hybrid":
-        return HybridPRNN(mode="pseudo_regional", q_scale=q_std)
-    if name == "lstm":
-        return RegionalLSTM(hidden_size=preset.hidden, dropout_rate=0.4 if preset.hidden >= 128 else 0.1,
-                            output_scale=q_std, output_offset=q_mean)
-    if name == "dpl_exphydro":
-        return DifferentiableParameterLearning(ExpHydro(), network="mlp", hidden_sizes=(preset.hidden, preset.hidden))
-    if name == "dpl_hbv":
-        return DifferentiableParameterLearning(
-            HBV(n_components=preset.hbv_components, use_betaet=True), network="lstm",
-            hidden_sizes=(preset.hidden,), dynamic_params=("beta", "betaet"), routing="gamma",
-            warmup_days=preset.warmup, warmup_gradient=False,
-        )
-    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    options = {"hybrid": dict(hidden_size=preset.hidden), "lstm": dict(hidden_size=preset.hidden),
+               "dpl_exphydro": dict(hidden_size=preset.hidden),
+               "dpl_hbv": dict(hidden_size=preset.hidden, components=preset.hbv_components, warmup_days=preset.warmup)}
+    return build_model(name, flow_mean=q_mean, flow_std=q_std, **options.get(name, {}))
 
 
 # -- one run --------------------------------------------------------------------------------
@@ -261,7 +250,7 @@ def run_trained(name, preset, ds, stats, train_basins, test_basins, periods, run
                             forcing=PHYSICS_FORCING, basins=train_basins, min_observations=30)
     test = make_basin_data(ds, stats, periods["test"], window=preset.warmup + 1, warmup=preset.warmup,
                            forcing=PHYSICS_FORCING, basins=test_basins)
-    q = np.where(np.asarray(train.observed), np.asarray(train.target), np.nan)
+    q = train.observations()
     model = make_model(name, preset, float(np.nanmean(q)), float(np.nanstd(q)))
     cfg = TrainConfig(epochs=preset.epochs, steps_per_epoch=preset.steps_per_epoch, batch_size=preset.batch_size,
                       learning_rate=preset.learning_rate, schedule="cosine", clip_norm=1.0, seed=args.seed,
@@ -278,7 +267,7 @@ def run_trained(name, preset, ds, stats, train_basins, test_basins, periods, run
     params = {k: np.asarray(v) for k, v in out.get("params", {}).items() if np.ndim(v) == 1}
     return {
         "simulated": np.asarray(out["streamflow"]),
-        "observed": np.where(np.asarray(full.mask), np.asarray(full.target), np.nan),
+        "observed": full.observations(),
         "seconds": seconds,
         "seconds_per_epoch": float(np.mean(epochs)) if epochs else float("nan"),
         "params": params,
@@ -292,13 +281,13 @@ def run_calibrated(name, preset, ds, basins, periods, args):
     names = list(model.forcing_names)
     train = ds.sel(basin=basins, time=slice(*periods["train"]))
     test = ds.sel(basin=basins, time=slice(*periods["test"]))
-    as_forcing = lambda sub: {k: np.nan_to_num(sub[k].transpose("time", "basin").values.astype(np.float32)) for k in names}  # noqa: E731
-    observed = train["streamflow"].transpose("time", "basin").values.astype(np.float32)
+    as_forcing = lambda sub: {k: np.nan_to_num(sub[k].transpose("basin", "time").values.astype(np.float32)) for k in names}  # noqa: E731
+    observed = train["streamflow"].transpose("basin", "time").values.astype(np.float32)
     t0 = time.perf_counter()
     result = gradient_calibration(model, as_forcing(train), observed, warmup_days=preset.warmup,
                                   steps=preset.calibration_steps, learning_rate=0.05, progress=not args.quiet)
     seconds = time.perf_counter() - t0
-    sim = np.asarray(simulate(model, result.params, as_forcing(test))[1]["streamflow"]).T
+    sim = np.asarray(run_physics(model, result.params, as_forcing(test))["streamflow"])
     obs = test["streamflow"].values.astype(np.float32)
     obs[:, : preset.warmup] = np.nan  # the same warm-up as the trained models
     return {"simulated": sim, "observed": obs, "seconds": seconds, "seconds_per_epoch": float("nan"),
@@ -306,7 +295,7 @@ def run_calibrated(name, preset, ds, basins, periods, args):
 
 
 def scores(sim, obs) -> dict[str, np.ndarray]:
-    return {m: np.asarray(metrics.METRICS[m](sim, obs, axis=1)) for m in METRIC_NAMES}
+    return {m: np.asarray(metrics.METRICS[m](sim, obs)) for m in METRIC_NAMES}
 
 
 # -- the experiment -------------------------------------------------------------------------

@@ -1,11 +1,25 @@
 """difhydro: differentiable hydrology in JAX.
 
-Process models (:mod:`difhydro.physics`) are pure ``lax.scan`` step functions that can be
-used alone, calibrated by gradient descent, or wrapped as physics RNN layers inside
-neural networks.
+Subpackages (dependencies point down the list):
+
+- :mod:`difhydro.contrib`: one package per paper (PHY-LSTM, PGDL, ParaFormer, δHBV);
+- :mod:`difhydro.experiment`: configs, run directories, train / evaluate / predict, the
+  ``difhydro`` command;
+- :mod:`difhydro.training`: the Trainer, losses, metrics, calibration;
+- :mod:`difhydro.hybrid`: ParamHead, the PRNN layer, hybrid and regional models, the registry;
+- :mod:`difhydro.nn`, :mod:`difhydro.physics`, :mod:`difhydro.data`: generic layers, process
+  models, readers and batching.
+
+Public arrays are basin-first (``[basin, time, ...]``); process models scan time-first
+inside :func:`difhydro.physics.simulate` (see ``docs/architecture.md``).
 """
 
-from . import metrics, physics
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-__all__ = ["metrics", "physics", "__version__"]
+from . import data as data
+from . import hybrid as hybrid
+from . import nn as nn
+from . import physics as physics
+from . import training as training
+
+__all__ = ["data", "hybrid", "nn", "physics", "training", "__version__"]

@@ -19,13 +19,13 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from difhydro import metrics, plots
+from difhydro.experiment import plots
+from difhydro.training import metrics
 from difhydro.data import fit_normalization, load_camels_us, make_basin_data
-from difhydro.data.batching import full_period_batch
-from difhydro.hybrid import PRNN, split_raw_params
+from difhydro.hybrid import PRNN, ParamHead
 from difhydro.nn import LSTM, MLP
 from difhydro.physics import ExpHydro
-from difhydro.train import TrainConfig, Trainer
+from difhydro.training import TrainConfig, Trainer
 
 
 # --- the custom hybrid: a dozen lines ------------------------------------------------------
@@ -34,8 +34,8 @@ class SnowAwareHybrid(nn.Module):
 
     @nn.compact
     def __call__(self, batch, deterministic=True):
-        spec = ExpHydro.param_spec
-        raw = split_raw_params(MLP((32,), len(spec))(batch.attributes), spec)
+        head = ParamHead.for_model(ExpHydro())
+        raw = head.split(MLP((32,), head.size)(batch.attributes))
         physics = PRNN(ExpHydro(), name="exphydro")(batch.forcing, raw)
         x = jnp.concatenate([physics["streamflow"][..., None] / 3.0, batch.inputs], axis=-1)
         correction = LSTM(32, output_size=1, name="head")(x, deterministic=deterministic)[..., 0]
@@ -64,7 +64,7 @@ def main(argv=None):
     params = trainer.fit()["params"]
 
     pred, full = trainer.predict(params, test)
-    obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)[0]
+    obs = full.observations()[0]
     for name in ("physics_streamflow", "streamflow"):
         print(f"01031500 1989-1999: {name:<18} NSE {float(metrics.nse(pred[name][0], obs)):.3f}  KGE {float(metrics.kge(pred[name][0], obs)):.3f}")
     dates = ds["time"].sel(time=slice(*test_period)).values

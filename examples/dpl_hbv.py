@@ -4,7 +4,8 @@ An LSTM reads forcing and catchment attributes and emits HBV parameters for ever
 static ones from its last time step, BETA and BETAET as time series — and a gamma unit
 hydrograph routes the flow. The first year of every window spins the buckets up without
 gradients, as in δHBV. Loss: δHBV's RMSE + log-flow RMSE. No surrogate anywhere: the
-gradient of the loss goes through 16 parallel HBV buckets back into the LSTM.
+gradient of the loss goes through 16 parallel HBV buckets back into the LSTM. The
+network is dmg's ``Dense -> ReLU -> LSTM`` (:func:`difhydro.contrib.dhbv.dhbv_model`).
 
 Run: ``python examples/dpl_hbv.py [--data-dir ../shared/data/camels_us] [--epochs 20]``
 (the shared subset: 22 basins with NLDAS forcing; PET from Hamon because NLDAS has
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from difhydro import metrics, plots
+from difhydro.experiment import plots
 from difhydro.data import fit_normalization, load_camels_us, make_basin_data
-from difhydro.hybrid import DifferentiableParameterLearning
-from difhydro.physics import HBV, hamon_pet
-from difhydro.train import TrainConfig, Trainer
+from difhydro.contrib.dhbv import dhbv_model
+from difhydro.physics import hamon_pet
+from difhydro.training import TrainConfig, Trainer
 
 ATTRIBUTES = ["p_mean", "pet_mean", "aridity", "p_seasonality", "frac_snow", "high_prec_freq", "low_prec_freq",
               "elev_mean", "slope_mean", "area_gages2", "frac_forest", "soil_depth_pelletier", "soil_porosity",
@@ -49,10 +50,7 @@ def main(argv=None):
     test = make_basin_data(ds, stats, test_period, window=366, warmup=365, forcing=forcing,
                            basins=[b for b in train.basins if np.isfinite(ds["precipitation"].sel(basin=b, time=slice(*test_period))).all()])
 
-    model = DifferentiableParameterLearning(
-        HBV(n_components=args.components, use_betaet=True), network="lstm", hidden_sizes=(64,),
-        dynamic_params=("beta", "betaet"), routing="gamma", warmup_days=365, warmup_gradient=False,
-    )
+    model = dhbv_model(hidden_size=64, components=args.components)
     cfg = TrainConfig(epochs=args.epochs, steps_per_epoch=30, batch_size=32, learning_rate=3e-3, schedule="cosine")
     trainer = Trainer(model, train, cfg, loss="dhbv")
     params = trainer.fit()["params"]
@@ -66,7 +64,7 @@ def main(argv=None):
     plots.metric_cdf({"δHBV (LSTM -> HBV)": scores["nse"]}, out / "nse_cdf.png")
     pred, full = trainer.predict(params, test)
     best = int(np.nanargmax(scores["nse"]))
-    obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
+    obs = full.observations()
     dates = ds["time"].sel(time=slice(*test_period)).values
     plots.hydrographs(dates, obs[best:best + 1], {"δHBV": pred["streamflow"][best:best + 1]},
                       [f"{test.basins[best]} (NSE {scores['nse'][best]:.2f})"], out / "hydrograph.png")

@@ -20,10 +20,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from difhydro import metrics  # noqa: E402
-from difhydro.calibrate import gradient_calibration  # noqa: E402
+from difhydro.hybrid import run_physics  # noqa: E402
+from difhydro.training import metrics  # noqa: E402
+from difhydro.training.calibrate import gradient_calibration  # noqa: E402
 from difhydro.data import load_example  # noqa: E402
-from difhydro.physics import ExpHydro, simulate  # noqa: E402
+from difhydro.physics import ExpHydro  # noqa: E402
 
 CALIBRATION_END = "1984-12-31"
 SPIN_UP_DAYS = 365
@@ -36,22 +37,22 @@ def main(argv=None):
     parser.add_argument("--out", default="results/fulda", help="folder for the hydrograph PNG")
     args = parser.parse_args(argv)
 
-    ds = load_example("fulda").isel(basin=0)
+    ds = load_example("fulda")  # one basin, [basin, time]
     model = ExpHydro()
-    forcing = {k: ds[k].values.astype(np.float32) for k in model.forcing_names}
-    observed = ds["streamflow"].values.astype(np.float32)
+    forcing = {k: ds[k].transpose("basin", "time").values.astype(np.float32) for k in model.forcing_names}
+    observed = ds["streamflow"].transpose("basin", "time").values.astype(np.float32)
     dates = ds["time"].to_index()
     n_cal = int((dates <= CALIBRATION_END).sum())
 
-    cal_forcing = {k: v[:n_cal] for k, v in forcing.items()}
+    cal_forcing = {k: v[:, :n_cal] for k, v in forcing.items()}
     result = gradient_calibration(
-        model, cal_forcing, observed[:n_cal], warmup_days=SPIN_UP_DAYS,
+        model, cal_forcing, observed[:, :n_cal], warmup_days=SPIN_UP_DAYS,
         steps=args.steps, learning_rate=args.learning_rate,
     )
-    params = {k: float(v) for k, v in result.params.items()}
-    print("calibrated parameters:", {k: round(v, 4) for k, v in params.items()})
+    print("calibrated parameters:", {k: round(float(v[0]), 4) for k, v in result.params.items()})
 
-    simulated = np.asarray(simulate(model, params, forcing)[1]["streamflow"])
+    simulated = np.asarray(run_physics(model, result.params, forcing)["streamflow"])[0]
+    observed = observed[0]
     periods = {"calibration": slice(SPIN_UP_DAYS, n_cal), "validation": slice(n_cal, None)}
     for name, sl in periods.items():
         scores = metrics.evaluate(simulated[sl], observed[sl], ("nse", "kge", "kge_2012", "r", "fhv"))

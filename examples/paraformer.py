@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -41,9 +42,11 @@ import pandas as pd
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from difhydro import paraformer as pf  # noqa: E402
-from difhydro.calibrate import gradient_calibration, sceua_calibration  # noqa: E402
+from difhydro.contrib import paraformer as pf  # noqa: E402
+from difhydro.training.calibrate import gradient_calibration, sceua_calibration  # noqa: E402
 from difhydro.data.batching import full_period_batch  # noqa: E402
+from difhydro.hybrid import run_physics  # noqa: E402
+from difhydro.training import predict  # noqa: E402
 from difhydro.data import fit_normalization, load_caravan, make_basin_data, make_synthetic_twin  # noqa: E402
 from difhydro.physics import VicBucket  # noqa: E402
 
@@ -82,7 +85,7 @@ LABEL = {"ffn_a": "FFN_A", "lstm_z": "LSTM_Z", "paraformer_a": "ParaFormer_A", "
 def add_history_inputs(ds):
     """``streamflow_input`` (gaps filled with the basin mean) and ``streamflow_observed``
     (1/0): the observation history read by the *_Z networks (only ever before the scored
-    days; see difhydro.paraformer)."""
+    days; see difhydro.contrib.paraformer)."""
     q = ds["streamflow"]
     ds["streamflow_input"] = q.fillna(q.mean("time"))
     ds["streamflow_observed"] = q.notnull().astype("float32")
@@ -106,8 +109,8 @@ def prepare(ds, model, static, gauged, held, cfg):
     evaluate = {name: make_basin_data(ds, stats, period, window=warm + 30, warmup=warm, basins=b, **kw)
                 for name, b in (("gauged", train_basins), ("held_out", held_basins))}
     sub = ds.sel(time=slice(*cfg["train"]), basin=train_basins)
-    series = {k: np.asarray(sub[k].transpose("time", "basin").values, np.float32) for k in forcing}
-    observed = np.asarray(sub["streamflow"].transpose("time", "basin").values, np.float32)
+    series = {k: np.asarray(sub[k].transpose("basin", "time").values, np.float32) for k in forcing}
+    observed = np.asarray(sub["streamflow"].transpose("basin", "time").values, np.float32)
     flag = stats.standardise("streamflow_observed", np.float32(0.5))
     return dict(stats=stats, train=train, evaluate=evaluate, forcing=series, observed=observed,
                 mask_feature=len(inputs) - 1, mask_threshold=float(flag))
@@ -123,7 +126,8 @@ def evaluate_params(model, params_by_group, prep, extra=()):
     out = {}
     for group, data in prep["evaluate"].items():
         batch = full_period_batch(data)
-        sim = pf.simulate_batch(model, params_by_group[group], batch)
+        params = {k: jnp.asarray(v, jnp.float32) for k, v in params_by_group[group].items()}
+        sim = jax.tree.map(np.asarray, jax.jit(lambda p, f: run_physics(model, p, f))(params, batch.forcing))
         out[group] = {"scores": pf.score(sim["streamflow"], batch.target, batch.mask),
                       "sim": {k: sim[k] for k in ("streamflow",) + tuple(extra)},
                       "params": {k: np.asarray(v) for k, v in params_by_group[group].items()}}
@@ -162,7 +166,8 @@ def learned(model, prep, network, cfg, progress, extra, surrogate=None, seed=0):
     direct = pf.ParameterLearner(**common)  # testing: the learned θ go into the real model
     result = {"seconds": fit["seconds"], "losses": fit["losses"].tolist(), "budget": f"{cfg['steps']} x {cfg['batch']} windows"}
     for group, data in prep["evaluate"].items():
-        out, batch = pf.predict(direct, fit["params"], data)
+        pf.check_leakage(direct, data)
+        out, batch = predict(direct, fit["params"], data, chunk=32)
         result[group] = {"scores": pf.score(out["streamflow"], batch.target, batch.mask),
                          "sim": {k: out[k] for k in ("streamflow",) + tuple(extra)},
                          "params": out["params"]}
@@ -174,7 +179,7 @@ def mean_flow_baseline(prep):
     out = {}
     for group, data in prep["evaluate"].items():
         batch = full_period_batch(data)
-        obs = np.where(np.asarray(data.observed), np.asarray(data.target), np.nan)[:, : data.warmup]
+        obs = data.observations()[:, : data.warmup]
         sim = np.broadcast_to(np.nanmean(obs, axis=1)[:, None], batch.target.shape)
         out[group] = {"scores": pf.score(sim, batch.target, batch.mask)}
     return out

@@ -2,7 +2,7 @@
 
 Task: estimate water content at 10, 20, 30, 40 and 50 cm from surface (0-5 cm) soil
 moisture plus weather, per pixel and day. Data are SYNTHETIC: the Richards1D twin of
-:func:`difhydro.soil_moisture.richards_twin` (van Genuchten soils x Caravan weather; the
+:func:`difhydro.data.richards_twin` (van Genuchten soils x Caravan weather; the
 surface series carries 0.02 m3 m-3 noise as a remote-sensing stand-in, the 10-50 cm
 training targets 0.005 m3 m-3 probe noise); scores are against the noise-free truth, on
 the last year (temporal hold-out, all pixels).
@@ -33,9 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from difhydro.data import fit_normalization, make_basin_data  # noqa: E402
-from difhydro.soil_moisture import (  # noqa: E402
-    TWIN_DEPTHS_CM,
+from difhydro.contrib.pgdl import (  # noqa: E402
     ProfileCNNLSTM,
     fit_random_forest,
     fit_xgboost,
@@ -43,9 +41,9 @@ from difhydro.soil_moisture import (  # noqa: E402
     lagged_features,
     pgdl_loss,
     profile_residual,
-    richards_twin,
 )
-from difhydro.train import TrainConfig, Trainer  # noqa: E402
+from difhydro.data import TWIN_DEPTHS_CM, fit_normalization, make_basin_data, richards_twin  # noqa: E402
+from difhydro.training import TrainConfig, Trainer  # noqa: E402
 
 CARAVAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camels_caravan"
 SOIL = ("theta_r", "theta_s", "alpha", "n", "k_s")
@@ -66,36 +64,26 @@ def twin(quick: bool):
         ds = richards_twin(CARAVAN, n_soils=16, start="2000-01-01", end="2003-12-31")
         periods = {"train": ("2001-01-01", "2002-06-30"), "validation": ("2002-07-01", "2002-12-31"),
                    "test": ("2003-01-01", "2003-12-31")}
-    for k in SOIL:  # time-constant copies: network inputs and physical values for the loss
-        ds[f"{k}_t"] = (("basin", "time"), np.broadcast_to(ds[k].values[:, None], ds["sm_surface"].shape).astype(np.float32))
     return ds, periods
 
 
 def make_data(ds, periods, train_pixels, window):
-    inputs = DYNAMIC + tuple(f"{k}_t" for k in SOIL)
-    stats = fit_normalization(ds, inputs + TARGETS, period=periods["train"], basins=train_pixels)
-    forcing = TARGETS + TRUTH + tuple(f"{k}_t" for k in SOIL) + ("pet",)
-    data = {name: make_basin_data(ds, stats, period, window=window, warmup=15,
-                                  forcing=forcing, inputs=inputs, target="sm_10",
+    """Targets: the probe depths (trained on) and the noise-free truth (scored); the soil's
+    van Genuchten parameters are standardised attributes for the network and physical
+    static fields for the residual loss."""
+    stats = fit_normalization(ds, DYNAMIC + TARGETS, SOIL, period=periods["train"], basins=train_pixels)
+    data = {name: make_basin_data(ds, stats, period, window=window, warmup=15, forcing=("pet",), inputs=DYNAMIC,
+                                  target=TARGETS + TRUTH, static_fields=SOIL,
                                   basins=train_pixels if name != "test" else None)
             for name, period in periods.items()}
     return data, stats
 
 
-def _with_soil_names(loss):
-    def wrapped(pred, batch, ctx):
-        forcing = dict(batch.forcing)
-        forcing.update({k: batch.forcing[f"{k}_t"] for k in SOIL})
-        return loss(pred, batch._replace(forcing=forcing), ctx)
-
-    return wrapped
-
-
 def train_network(data, stats, physics_weight, bounded, config):
     mean = float(np.mean([stats.mean[t] for t in TARGETS]))
     std = float(np.mean([stats.std[t] for t in TARGETS]))
-    model = ProfileCNNLSTM(bounded=bounded, target_mean=mean, target_std=std, bounds=("theta_r_t", "theta_s_t"))
-    loss = _with_soil_names(pgdl_loss(TARGETS, physics_weight, ROOTS))
+    model = ProfileCNNLSTM(bounded=bounded, target_mean=mean, target_std=std, depth_names=TARGETS)
+    loss = pgdl_loss(TARGETS, physics_weight, ROOTS)
     trainer = Trainer(model, data["train"], config, loss=loss, validation=data["validation"])
     fit = trainer.fit()
     pred, full = trainer.predict(fit["best_params"], data["test"])
@@ -120,7 +108,7 @@ def tabular(ds, periods, train_pixels, fitter, n_rows, seed):
     return model.predict(xte.reshape(-1, x.shape[-1])).reshape(xte.shape[:2] + (len(TARGETS),))
 
 
-def scores(theta, truth, forcing, mask, tolerance):
+def scores(theta, truth, static, pet, mask, tolerance):
     """RMSE per layer vs truth (median over pixels), the inconsistency share, the median and
     mean squared residual, and the share of predictions outside each pixel's [θr, θs]
     (where the van Genuchten head is undefined and R² explodes: the mean is kept for
@@ -128,9 +116,9 @@ def scores(theta, truth, forcing, mask, tolerance):
     m = mask[..., None]
     err = np.where(m, theta - truth, np.nan)
     rmse = np.sqrt(np.nanmean(err**2, axis=1))  # [pixel, depth]
-    r = np.asarray(profile_residual(jnp.asarray(theta, jnp.float32), forcing, TWIN_DEPTHS_CM, ROOTS))
+    r = np.asarray(profile_residual(jnp.asarray(theta, jnp.float32), static, pet, TWIN_DEPTHS_CM, ROOTS))
     pair = np.broadcast_to((mask[:, 1:] & mask[:, :-1])[..., None], r.shape)
-    theta_r, theta_s = (np.asarray(forcing[k])[..., None] for k in ("theta_r", "theta_s"))
+    theta_r, theta_s = (np.asarray(static[k])[:, None, None] for k in ("theta_r", "theta_s"))
     outside = ((theta < theta_r - 1e-6) | (theta > theta_s + 1e-6))[np.broadcast_to(m, theta.shape)]
     r2 = r[pair] ** 2
     return {"rmse": np.nanmedian(rmse, axis=0), "inconsistency": inconsistency_share(r, tolerance, pair),
@@ -184,17 +172,16 @@ def main(argv=None):
             theta = tabular(ds, periods, fractions[frac], fitter, 20_000 if args.quick else 60_000, 0)
         test_theta[(frac, name)] = theta
     # common test frame (every pixel, whole test year, first 15 days masked)
-    forcing = {k: np.asarray(reference.forcing[f"{k}_t"]) for k in SOIL}
-    forcing["pet"] = np.asarray(reference.forcing["pet"])
-    truth = np.stack([np.asarray(reference.forcing[t]) for t in TRUTH], -1)
+    static = {k: jnp.asarray(v) for k, v in reference.static.items()}
+    pet = jnp.asarray(reference.forcing["pet"])
+    truth = np.stack([np.asarray(reference.targets[t]) for t in TRUTH], -1)
     mask = np.asarray(reference.mask)
-    forcing_j = {k: jnp.asarray(v) for k, v in forcing.items()}
     for key, theta in test_theta.items():
-        results[key] = scores(np.asarray(theta, np.float32), truth, forcing_j, mask, args.tolerance)
-    results[("-", "truth")] = scores(truth, truth, forcing_j, mask, args.tolerance)
+        results[key] = scores(np.asarray(theta, np.float32), truth, static, pet, mask, args.tolerance)
+    results[("-", "truth")] = scores(truth, truth, static, pet, mask, args.tolerance)
     sm_surface = ds["sm_surface"].sel(time=slice(*periods["test"])).values
     copy = np.repeat(sm_surface[..., None], len(TARGETS), -1)
-    results[("-", "surface copy")] = scores(copy.astype(np.float32), truth, forcing_j, mask, args.tolerance)
+    results[("-", "surface copy")] = scores(copy.astype(np.float32), truth, static, pet, mask, args.tolerance)
 
     lines = ["### PGDL CNN-LSTM on the SYNTHETIC Richards twin", "",
              f"{ds.sizes['basin']} pixels, test {periods['test']}, physics weight λ = {args.physics_weight}, "

@@ -9,7 +9,7 @@ Data (say which is which):
   25/40 cm as "deep"), 2014-2016, FAO-56 PM ET0 from its weather (pyet). Train
   2014-01-01..2015-06-30, validation 2015-07-01..2015-12-31, test 2016. Only P and ET0
   exist, so the ablation has A1, A2, B1, B2 (no runoff or snow observations).
-- ``twin`` — SYNTHETIC: the Richards1D twin (:func:`difhydro.soil_moisture.richards_twin`,
+- ``twin`` — SYNTHETIC: the Richards1D twin (:func:`difhydro.data.richards_twin`,
   Caravan weather), surface (0-5 cm) observation with noise as target, the 10-50 cm layers
   as deep moisture, twin runoff and degree-day snow: the full A1-A4 / B1-B4 ablation.
 
@@ -35,10 +35,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from difhydro import losses  # noqa: E402
-from difhydro.data import fit_normalization, make_basin_data  # noqa: E402
-from difhydro.soil_moisture import SequenceLSTM, phy_lstm_loss, richards_twin, score, site_dataset  # noqa: E402
-from difhydro.train import TrainConfig, Trainer  # noqa: E402
+from difhydro.contrib.phy_lstm import (  # noqa: E402
+    SequenceLSTM,
+    phy_lstm_loss,
+    score,
+    site_dataset,
+    snow_water_change,
+    water_balance,
+)
+from difhydro.data import fit_normalization, make_basin_data, richards_twin  # noqa: E402
+from difhydro.training import TrainConfig, Trainer  # noqa: E402
 
 CARAVAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camels_caravan"
 WEIGHTS = ((0.1, 0.9), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.9, 0.1))
@@ -62,12 +68,12 @@ def twin_dataset(quick: bool, deep_thickness_mm: float = 500.0):
     d_deep = np.full_like(deep, np.nan)
     d_deep[:, 1:] = np.diff(deep, axis=1)
     p, e, sro = ds["precipitation"].values, ds["evaporation"].values, np.clip(ds["runoff"].values, 0, None)
-    d_sd = np.asarray(losses.snow_water_change(ds["snow_water"].values))
+    d_sd = np.asarray(snow_water_change(ds["snow_water"].values))
     terms = {"A1": (p, 0.0, 0.0, 0.0), "A2": (p, e, 0.0, 0.0), "A3": (p, e, sro, 0.0), "A4": (p, e, sro, d_sd)}
     for key, (pp, ee, rr, ss) in terms.items():
-        ds[f"w_{key}"] = (("basin", "time"), np.asarray(losses.water_balance(pp, ee, rr, ss), np.float32))
+        ds[f"w_{key}"] = (("basin", "time"), np.asarray(water_balance(pp, ee, rr, ss), np.float32))
         ds[f"w_B{key[1]}"] = (("basin", "time"), np.asarray(
-            losses.water_balance(pp, ee, rr, ss, d_deep, deep_scale=deep_thickness_mm), np.float32))
+            water_balance(pp, ee, rr, ss, d_deep, deep_scale=deep_thickness_mm), np.float32))
     return ds
 
 
@@ -106,15 +112,15 @@ def train_one(data, stats, target, w_name, weights, config):
     """Train one model; returns (test predictions [basin, time], full test batch, history)."""
     model = SequenceLSTM(target_mean=stats.mean[target], target_std=stats.std[target])
     loss = phy_lstm_loss(None if w_name is None else f"w_{w_name}", *weights)
-    trainer = Trainer(model, data["train"], config, loss=loss, validation=data["validation"])
+    trainer = Trainer(model, data["train"], config, loss=loss, scored={"soil_moisture": target},
+                      validation=data["validation"])
     fit = trainer.fit()
     pred, full = trainer.predict(fit["best_params"], data["test"])
     return pred["soil_moisture"], full, fit["history"]
 
 
 def evaluate(sim, full, w):
-    obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
-    return score(sim, obs, w)
+    return score(sim, full.observations(), w)
 
 
 def _range(values):
@@ -182,7 +188,7 @@ def run_setup(name, ds, args, out):
     bar.close()
 
     # persistence: SM_t = SM_{t-1}, scored on the same days
-    obs = np.where(np.asarray(test_full.mask), np.asarray(test_full.target), np.nan)
+    obs = test_full.observations()
     target_all = np.asarray(test_full.target)
     persist = np.concatenate([target_all[:, :1], target_all[:, :-1]], axis=1)
     main_w = w_eval[setup["main"][0]]

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from difhydro.data import DataFileError, cfs_to_mm_per_day, load_camels_us, read_streamflow_file
+from difhydro.data import (
+    DataFileError,
+    cfs_to_mm_per_day,
+    load_camels_us,
+    read_streamflow_file,
+)
 
 HEADER = "Year Mnth Day Hr dayl(s) prcp(mm/day) srad(W/m2) swe(mm) tmax(C) tmin(C) vp(Pa)"
 ATTR_TABLES = {
@@ -232,3 +237,67 @@ def test_all_shared_basins_load_in_seconds(camels_root):
     assert np.isfinite(p).sum() == 1096 and np.isnan(p.sel(time="1999-12-31"))
     n_static = sum(1 for v in nldas.data_vars.values() if v.dims == ("basin",))
     assert n_static >= 60  # every CAMELS attribute plus the forcing header
+
+
+# -- line-exact errors, sentinels and the validation report ------------------------------------
+
+
+def _forcing_path(root):
+    return root / "basin_mean_forcing/daymet/01" / f"{G1}_lump_cida_forcing_leap.txt"
+
+
+@pytest.mark.parametrize(
+    "edit, line, pattern",
+    [
+        (lambda ls: ls[1:], 1, "header latitude must lie in"),  # latitude line missing: 300 m is no latitude
+        (lambda ls: ls[:3] + ls[4:], 4, "column header line is missing"),
+        (lambda ls: ls[:6] + [ls[6].replace("\t", ",")] + ls[7:], 7, "separated by ',', not whitespace"),
+        (lambda ls: ls[:8] + [ls[7]] + ls[8:], 9, "date 2000-01-04 repeats 2000-01-04 on line 8"),
+        (lambda ls: ls[:-1] + [ls[-1][:20]], 14, "the file looks truncated"),
+    ],
+    ids=["no-latitude", "no-column-header", "comma-line", "duplicate", "cut"],
+)
+def test_forcing_errors_name_the_line(tmp_path, edit, line, pattern):
+    root = make_tree(tmp_path)
+    path = _forcing_path(root)
+    path.write_text("\n".join(edit(path.read_text().splitlines())))
+    with pytest.raises(DataFileError, match=pattern) as info:
+        load_camels_us(root)
+    assert info.value.line == line and f"line {line}" in str(info.value) and path.name in str(info.value)
+    assert info.value.basin == G1
+
+
+def test_sentinel_forcing_and_the_report(tmp_path):
+    from difhydro.data.validation import DataValidationError, ValidationReport
+
+    root = make_tree(tmp_path)
+    path = _forcing_path(root)
+    lines = path.read_text().splitlines()
+    lines[6] = lines[6].replace("\t1.00\t", "\t-999.00\t")  # 2000-01-03 precipitation
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError, match=f"precipitation .*1 missing value.*\\({G1}\\), 1 of them sentinel "
+                                                  f"codes.*basin {G1} on 2000-01-03"):
+        load_camels_us(root)
+    raw = load_camels_us(root, validate=False)
+    assert np.isnan(raw["precipitation"].sel(basin=G1).values[2]) and raw["precipitation"].attrs["sentinel_counts"] == f"{G1}=1"
+    ds = load_camels_us(root, policies={"forcing": "interpolate"})
+    np.testing.assert_allclose(ds["precipitation"].sel(basin=G1).values[:5], [0.0, 0.5, 1.0, 1.5, 2.0])
+    report = ValidationReport.from_dataset(ds)
+    r = report.table.query("basin == @G1 and variable == 'precipitation'").iloc[0]
+    assert (r["sentinel"], r["missing"], r["interpolated"]) == (1, 1, 1)
+    q = report.table.query("basin == @G1 and variable == 'streamflow'").iloc[0]
+    assert (q["sentinel"], q["missing"], q["outside_record"]) == (1, 1, 2)  # the -999 of 2000-01-05
+    assert "| streamflow | target | mask |" in report.to_markdown()
+    # the cache keeps the data as read; the validation runs on every load
+    cache = tmp_path / "cache"
+    load_camels_us(root, validate=False, cache_dir=cache)
+    with pytest.raises(DataValidationError):
+        load_camels_us(root, cache_dir=cache)
+
+
+def test_cut_attribute_table_names_the_line(tmp_path):
+    root = make_tree(tmp_path)
+    (root / "camels_attributes_v2.0/camels_clim.txt").write_text(f"gauge_id;p_mean;high_prec_timing\n{G1};3.1;son\n{G2};4.2\n")
+    with pytest.raises(DataFileError, match="camels_clim.txt: line 3 has 2 fields, expected 3") as info:
+        load_camels_us(root)
+    assert info.value.line == 3

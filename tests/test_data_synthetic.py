@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from difhydro.data import fulda_twin, load_camels_us, load_example, make_synthetic_twin, true_parameters
+from difhydro.data import degree_day_snow, fulda_twin, load_camels_us, load_example, make_synthetic_twin, true_parameters
 from difhydro.physics import ExpHydro, simulate
 
 MODEL = ExpHydro()
@@ -86,3 +86,12 @@ def test_twin_from_camels_forcing(data_dir):
     assert str(ds["time"].values[0])[:10] == "2000-01-01" and ds.sizes["time"] == 1461
     assert set(ds["source_basin"].values.tolist()) == {"01022500", "01031500"}
     assert np.isfinite(ds["streamflow"].values).all()
+
+
+def test_degree_day_snow_conserves_water():
+    rng = np.random.default_rng(0)
+    p = rng.gamma(0.5, 4.0, (200, 3))
+    t = 5 * np.sin(np.arange(200) / 20)[:, None] + rng.normal(0, 2, (200, 3))
+    water, swe = degree_day_snow(p, t)
+    np.testing.assert_allclose(p.sum(0), water.sum(0) + swe[-1], rtol=1e-12)
+    assert np.all(swe >= 0) and np.all(water[t < 0] <= swe.max() + 1e-9)

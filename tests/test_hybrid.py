@@ -68,12 +68,12 @@ def test_gradients_reach_the_parameterization_network_through_the_physics():
 
 def _raw_params(model, variables, batch):
     """The MLP's raw outputs split per parameter (what the dPL model feeds its PRNN)."""
-    from difhydro.hybrid import split_raw_params
+    from difhydro.hybrid import ParamHead
     from difhydro.nn import MLP
 
     mlp = MLP(tuple(model.hidden_sizes), len(ExpHydro.param_spec))
     flat = mlp.apply({"params": variables["params"]["mlp"]}, batch["attributes"])
-    return split_raw_params(flat, ExpHydro.param_spec, lambda k: ())
+    return ParamHead.for_model(ExpHydro()).split(flat)
 
 
 def test_dpl_model_matches_its_pieces():

@@ -1,6 +1,6 @@
-"""Physics-guided soil-moisture losses against the worked examples of process-models.md
-§5.3 (monotonic water-balance loss) and §3.6 (Richards residual), an independent NumPy
-implementation, and gradient checks."""
+"""Physics-guided soil-moisture losses against the worked examples of docs/physics.md
+§5.3 (monotonic water-balance loss, difhydro.contrib.phy_lstm) and §3.6 (Richards residual,
+difhydro.training.losses), an independent NumPy implementation, and gradient checks."""
 
 import jax
 import jax.numpy as jnp
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from difhydro import losses, metrics
-from difhydro.soil_moisture import bounded_water_content
+from difhydro.contrib import phy_lstm
+from difhydro.contrib.pgdl import bounded_water_content
+from difhydro.training import losses, metrics
 
 from helpers import SECTION_5_3
 
@@ -23,40 +24,40 @@ THETA = np.array([[0.30, 0.28, 0.27, 0.26, 0.25], [0.32, 0.29, 0.272, 0.261, 0.2
 
 
 def _w1():
-    return losses.water_balance(P, E, SRO, losses.snow_water_change(jnp.asarray(SD)))
+    return phy_lstm.water_balance(P, E, SRO, phy_lstm.snow_water_change(jnp.asarray(SD)))
 
 
 def test_water_balance_example(x64):
     w = np.asarray(_w1())
     assert np.isnan(w[0])
     np.testing.assert_allclose(w[1:], [3.3, 11, 2.4, -3, -3.2, 6.2], atol=1e-12)
-    dw = np.asarray(losses.monotonic_direction(w))
+    dw = np.asarray(phy_lstm.monotonic_direction(w))
     np.testing.assert_array_equal(dw[2:], [1, -1, -1, -1, 1])
-    masked = np.asarray(losses.monotonic_direction(w, SM))
+    masked = np.asarray(phy_lstm.monotonic_direction(w, SM))
     np.testing.assert_array_equal(masked[2:], [1, 0, -1, -1, 0])
 
 
 def test_sign_conventions(x64):
-    era5 = losses.water_balance(P, -E, SRO, losses.snow_water_change(jnp.asarray(SD), "accumulation"),
+    era5 = phy_lstm.water_balance(P, -E, SRO, phy_lstm.snow_water_change(jnp.asarray(SD), "accumulation"),
                                 evaporation_sign=-1.0, snow_sign=-1.0)
     np.testing.assert_allclose(np.asarray(era5)[1:], np.asarray(_w1())[1:], atol=1e-12)
     deep = np.array([0, 0.01, -0.02, 0.0, 0.03, 0, 0])
-    w2 = losses.water_balance(P, E, SRO, 0.0, deep, deep_scale=100.0)
+    w2 = phy_lstm.water_balance(P, E, SRO, 0.0, deep, deep_scale=100.0)
     np.testing.assert_allclose(np.asarray(w2), P - E - SRO - 100.0 * deep, atol=1e-12)
     with pytest.raises(ValueError, match="convention"):
-        losses.snow_water_change(jnp.asarray(SD), "melt")
+        phy_lstm.snow_water_change(jnp.asarray(SD), "melt")
 
 
 def test_monotonic_loss_example(x64):
     mask = np.arange(7) >= 1
     pred = np.nan_to_num(SM_HAT, nan=0.3)
-    loss = losses.monotonic_loss(pred, SM, _w1(), mask)
+    loss = phy_lstm.monotonic_loss(pred, SM, _w1(), mask)
     assert float(loss) == pytest.approx(2e-05, rel=1e-9)
     pc = metrics.physical_consistency(np.asarray(_w1())[1:], SM[1:], SM_HAT[1:])
     assert float(pc) == pytest.approx(0.4)
     # weighting with RMSE, λ1 : λ2 = 3 : 7
     rmse = np.sqrt(np.mean((SM_HAT[1:] - SM[1:]) ** 2))
-    total = losses.water_balance_loss(pred, SM, _w1(), mask, 0.3, 0.7)
+    total = phy_lstm.water_balance_loss(pred, SM, _w1(), mask, 0.3, 0.7)
     assert float(total) == pytest.approx(0.3 * rmse + 0.7 * 2e-05, rel=1e-6)
 
 
@@ -67,12 +68,12 @@ def test_monotonic_loss_ignores_missing_and_unmasked(x64):
     obs[3] = np.nan
     # step 4 loses its SM_{t-1} (leaves N); step 3 loses the Eq.-13 check, so its
     # ΔW = −1 stays and it contributes (0.36 − 0.31)²; N = 4 (t = 2, 3, 5, 6)
-    loss = losses.monotonic_loss(pred, obs, _w1(), mask)
+    loss = phy_lstm.monotonic_loss(pred, obs, _w1(), mask)
     assert float(loss) == pytest.approx(0.05**2 / 4, rel=1e-9)
-    grads = jax.grad(lambda p: losses.water_balance_loss(p, obs, _w1(), mask & ~np.isnan(obs)))(jnp.asarray(pred))
+    grads = jax.grad(lambda p: phy_lstm.water_balance_loss(p, obs, _w1(), mask & ~np.isnan(obs)))(jnp.asarray(pred))
     assert np.all(np.isfinite(np.asarray(grads)))
     # masking out everything gives 0, not NaN
-    assert float(losses.monotonic_loss(pred, SM, _w1(), np.zeros(7, bool))) == 0.0
+    assert float(phy_lstm.monotonic_loss(pred, SM, _w1(), np.zeros(7, bool))) == 0.0
 
 
 def _numpy_monotonic(pred, obs, w, mask, disagreement=True):
@@ -99,7 +100,7 @@ def test_monotonic_loss_matches_numpy(seed, disagreement):
     w = np.round(rng.standard_normal(n), 1)  # ties make ΔW = 0 steps
     mask = rng.random(n) < 0.8
     with jax.enable_x64(True):
-        got = float(losses.monotonic_loss(pred, obs, w, mask, mask_disagreement=disagreement))
+        got = float(phy_lstm.monotonic_loss(pred, obs, w, mask, mask_disagreement=disagreement))
     assert got == pytest.approx(_numpy_monotonic(pred, obs, w, mask, disagreement), rel=1e-10, abs=1e-15)
 
 
@@ -107,7 +108,7 @@ def test_monotonic_loss_batched_equals_per_row(x64):
     rng = np.random.default_rng(3)
     obs, pred, w = (rng.random((4, 12)) for _ in range(3))
     mask = rng.random((4, 12)) < 0.9
-    got = float(losses.monotonic_loss(pred, obs, w, mask))
+    got = float(phy_lstm.monotonic_loss(pred, obs, w, mask))
     # pooled mean: Σ over rows of (row loss · row N) / Σ N
     sums = [_numpy_monotonic(pred[i], obs[i], w[i], mask[i]) for i in range(4)]
     counts = [sum(mask[i, t] for t in range(1, 12)) for i in range(4)]
@@ -157,7 +158,7 @@ def test_richards_residual_loss_gradient_matches_finite_difference(x64):
 def test_losses_jit():
     mask = np.arange(7) >= 1
     pred = np.nan_to_num(SM_HAT, nan=0.3).astype(np.float32)
-    f = jax.jit(losses.water_balance_loss)
+    f = jax.jit(phy_lstm.water_balance_loss)
     assert float(f(pred, SM.astype(np.float32), _w1().astype(jnp.float32), mask)) > 0
     g = jax.jit(lambda t: losses.richards_residual_loss(t, jnp.arange(10.0, 60, 10), LOAM))
     assert float(g(THETA.astype(np.float32))) == pytest.approx(5.59415e-4, rel=1e-3)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difhydro import metrics
+from difhydro.training import metrics
 
 from helpers import SECTION_5_3
 
@@ -83,14 +83,14 @@ def test_basin_axis_jit_and_float32():
     pairs = [_random_pair(rng, 300) for _ in range(6)]
     sim = np.stack([p[0] for p in pairs], axis=1).astype(np.float32)  # [time, basin]
     obs = np.stack([p[1] for p in pairs], axis=1).astype(np.float32)
-    batched = jax.jit(lambda s, o: metrics.evaluate(s, o, tuple(metrics.METRICS)))(sim, obs)
+    batched = jax.jit(lambda s, o: metrics.evaluate(s, o, tuple(metrics.METRICS), axis=0))(sim, obs)
     for name in metrics.METRICS:
         assert batched[name].shape == (6,)
         for b in range(6):
             one = float(metrics.METRICS[name](sim[:, b], obs[:, b]))
             assert float(batched[name][b]) == pytest.approx(one, rel=1e-5, abs=1e-6), name
-    # axis=-1 for the (basin, time) layout of the xarray data sets
-    np.testing.assert_allclose(metrics.nse(sim.T, obs.T, axis=-1), batched["nse"], rtol=1e-6)
+    # the default axis (-1) is the time axis of the basin-first [basin, time] layout
+    np.testing.assert_allclose(metrics.nse(sim.T, obs.T), batched["nse"], rtol=1e-6)
 
 
 def test_nan_in_simulation_propagates_and_unknown_metric_fails():
@@ -102,7 +102,7 @@ def test_nan_in_simulation_propagates_and_unknown_metric_fails():
 
 
 def test_physical_consistency_worked_example():
-    # process-models.md §5.3: t = 0..6
+    # docs/physics.md §5.3: t = 0..6
     p, e, sro, sd, sm, sm_hat = (SECTION_5_3[k] for k in ("p", "e", "sro", "sd", "sm", "sm_hat"))
     w = np.concatenate([[np.nan], p[1:] - e[1:] - sro[1:] + (sd[:-1] - sd[1:])])
     np.testing.assert_allclose(w[1:], [3.3, 11, 2.4, -3, -3.2, 6.2], atol=1e-12)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from difhydro.contrib.paraformer import ParaFormerA, ParaFormerZ
 from difhydro.nn import (
     CNNLSTM,
     LSTM,
@@ -15,8 +16,6 @@ from difhydro.nn import (
     CausalConv1D,
     CausalConvHead,
     CrossAttentionBlock,
-    ParaFormerA,
-    ParaFormerZ,
     PositionalEncoding,
     TransformerEncoder,
     TransformerEncoderLayer,

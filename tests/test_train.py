@@ -13,7 +13,7 @@ import pytest
 from difhydro.data import fit_normalization, fulda_twin, make_basin_data
 from difhydro.hybrid import DifferentiableParameterLearning, RegionalLSTM
 from difhydro.physics import HBV, ExpHydro
-from difhydro.train import TrainConfig, Trainer
+from difhydro.training import TrainConfig, Trainer
 
 ATTRS = [f"attribute_{k}" for k in range(5)]
 INPUTS = ["precipitation", "temperature", "day_length"]
@@ -94,7 +94,7 @@ SHARDED = textwrap.dedent(
     from difhydro.data import fit_normalization, fulda_twin, make_basin_data
     from difhydro.hybrid import HybridPRNN
     from difhydro.physics import ExpHydro
-    from difhydro.train import TrainConfig, Trainer, basin_mesh
+    from difhydro.training import TrainConfig, Trainer, basin_mesh
     assert jax.device_count() == 2, jax.devices()
     ds = fulda_twin(ExpHydro(), n_basins=6, seed=5)
     attrs = [f"attribute_{k}" for k in range(5)]

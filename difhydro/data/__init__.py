@@ -5,7 +5,7 @@ All readers return ``xarray.Dataset`` objects with dynamic variables on ``(basin
 static attributes on ``(basin,)`` and units in each variable's ``attrs``.
 """
 
-from ._common import DataFileError, with_day_length
+from ._common import SENTINELS, DataFileError, with_day_length
 from .batching import (
     CAMELS_PERIODS,
     BasinData,
@@ -28,10 +28,30 @@ from .camels import (
 )
 from .caravan import load_caravan, read_caravan_attributes, read_caravan_timeseries
 from .download import ChecksumError, download_camels_us, download_file
+from .folder import convert_units, load_folder
 from .sites import load_example
-from .synthetic import fulda_twin, make_synthetic_twin, true_parameters
+from .validation import DEFAULT_POLICIES, VARIABLES, DataValidationError, Policy, ValidationReport, validate
+from .synthetic import (
+    TEXTURES,
+    TWIN_DEPTHS_CM,
+    TWIN_THICKNESS_CM,
+    degree_day_snow,
+    fulda_twin,
+    make_synthetic_twin,
+    richards_twin,
+    true_parameters,
+)
 
 __all__ = [
+    "SENTINELS",
+    "VARIABLES",
+    "DEFAULT_POLICIES",
+    "Policy",
+    "DataValidationError",
+    "ValidationReport",
+    "validate",
+    "load_folder",
+    "convert_units",
     "DataFileError",
     "with_day_length",
     "CAMELS_PERIODS",
@@ -60,4 +80,9 @@ __all__ = [
     "fulda_twin",
     "make_synthetic_twin",
     "true_parameters",
+    "richards_twin",
+    "degree_day_snow",
+    "TEXTURES",
+    "TWIN_THICKNESS_CM",
+    "TWIN_DEPTHS_CM",
 ]

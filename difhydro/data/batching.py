@@ -10,11 +10,13 @@
    days with ``jax.random`` and gathers them with ``lax.dynamic_slice``; the first
    ``warmup`` days of each window spin up the physics and are excluded from the loss mask.
 
-Layout of a :class:`Batch` (``B`` windows, ``L = window`` days), batch-major like every
-network of :mod:`difhydro.nn`: ``forcing`` name -> ``[B, L]`` in physical units,
-``inputs`` ``[B, L, F]`` standardised, ``attributes`` ``[B, S]`` standardised, ``target``
-``[B, L]`` (0 where unobserved), ``mask`` ``[B, L]`` (observed and past the warm-up).
-:class:`~difhydro.hybrid.PRNN` moves the time axis to the front for the physics.
+Layout of a :class:`Batch` (``B`` windows, ``L = window`` days), basin-first like every
+array at difhydro's public surface: ``forcing`` name -> ``[B, L]`` in physical units,
+``inputs`` ``[B, L, F]`` standardised, ``attributes`` ``[B, S]`` standardised, ``targets``
+name -> ``[B, L]`` (0 where unobserved), ``masks`` name -> ``[B, L]`` (observed and past
+the warm-up), ``static`` name -> ``[B]`` per-basin values in physical units (e.g. a soil's
+van Genuchten parameters). :class:`~difhydro.hybrid.PRNN` moves the time axis to the front
+for the physics.
 """
 
 from __future__ import annotations
@@ -202,16 +204,18 @@ class BasinData(eqx.Module):
     Arrays (``N`` basins, ``T`` days): ``forcing`` name -> ``[N, T]`` physical units (NaN
     replaced by 0; windows touching them are never sampled), ``inputs`` ``[N, T, F]``
     standardised, ``attributes`` ``[N, S]`` standardised (a missing attribute becomes 0, the
-    training mean), ``target`` ``[N, T]`` (0 where unobserved), ``observed`` ``[N, T]``
-    bool, ``valid_windows`` ``[M]`` int32 flat indices ``basin * n_starts + start`` of the
-    admissible windows.
+    training mean), ``targets`` name -> ``[N, T]`` (0 where unobserved), ``observed`` name ->
+    ``[N, T]`` bool, ``static`` name -> ``[N]`` physical per-basin values,
+    ``valid_windows`` ``[M]`` int32 flat indices ``basin * n_starts + start`` of the
+    admissible windows. The first target is the primary one (:attr:`target`).
     """
 
     forcing: dict[str, jax.Array]
     inputs: jax.Array
     attributes: jax.Array
-    target: jax.Array
-    observed: jax.Array
+    targets: dict[str, jax.Array]
+    observed: dict[str, jax.Array]
+    static: dict[str, jax.Array]
     valid_windows: jax.Array
     window: int = eqx.field(static=True)
     warmup: int = eqx.field(static=True)
@@ -224,6 +228,20 @@ class BasinData(eqx.Module):
     def n_starts(self) -> int:
         return self.target.shape[1] - self.window + 1
 
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(self.targets)
+
+    @property
+    def target(self) -> jax.Array:
+        """The primary (first) target ``[N, T]``."""
+        return next(iter(self.targets.values()))
+
+    def observations(self, name: str | None = None) -> np.ndarray:
+        """Target ``name`` (default: the primary one) as numpy ``[N, T]``, NaN where unobserved."""
+        name = self.target_names[0] if name is None else name
+        return np.where(np.asarray(self.observed[name]), np.asarray(self.targets[name]), np.nan)
+
 
 class Batch(NamedTuple):
     """A batch of ``B`` windows of ``L`` days (see the module docstring for the layout)."""
@@ -231,10 +249,26 @@ class Batch(NamedTuple):
     forcing: dict[str, jax.Array]
     inputs: jax.Array
     attributes: jax.Array
-    target: jax.Array
-    mask: jax.Array
+    targets: dict[str, jax.Array]
+    masks: dict[str, jax.Array]
+    static: dict[str, jax.Array]
     basin: jax.Array
     start: jax.Array
+
+    @property
+    def target(self) -> jax.Array:
+        """The primary (first) target ``[B, L]``."""
+        return next(iter(self.targets.values()))
+
+    @property
+    def mask(self) -> jax.Array:
+        """The mask of the primary target ``[B, L]``."""
+        return next(iter(self.masks.values()))
+
+    def observations(self, name: str | None = None) -> np.ndarray:
+        """Target ``name`` (default: the primary one) as numpy, NaN outside its mask."""
+        name = next(iter(self.targets)) if name is None else name
+        return np.where(np.asarray(self.masks[name]), np.asarray(self.targets[name]), np.nan)
 
 
 def make_basin_data(
@@ -247,7 +281,8 @@ def make_basin_data(
     forcing: Sequence[str] = ("precipitation", "temperature", "day_length"),
     inputs: Sequence[str] | None = None,
     static: Sequence[str] | None = None,
-    target: str = "streamflow",
+    target: str | Sequence[str] = "streamflow",
+    static_fields: Sequence[str] = (),
     basins: Sequence[str] | None = None,
     min_observations: int = 1,
 ) -> BasinData:
@@ -255,7 +290,7 @@ def make_basin_data(
 
     Windows lie entirely inside ``period`` (they never cross its boundary). A window is
     admissible when every ``forcing`` and ``inputs`` value in it is finite and at least
-    ``min_observations`` target values after the warm-up are observed.
+    ``min_observations`` days after the warm-up have an observation of some target.
 
     Args:
         ds: Dataset with ``(basin, time)`` and ``(basin,)`` variables.
@@ -266,7 +301,8 @@ def make_basin_data(
         forcing: physical-unit forcing passed to the process model.
         inputs: standardised dynamic network inputs (default ``stats.dynamic``).
         static: standardised attributes (default ``stats.static``).
-        target: observed variable (NaN = missing).
+        target: observed variable(s) (NaN = missing); the first is the primary target.
+        static_fields: numeric ``(basin,)`` variables kept in physical units (``Batch.static``).
         basins: subset of basins (default: all of ``ds``).
         min_observations: observed target days required after the warm-up.
     """
@@ -274,9 +310,12 @@ def make_basin_data(
         raise ValueError(f"need 0 <= warmup < window, got warmup={warmup}, window={window}")
     inputs = tuple(stats.dynamic if inputs is None else inputs)
     static = tuple(stats.static if static is None else static)
+    targets = (target,) if isinstance(target, str) else tuple(target)
+    if not targets:
+        raise ValueError("make_basin_data needs at least one target variable")
     sub = _select(ds, period, basins)
-    _check_vars(sub, list(forcing) + list(inputs) + [target], ("basin", "time"), "dynamic")
-    _check_vars(sub, static, ("basin",), "static")
+    _check_vars(sub, list(forcing) + list(inputs) + list(targets), ("basin", "time"), "dynamic")
+    _check_vars(sub, list(static) + list(static_fields), ("basin",), "static")
     n_basin, n_time = sub.sizes["basin"], sub.sizes["time"]
     if n_time < window:
         raise ValueError(f"the period holds {n_time} days, fewer than one window of {window}")
@@ -287,15 +326,15 @@ def make_basin_data(
     forcing_np = {n: values(n) for n in forcing}
     inputs_np = np.stack([stats.standardise(n, values(n)) for n in inputs], axis=-1) if inputs else np.zeros((n_basin, n_time, 0), np.float32)
     static_np = np.stack([stats.standardise(n, np.asarray(sub[n].values, np.float32)) for n in static], axis=-1) if static else np.zeros((n_basin, 0), np.float32)
-    target_np = values(target)
-    observed = np.isfinite(target_np)
+    targets_np = {n: values(n) for n in targets}
+    observed = {n: np.isfinite(a) for n, a in targets_np.items()}
 
     finite = np.ones((n_basin, n_time), bool)
     for a in forcing_np.values():
         finite &= np.isfinite(a)
     if inputs_np.shape[-1]:
         finite &= np.isfinite(inputs_np).all(axis=-1)
-    valid = _admissible(finite, observed, window, warmup, min_observations)
+    valid = _admissible(finite, np.any(list(observed.values()), axis=0), window, warmup, min_observations)
     if valid.size == 0:
         raise ValueError(
             f"no admissible window of {window} days (warm-up {warmup}) in the period: forcing has gaps "
@@ -305,8 +344,9 @@ def make_basin_data(
         forcing={n: jnp.asarray(np.nan_to_num(a, nan=0.0)) for n, a in forcing_np.items()},
         inputs=jnp.asarray(np.nan_to_num(inputs_np, nan=0.0), jnp.float32),
         attributes=jnp.asarray(np.nan_to_num(static_np, nan=0.0), jnp.float32),
-        target=jnp.asarray(np.nan_to_num(target_np, nan=0.0)),
-        observed=jnp.asarray(observed),
+        targets={n: jnp.asarray(np.nan_to_num(a, nan=0.0)) for n, a in targets_np.items()},
+        observed={n: jnp.asarray(a) for n, a in observed.items()},
+        static={n: jnp.asarray(np.asarray(sub[n].values, np.float32)) for n in static_fields},
         valid_windows=jnp.asarray(valid, jnp.int32),
         window=int(window),
         warmup=int(warmup),
@@ -359,14 +399,14 @@ def sample_batch(key: jax.Array, data: BasinData, batch_size: int, n_valid: jax.
 
 def _gather(data: BasinData, basin: jax.Array, start: jax.Array) -> Batch:
     length = data.window
-    observed = _windows(data.observed, basin, start, length)
     after_warmup = jnp.arange(length) >= data.warmup
     return Batch(
         forcing={n: _windows(a, basin, start, length) for n, a in data.forcing.items()},
         inputs=_windows(data.inputs, basin, start, length),
         attributes=jnp.take(data.attributes, basin, axis=0),
-        target=_windows(data.target, basin, start, length),
-        mask=observed & after_warmup[None, :],
+        targets={n: _windows(a, basin, start, length) for n, a in data.targets.items()},
+        masks={n: _windows(a, basin, start, length) & after_warmup[None, :] for n, a in data.observed.items()},
+        static={n: jnp.take(a, basin, axis=0) for n, a in data.static.items()},
         basin=basin,
         start=start,
     )

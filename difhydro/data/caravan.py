@@ -20,13 +20,19 @@ import xarray as xr
 
 from ._common import (
     DataFileError,
+    add_note,
     check_daily,
+    check_table_lines,
     daily_axis,
+    encode_counts,
+    encode_spans,
     join_attribute_tables,
+    mask_sentinels,
     normalise_basin_ids,
     options_key,
     place_on_axis,
     read_cached,
+    read_csv_records,
     set_units,
     source_fingerprint,
     with_day_length,
@@ -69,47 +75,44 @@ def _check_columns(columns, path, basin):
         raise DataFileError(f"column(s) {missing} missing; file has {list(columns)}", path, basin)
 
 
-def read_caravan_timeseries(path, basin: str) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
+def read_caravan_timeseries(
+    path, basin: str, *, sentinels: dict[str, int] | None = None
+) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
     """Read one Caravan time-series file (CSV or netCDF).
 
-    Returns ``(dates, values)`` with ``values`` keyed by Caravan column names (float64,
-    empty cells NaN). Raises :class:`DataFileError` for a missing ``date`` or required
-    column, a non-numeric cell or a date gap.
+    Returns ``(dates, values)`` with ``values`` keyed by Caravan column names (float64;
+    empty cells and ``NaN`` / ``NA`` are NaN, as are the sentinels -999 / -9999, whose
+    number per column goes to ``sentinels`` when a dict is given).
+
+    Raises :class:`DataFileError` naming the file, the basin and (CSV) the 1-based line:
+    a missing header line, another delimiter, a missing ``date`` or required column, a
+    line with another number of fields, a non-numeric cell, an invalid, duplicated,
+    unordered or missing day, and a CSV whose last line lacks its line break (a file cut
+    mid-line; Caravan files end with one).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"basin {basin}: time-series file not found: {path}")
     if path.suffix == ".nc":
-        with xr.open_dataset(path) as nc:
+        try:
+            nc = xr.open_dataset(path)
+        except (OSError, ValueError) as err:
+            raise DataFileError(f"cannot be opened as netCDF: {err}", path, basin) from None
+        with nc:
             time_dim = "date" if "date" in nc.dims else "time" if "time" in nc.dims else None
             if time_dim is None:
                 raise DataFileError(f"no 'date' dimension; dims are {dict(nc.sizes)}", path, basin)
             _check_columns(nc.data_vars, path, basin)
             dates = pd.DatetimeIndex(nc[time_dim].values)
-            values = {k: np.asarray(v.values, np.float64) for k, v in nc.data_vars.items() if v.dims == (time_dim,)}
+            values, counts = {}, {}
+            for k, v in nc.data_vars.items():
+                if v.dims == (time_dim,):
+                    values[k], counts[k] = mask_sentinels(np.asarray(v.values, np.float64))
+        check_daily(dates, path, basin)
     else:
-        try:
-            table = pd.read_csv(path)
-        except (ValueError, pd.errors.ParserError) as err:
-            raise DataFileError(f"cannot be parsed as CSV: {err}", path, basin) from None
-        if "date" not in table.columns:
-            raise DataFileError(f"no 'date' column; columns are {list(table.columns)}", path, basin)
-        _check_columns(table.columns, path, basin)
-        try:
-            dates = pd.DatetimeIndex(pd.to_datetime(table.pop("date"), format="%Y-%m-%d"))
-        except (ValueError, TypeError) as err:
-            raise DataFileError(f"invalid date: {err}", path, basin) from None
-        values = {}
-        for col in table.columns:
-            series = pd.to_numeric(table[col], errors="coerce")
-            bad = series.isna() & table[col].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataFileError(
-                    f"non-numeric value {table[col].iloc[row]!r} in column '{col}' on line {row + 2}", path, basin
-                )
-            values[col] = series.to_numpy(np.float64)
-    check_daily(dates, path, basin)
+        dates, values, counts = read_csv_records(path, basin, time_column="date", required=_REQUIRED, final_newline=True)
+    if sentinels is not None:
+        sentinels.update(counts)
     return dates, values
 
 
@@ -124,16 +127,25 @@ def read_caravan_attributes(root, source: str = "camels", basins: list[str] | No
     if not files:
         raise FileNotFoundError(f"no attributes_*_{source}.csv tables in {folder}")
     def read(path):
+        check_table_lines(path, ",")  # a cut or mis-delimited row names its line, never loads as NaN
         try:
             table = pd.read_csv(path, dtype={"gauge_id": str})
         except (ValueError, pd.errors.ParserError) as err:
             raise DataFileError(f"cannot be parsed as CSV: {err}", path) from None
         if "gauge_id" not in table.columns:
             raise DataFileError(f"no 'gauge_id' column; columns are {list(table.columns)}", path)
-        table.index = [_gauge_from_name(g, source) for g in table.pop("gauge_id")]
+        ids = table.pop("gauge_id")
+        repeat = np.flatnonzero(ids.duplicated().to_numpy())
+        if repeat.size:
+            line = int(repeat[0]) + 2
+            raise DataFileError(f"duplicate gauge_id {ids.iloc[repeat[0]]!r} (first repeat on line {line})", path, line=line)
+        table.index = [_gauge_from_name(g, source) for g in ids]
         return table
 
     return join_attribute_tables(((path, read(path)) for path in files), basins)
+
+
+STANDARD_ATTRIBUTE_TABLES = ("caravan", "hydroatlas", "other")
 
 
 def load_caravan(
@@ -146,6 +158,10 @@ def load_caravan(
     format: str = "auto",
     day_length: bool = True,
     cache_dir=None,
+    record="common",
+    validate: bool = True,
+    policies=None,
+    required_attributes=None,
 ) -> xr.Dataset:
     """Load Caravan basins of one ``source`` into one ``xarray.Dataset``.
 
@@ -158,7 +174,17 @@ def load_caravan(
         format: ``"csv"``, ``"netcdf"`` or ``"auto"`` (CSV where present, else netCDF).
         day_length: add ``day_length`` (h) computed from ``gauge_lat`` (FAO-56), which
             Caravan does not ship but EXP-HYDRO-type models need.
-        cache_dir: optional netCDF cache, re-used while options and sources are unchanged.
+        cache_dir: optional netCDF cache, re-used while options and sources are unchanged
+            (it holds the data as read; the validation runs on every load).
+        record: the declared record every file must cover, against which a cut file is
+            detected. ``"common"`` (default): every Caravan file of a source spans the
+            same days (the product is built that way), so a file that ends before (or
+            starts after) the others is a truncated record and raises a
+            :class:`DataFileError` naming the file and its last line. ``(first, last)``:
+            every file must cover these days. ``None``: no check. (A file cut mid-line is
+            caught by the reader whatever ``record`` says.)
+        validate, policies, required_attributes: the validation pass, as in
+            :func:`~difhydro.data.camels.load_camels_us`.
 
     Returns:
         Dataset on ``(basin, time)`` with ``precipitation`` (mm d-1), ``temperature``
@@ -166,9 +192,13 @@ def load_caravan(
         ``tmin`` when the files have them, every other column under its Caravan name, and
         every attribute as a ``(basin,)`` variable. The ``basin`` coordinate holds the
         gauge id without the source prefix, so CAMELS basins match :func:`load_camels_us`.
+        Attribute tables absent from the standard three (caravan, hydroatlas, other) are
+        named in ``attrs["data_notes"]`` and in the validation report.
     """
     if format not in ("auto", "csv", "netcdf"):
         raise ValueError(f"format must be 'auto', 'csv' or 'netcdf', got {format!r}")
+    if not (record is None or record == "common" or (isinstance(record, (tuple, list)) and len(record) == 2)):
+        raise ValueError(f"record must be 'common', (first, last) or None, got {record!r}")
     root = Path(root)
     csv_files = _index_files(root / "timeseries" / "csv" / source, ".csv", source) if format != "netcdf" else {}
     nc_files = _index_files(root / "timeseries" / "netcdf" / source, ".nc", source) if format != "csv" else {}
@@ -190,14 +220,27 @@ def load_caravan(
             )
     attr_files = sorted((root / "attributes" / source).glob(f"attributes_*_{source}.csv"))
     key = options_key("caravan", basins=basins, source=source, start=start, end=end, format=format,
-                      day_length=day_length, root=str(root.resolve()))
+                      day_length=day_length, root=str(root.resolve()), record=record, reader=2)
     fingerprint = source_fingerprint([files[b] for b in basins] + attr_files) if cache_dir is not None else ""
+
+    def finish(ds):
+        if not validate:
+            return ds
+        from .validation import validate as run_validation
+
+        clean, _ = run_validation(ds, policies=policies, required_attributes=required_attributes,
+                                  source=f"Caravan {source} ({root})")
+        return clean
+
     cached = read_cached(cache_dir, key, fingerprint)
     if cached is not None:
-        return cached
+        return finish(cached)
 
     static = read_caravan_attributes(root, source, basins)
-    records = [read_caravan_timeseries(files[b], b) for b in basins]
+    counts = [{} for _ in basins]
+    records = [read_caravan_timeseries(files[b], b, sentinels=c) for b, c in zip(basins, counts)]
+    if record is not None:
+        _check_record(record, basins, records, files)
     axis = daily_axis([(d[0], d[-1]) for d, _ in records], start, end)
     columns = list(records[0][1])
     for b, (_, values) in zip(basins, records):
@@ -209,9 +252,14 @@ def load_caravan(
         for c in columns
     }
     ds = xr.Dataset(data, coords={"basin": np.array(basins, dtype=str), "time": axis})
-    for col in static.columns:
-        values = static[col].to_numpy()
-        ds[col] = ("basin", values.astype(np.float32) if pd.api.types.is_numeric_dtype(static[col]) else values.astype(str))
+    spans = encode_spans({b: (d[0], d[-1]) for b, (d, _) in zip(basins, records)})
+    for c in columns:
+        ds[CARAVAN_NAMES.get(c, c)].attrs["sentinel_counts"] = encode_counts({b: n.get(c, 0) for b, n in zip(basins, counts)})
+        ds[CARAVAN_NAMES.get(c, c)].attrs["record"] = spans
+    ds = ds.assign({  # one assignment: 200+ attributes one by one take a second
+        col: ("basin", static[col].to_numpy().astype(np.float32 if pd.api.types.is_numeric_dtype(static[col]) else str))
+        for col in static.columns
+    })
     set_units(ds, _EXTRA_ATTRS)
     if day_length:
         ds = with_day_length(ds, "gauge_lat")
@@ -219,6 +267,44 @@ def load_caravan(
         title=f"Caravan ({source})",
         source=str(root),
         references="Kratzert et al. 2023, Sci. Data 10, 61, doi:10.1038/s41597-023-01975-w",
+        attribute_tables=" ".join(p.name for p in attr_files),
     )
+    found = {p.name[len("attributes_"): -len(f"_{source}.csv")] for p in attr_files}
+    absent = [t for t in STANDARD_ATTRIBUTE_TABLES if t not in found]
+    if absent:
+        add_note(ds, f"attribute table(s) {', '.join(f'attributes_{t}_{source}.csv' for t in absent)} missing in "
+                     f"{root / 'attributes' / source}: {len(static.columns)} attribute(s) loaded from "
+                     f"{len(attr_files)} table(s)")
     write_cached(ds, cache_dir, key, fingerprint)
-    return ds
+    return finish(ds)
+
+
+def _check_record(record, basins, records, files) -> None:
+    """Every file covers the declared record (see ``record`` of :func:`load_caravan`)."""
+    firsts = np.array([d[0] for d, _ in records], dtype="datetime64[D]")
+    lasts = np.array([d[-1] for d, _ in records], dtype="datetime64[D]")
+    if record == "common":
+        first, last = firsts.min(), lasts.max()
+        what = f"the other files span {first}..{last}"
+    else:
+        first, last = (np.datetime64(pd.Timestamp(x).date(), "D") for x in record)
+        what = f"the declared record is {first}..{last}"
+    short = np.flatnonzero(lasts < last)
+    if short.size:
+        i = int(short[0])
+        path = files[basins[i]]
+        n_lines = len(records[i][0]) + (1 if path.suffix != ".nc" else 0)
+        where = f" (line {n_lines}, the last line)" if path.suffix != ".nc" else ""
+        raise DataFileError(
+            f"record ends on {lasts[i]}{where} but {what}: the file looks truncated "
+            f"({int((last - lasts[i]).astype(int))} day(s) short; {short.size} file(s) end early)",
+            path, basins[i], line=n_lines if path.suffix != ".nc" else None,
+        )
+    late = np.flatnonzero(firsts > first)
+    if late.size:
+        i = int(late[0])
+        raise DataFileError(
+            f"record starts on {firsts[i]} but {what}: the first {int((firsts[i] - first).astype(int))} day(s) are "
+            f"missing ({late.size} file(s) start late)",
+            files[basins[i]], basins[i], line=2 if files[basins[i]].suffix != ".nc" else None,
+        )

@@ -21,13 +21,18 @@ regional benchmark when no CAMELS copy is configured (:func:`fulda_twin`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from ..physics.base import ProcessModel, simulate
 from ._common import VARIABLE_ATTRS, with_day_length
 
-__all__ = ["true_parameters", "make_synthetic_twin", "fulda_twin"]
+__all__ = ["true_parameters", "make_synthetic_twin", "fulda_twin", "richards_twin", "degree_day_snow", "TEXTURES", "TWIN_THICKNESS_CM", "TWIN_DEPTHS_CM"]
 
 _MARGIN = 0.05
 _HIDDEN = 16
@@ -208,3 +213,135 @@ def fulda_twin(model: ProcessModel, n_basins: int = 32, **kwargs) -> xr.Dataset:
     from .sites import load_example
 
     return make_synthetic_twin(model, load_example("fulda"), n_basins, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------
+# The soil-moisture twin (PGDL, Zhang et al. 2025; PHY-LSTM, Geng et al. 2024)
+# ----------------------------------------------------------------------------------------
+
+# Layers (cm) whose centres are 2.5 (surface "remote-sensing" layer), 10, 20, 30, 40, 50,
+# 65 and 87.5 cm: the 10-50 cm centres are the nodes of the section-3.6 residual.
+TWIN_THICKNESS_CM = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0, 20.0, 25.0)
+TWIN_DEPTHS_CM = (10, 20, 30, 40, 50)
+_TWIN_LAYERS = (1, 2, 3, 4, 5)
+# Carsel & Parrish (1988) van Genuchten classes: theta_r, theta_s, alpha (cm-1), n, Ks (cm d-1)
+TEXTURES = {
+    "loam": (0.078, 0.43, 0.036, 1.56, 24.96),
+    "silt_loam": (0.067, 0.45, 0.020, 1.41, 10.8),
+    "silt": (0.034, 0.46, 0.016, 1.37, 6.0),
+    "clay_loam": (0.095, 0.41, 0.019, 1.31, 6.24),
+    "silty_clay_loam": (0.089, 0.43, 0.010, 1.23, 1.68),
+    "sandy_clay_loam": (0.100, 0.39, 0.059, 1.48, 31.44),
+}
+
+
+def degree_day_snow(precipitation: np.ndarray, temperature: np.ndarray, ddf: float = 3.0, threshold: float = 0.0):
+    """Degree-day snow bucket (mm, deg C, ``[time, *batch]``): snowfall below ``threshold``,
+    melt ``min(ddf·max(T − threshold, 0), SWE)``. Returns ``(water_input, swe)`` in mm d-1
+    and mm, where ``water_input`` = rain + melt reaches the soil."""
+    swe = np.zeros(precipitation.shape[1:])
+    water, store = np.zeros_like(precipitation), np.zeros_like(precipitation)
+    for t in range(precipitation.shape[0]):
+        cold = temperature[t] < threshold
+        swe = swe + np.where(cold, precipitation[t], 0.0)
+        melt = np.minimum(ddf * np.maximum(temperature[t] - threshold, 0.0), swe)
+        swe = swe - melt
+        water[t] = np.where(cold, 0.0, precipitation[t]) + melt
+        store[t] = swe
+    return water, store
+
+
+def richards_twin(
+    root,
+    n_soils: int = 16,
+    start: str = "2000-01-01",
+    end: str = "2003-12-31",
+    spinup_days: int = 365,
+    noise_surface: float = 0.02,
+    noise_deep: float = 0.005,
+    n_substeps: int = 24,
+    seed: int = 0,
+    basins: Sequence[str] | None = None,
+) -> xr.Dataset:
+    """A gridded soil-moisture twin: Richards1D over ``n_soils`` soils x Caravan basins.
+
+    Each pixel takes the weather of one Caravan basin (precipitation, temperature; PET by
+    Hamon from temperature and day length) and a van Genuchten soil drawn from
+    :data:`TEXTURES` with ±15 % log-normal jitter (homogeneous profile). Snow is a
+    degree-day bucket; rain + melt enters :class:`~difhydro.physics.Richards1D` (layers
+    :data:`TWIN_THICKNESS_CM`, free drainage, roots to 50 cm, transpiration = 0.8 PET,
+    theta = theta(h) of the last Picard iterate, bounded by construction) in a single ``simulate`` call over all pixels. The
+    first ``spinup_days`` are dropped.
+
+    Returns a Dataset on ``(basin, time)`` (basin = pixel ``"<gauge>_<k>"``):
+    ``precipitation``, ``water_input``, ``pet``, ``evaporation`` (actual uptake),
+    ``runoff`` (mm d-1), ``temperature`` (deg C), ``snow_water`` (mm); true water content
+    ``true_sm_surface`` (0-5 cm) and ``true_sm_<d>`` for d in :data:`TWIN_DEPTHS_CM`;
+    noisy observations ``sm_surface`` (sd ``noise_surface``, a remote-sensing stand-in)
+    and ``sm_<d>`` (sd ``noise_deep``, probes); static ``theta_r``, ``theta_s``,
+    ``alpha``, ``n``, ``k_s`` (cm d-1), ``texture`` index.
+    """
+    from ..physics.pet import hamon_pet
+    from ..physics.richards import Richards1D
+    from .caravan import load_caravan
+
+    weather = load_caravan(root, basins=basins, start=start, end=end)
+    rng = np.random.default_rng(seed)
+    names = list(TEXTURES)
+    gauges = [str(b) for b in weather["basin"].values]
+    n_pix = len(gauges) * n_soils
+    tex = rng.integers(0, len(names), n_pix)
+    base = np.array([TEXTURES[names[i]] for i in tex])
+    jitter = np.exp(0.15 * rng.standard_normal((n_pix, 5)))
+    soil = base * jitter
+    spec = Richards1D.param_spec
+    keys = ("theta_r", "theta_s", "alpha", "n", "k_s")
+    soil[:, 3] = 1.0 + (base[:, 3] - 1.0) * jitter[:, 3]  # jitter n − 1, keeps n > 1
+    for j, k in enumerate(keys):
+        soil[:, j] = np.clip(soil[:, j], spec[k].low * 1.01 + 1e-4, spec[k].high * 0.99)
+    pix_basin = np.repeat(np.arange(len(gauges)), n_soils)
+
+    p = np.asarray(weather["precipitation"].transpose("time", "basin").values, np.float64)[:, pix_basin]
+    temp = np.asarray(weather["temperature"].transpose("time", "basin").values, np.float64)[:, pix_basin]
+    dl = np.asarray(weather["day_length"].transpose("time", "basin").values, np.float64)[:, pix_basin]
+    p = np.nan_to_num(np.maximum(p, 0.0))
+    temp = np.nan_to_num(temp)
+    pet = np.asarray(hamon_pet(temp, dl))
+    water, swe = degree_day_snow(p, temp)
+
+    model = Richards1D(thickness=TWIN_THICKNESS_CM, n_substeps=n_substeps, n_iter=5, flux_update=False,
+                       root_depth=50.0, initial_head=-100.0, checkpoint=False)
+    params = {k: jnp.asarray(soil[:, j:j + 1], jnp.float32) for j, k in enumerate(keys)}
+    forcing = {"precipitation": jnp.asarray(water / 10.0, jnp.float32),
+               "potential_transpiration": jnp.asarray(0.8 * pet / 10.0, jnp.float32)}
+    _, out = jax.jit(lambda f, q: simulate(model, q, f, check=False))(forcing, params)
+    theta = np.asarray(out["water_content"])  # [time, pixel, layer]
+    if not np.all(np.isfinite(theta)):
+        raise FloatingPointError("the Richards twin produced non-finite water content")
+
+    keep = slice(spinup_days, None)
+    times = pd.DatetimeIndex(weather["time"].values)[keep]
+    dims = ("basin", "time")
+    data = {
+        "precipitation": p, "water_input": water, "pet": pet, "temperature": temp, "snow_water": swe,
+        "evaporation": 10.0 * np.asarray(out["root_water_uptake"]),
+        "runoff": 10.0 * np.asarray(out["runoff"]),
+    }
+    ds = xr.Dataset({k: (dims, v[keep].T.astype(np.float32)) for k, v in data.items()},
+                    coords={"basin": [f"{gauges[b]}_{k % n_soils}" for k, b in enumerate(pix_basin)], "time": times})
+    ds["true_sm_surface"] = (dims, theta[keep, :, 0].T.astype(np.float32))
+    ds["sm_surface"] = (dims, (theta[keep, :, 0].T + noise_surface * rng.standard_normal(ds["true_sm_surface"].shape)).astype(np.float32))
+    for layer, depth in zip(_TWIN_LAYERS, TWIN_DEPTHS_CM):
+        truth = theta[keep, :, layer].T
+        ds[f"true_sm_{depth}"] = (dims, truth.astype(np.float32))
+        ds[f"sm_{depth}"] = (dims, (truth + noise_deep * rng.standard_normal(truth.shape)).astype(np.float32))
+    for j, k in enumerate(keys):
+        ds[k] = ("basin", soil[:, j])
+    ds["texture"] = ("basin", tex)
+    ds["latitude"] = ("basin", np.asarray(weather["gauge_lat"].values, np.float64)[pix_basin])
+    ds.attrs.update(
+        title="Richards1D soil-moisture twin (synthetic) under Caravan weather",
+        layers_cm=str(TWIN_THICKNESS_CM), substeps=n_substeps, spinup_days=spinup_days,
+        root_fraction=str(model.root_fractions().round(4).tolist()),
+    )
+    return ds

@@ -1,42 +1,36 @@
-"""Flax (``flax.linen``) neural modules of difhydro.
+"""Generic Flax (``flax.linen``) layers: LSTM, causal convolutions, MLP, attention blocks.
 
 All modules use pure ``init``/``apply`` with parameter pytrees, so they compose with the
 ``lax.scan`` physics, optax, orbax and ``jax.sharding``.
 
-Layout: every sequence is batch-major, ``[batch, time, features]``; physics runs
-time-major ``[time, *batch]`` (move the axis with ``jnp.moveaxis(x, 0, 1)``).
-Dropout is active only when a module is called with ``deterministic=False`` and a
-``'dropout'`` rng is given to ``apply``. ``dtype`` selects the computation dtype
-(float32 default, ``jnp.bfloat16`` for fast matmuls), ``param_dtype`` the stored one.
+Layout: every sequence is basin-first (batch-first), ``[batch, time, features]``, as every
+array at difhydro's public surface. Dropout is active only when a module is called with
+``deterministic=False`` and a ``'dropout'`` rng is given to ``apply``. ``dtype`` selects
+the computation dtype (float32 default, ``jnp.bfloat16`` for fast matmuls),
+``param_dtype`` the stored one.
 """
 
-from .cnn import CNNLSTM, CausalConv1D, CausalConvHead
-from .lstm import GATE_ORDER, LSTM
-from .mlp import MLP
-from .transformer import (
-    CrossAttentionBlock,
-    ParaFormerA,
-    ParaFormerZ,
-    PositionalEncoding,
-    TransformerEncoder,
-    TransformerEncoderLayer,
-    key_padding_mask,
-    sinusoidal_encoding,
-)
+from .attention import AttributeTransformer as AttributeTransformer
+from .attention import CrossAttentionBlock as CrossAttentionBlock
+from .attention import PositionalEncoding as PositionalEncoding
+from .attention import QueryReadout as QueryReadout
+from .attention import TransformerEncoder as TransformerEncoder
+from .attention import TransformerEncoderLayer as TransformerEncoderLayer
+from .attention import attribute_tokens as attribute_tokens
+from .attention import key_padding_mask as key_padding_mask
+from .attention import sinusoidal_encoding as sinusoidal_encoding
+from .attention import zero_padding as zero_padding
+from .cnn import CNNLSTM as CNNLSTM
+from .cnn import CausalConv1D as CausalConv1D
+from .cnn import CausalConvHead as CausalConvHead
+from .cnn import lag_windows as lag_windows
+from .lstm import GATE_ORDER as GATE_ORDER
+from .lstm import LSTM as LSTM
+from .mlp import MLP as MLP
 
 __all__ = [
-    "LSTM",
-    "GATE_ORDER",
-    "CausalConv1D",
-    "CausalConvHead",
-    "CNNLSTM",
-    "MLP",
-    "sinusoidal_encoding",
-    "PositionalEncoding",
-    "key_padding_mask",
-    "TransformerEncoderLayer",
-    "TransformerEncoder",
-    "CrossAttentionBlock",
-    "ParaFormerA",
-    "ParaFormerZ",
+    "LSTM", "GATE_ORDER", "CausalConv1D", "CausalConvHead", "CNNLSTM", "lag_windows", "MLP",
+    "sinusoidal_encoding", "PositionalEncoding", "key_padding_mask", "zero_padding",
+    "TransformerEncoderLayer", "TransformerEncoder", "CrossAttentionBlock", "QueryReadout",
+    "attribute_tokens", "AttributeTransformer",
 ]

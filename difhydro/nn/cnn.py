@@ -26,7 +26,7 @@ from .lstm import LSTM, check_rate, check_sequence
 Array = jax.Array
 Dtype = Any
 
-__all__ = ["CausalConv1D", "CausalConvHead", "CNNLSTM"]
+__all__ = ["CausalConv1D", "CausalConvHead", "CNNLSTM", "lag_windows"]
 
 
 class CausalConv1D(nn.Module):
@@ -77,19 +77,32 @@ class CausalConv1D(nn.Module):
         return y if self.activation is None else self.activation(y)
 
 
+def lag_windows(x: Array, lag: int) -> Array:
+    """``[batch, time, F] -> [batch, time, lag, F]``: days t, t-1, ..., t-lag+1 (zeros
+    before the first day)."""
+    padded = jnp.pad(x, ((0, 0), (lag - 1, 0), (0, 0)))
+    n = x.shape[1]
+    return jnp.stack([padded[:, lag - 1 - k : lag - 1 - k + n] for k in range(lag)], axis=2)
+
+
 class CausalConvHead(nn.Module):
     """Two-layer causal convolutional head (the P-RNN hybrid model, Jiang et al. 2020).
 
     Layer 1: ``hidden_features`` filters over a ``lag_days`` window with ``activation``;
-    layer 2: ``output_features`` filters of width 1 with ``output_activation``. The head
-    output at day t depends only on inputs of days ``t - lag_days + 1 ... t``.
+    layer 2: ``output_features`` filters of width 1, linear. The output at day t depends
+    only on inputs of days ``t - lag_days + 1 ... t``.
+
+    Weights ``w1 [lag_days, F, C]``, ``b1 [C]``, ``w2 [C, O]``, ``b2 [O]`` are the layer's
+    own (shared by every sample; ``w1`` variance-scaled, the rest zero, so an untrained head
+    outputs 0 and a residual head starts from the physics) or, per sample, the ``weights``
+    passed in (leaves ``[batch, ...]``, e.g. from a hypernetwork on basin attributes:
+    Jiang et al.'s θN). :meth:`weight_shapes` gives their shapes.
 
     Attributes:
-        hidden_features: filters of the first layer.
-        output_features: channels of the output (1 for streamflow).
+        hidden_features: C, filters of the first layer.
+        output_features: O, channels of the output (1 for streamflow).
         lag_days: window of the first layer, in time steps (days).
         activation: activation of the first layer (ELU as in Jiang et al. 2020).
-        output_activation: activation of the output (None: linear).
         dtype, param_dtype: computation and parameter dtypes.
     """
 
@@ -97,22 +110,32 @@ class CausalConvHead(nn.Module):
     output_features: int = 1
     lag_days: int = 10
     activation: Callable[[Array], Array] = nn.elu
-    output_activation: Callable[[Array], Array] | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
+    def weight_shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of one sample's weights for inputs with ``n_features`` channels."""
+        k, c, o = self.lag_days, self.hidden_features, self.output_features
+        return {"w1": (k, n_features, c), "b1": (c,), "w2": (c, o), "b2": (o,)}
+
     @nn.compact
-    def __call__(self, inputs: Array) -> Array:
-        """``[batch, time, channels] -> [batch, time, output_features]``."""
+    def __call__(self, inputs: Array, weights: dict[str, Array] | None = None) -> Array:
+        """``[batch, time, F] -> [batch, time, output_features]``."""
         check_sequence(inputs, "inputs")
-        x = CausalConv1D(
-            self.hidden_features, self.lag_days, activation=self.activation,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="lag_conv",
-        )(inputs)
-        return CausalConv1D(
-            self.output_features, 1, activation=self.output_activation,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="output_conv",
-        )(x)
+        if self.lag_days < 1:
+            raise ValueError(f"lag_days must be >= 1, got {self.lag_days}")
+        batch = inputs.shape[0]
+        shapes = self.weight_shapes(inputs.shape[-1])
+        if weights is None:
+            init = {"w1": nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=(0, 1), out_axis=2)}
+            weights = {
+                k: self.param(k, init.get(k, nn.initializers.zeros_init()), s, self.param_dtype)[None]
+                for k, s in shapes.items()
+            }
+        w = {k: jnp.broadcast_to(weights[k], (batch,) + s).astype(self.dtype) for k, s in shapes.items()}
+        lagged = lag_windows(inputs.astype(self.dtype), self.lag_days)
+        h = self.activation(jnp.einsum("btkf,bkfc->btc", lagged, w["w1"]) + w["b1"][:, None, :])
+        return jnp.einsum("btc,bco->bto", h, w["w2"]) + w["b2"][:, None, :]
 
 
 class CNNLSTM(nn.Module):

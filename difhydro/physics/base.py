@@ -18,13 +18,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .integrate import checkpointed
 
 Array = jax.Array
 PyTree = Any
@@ -36,7 +38,6 @@ __all__ = [
     "smooth_step",
     "heaviside",
     "safe_power",
-    "default_params",
     "to_physical",
     "from_physical",
     "warm_up",
@@ -156,6 +157,9 @@ class ProcessModel(eqx.Module):
     forcing_names: ClassVar[Mapping[str, str]] = {}
     state_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ()
+    #: whether :func:`simulate` wraps each step in ``jax.checkpoint`` unless told otherwise
+    #: (chosen per model by measurement, see ``docs/physics.md`` §0)
+    default_checkpoint: ClassVar[bool] = False
 
     def param_event_shape(self, name: str) -> tuple[int, ...]:
         """Trailing shape of one parameter for one basin (``()`` for scalars).
@@ -181,11 +185,6 @@ class ProcessModel(eqx.Module):
             k: jnp.full(batch_shape + self.param_event_shape(k), s.typical, dtype=jnp.float32)
             for k, s in self.param_spec.items()
         }
-
-
-def default_params(model: ProcessModel, batch_shape: tuple[int, ...] = ()) -> dict[str, Array]:
-    """Typical parameter values of ``model`` broadcast to ``batch_shape``."""
-    return model.default_params(batch_shape)
 
 
 # ----------------------------------------------------------------------------------------
@@ -235,8 +234,22 @@ def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
     return arrays, first[0], first[1:]
 
 
+def _time_axis_names(model: ProcessModel, params: Mapping[str, Array], batch_ndim: int) -> tuple[str, ...]:
+    """Parameters whose arrays carry a leading time axis (one more dimension than
+    ``[*batch, *event]``): the shape-based reading used when no names are given."""
+    return tuple(
+        k for k in model.param_spec
+        if k in params and jnp.ndim(params[k]) == batch_ndim + len(model.param_event_shape(k)) + 1
+    )
+
+
 def _split_params(
-    model: ProcessModel, params: Mapping[str, Array], n_time: int, batch: tuple[int, ...], check: bool
+    model: ProcessModel,
+    params: Mapping[str, Array],
+    n_time: int,
+    batch: tuple[int, ...],
+    check: bool,
+    time_varying: Collection[str] | None,
 ):
     if not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping name -> array, got {type(params)}")
@@ -251,19 +264,30 @@ def _split_params(
             f"unknown parameter(s) {unknown} for {type(model).__name__}; "
             f"expected {list(model.param_spec)}"
         )
+    if time_varying is not None:
+        not_params = [k for k in time_varying if k not in model.param_spec]
+        if not_params:
+            raise ValueError(
+                f"time_varying names {not_params} are not parameters of {type(model).__name__}: "
+                f"{list(model.param_spec)}"
+            )
+    shaped = _time_axis_names(model, params, len(batch))
     static, dynamic = {}, {}
     for k, spec in model.param_spec.items():
         p = _as_float(params[k], k)
-        event = model.param_event_shape(k)
-        full = batch + event
-        if p.ndim == len(full) + 1:
-            if p.shape[0] != n_time:
-                raise ValueError(
-                    f"time-varying parameter '{k}' has {p.shape[0]} time steps, forcing has {n_time}"
-                )
-            target = (n_time,) + full
-        else:
-            target = full
+        full = batch + model.param_event_shape(k)
+        has_time = k in shaped
+        if time_varying is not None and (k in time_varying) != has_time:
+            listed = "is listed" if k in time_varying else "is not listed"
+            raise ValueError(
+                f"parameter '{k}' {listed} in time_varying but has shape {p.shape}; a static "
+                f"parameter is {full}, a time-varying one {(n_time,) + full}"
+            )
+        if has_time and p.shape[0] != n_time:
+            raise ValueError(
+                f"time-varying parameter '{k}' has {p.shape[0]} time steps, forcing has {n_time}"
+            )
+        target = (n_time,) + full if has_time else full
         try:
             bshape = jnp.broadcast_shapes(p.shape, target)
         except ValueError:
@@ -285,8 +309,7 @@ def _split_params(
                     f"[{spec.low:g}, {spec.high:g}] ({spec.doc}); use ParamSpec.to_physical "
                     f"or pass check=False"
                 )
-        p = jnp.broadcast_to(p, target)
-        (dynamic if len(target) == len(full) + 1 else static)[k] = p
+        (dynamic if has_time else static)[k] = jnp.broadcast_to(p, target)
     return static, dynamic
 
 
@@ -301,8 +324,9 @@ def simulate(
     forcing: Mapping[str, Array],
     state0: Mapping[str, Array] | None = None,
     *,
+    time_varying: Collection[str] | None = None,
     check: bool = True,
-    checkpoint: bool = False,
+    checkpoint: bool | None = None,
     unroll: int = 1,
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """Run ``model`` over time with ``jax.lax.scan``.
@@ -315,10 +339,14 @@ def simulate(
             ``model.forcing_names``.
         state0: initial state (name -> ``[*batch, ...]``); ``model.initial_state(params)``
             if ``None``.
+        time_varying: names of the time-varying parameters. Given (as every layer of
+            :mod:`difhydro.hybrid` does), a parameter's shape must agree with the list;
+            ``None`` takes the leading time axis from the shape (direct, interactive use).
         check: validate keys, shapes, NaN / -999 in forcing and parameter boxes (the value
             checks run only outside ``jit``; shape checks always run).
         checkpoint: wrap each step in ``jax.checkpoint`` (bounded memory for long series at
-            the price of recomputation in the backward pass).
+            the price of recomputation in the backward pass); ``None`` takes the model's
+            :attr:`~ProcessModel.default_checkpoint`.
         unroll: ``lax.scan`` unroll factor.
 
     Returns:
@@ -330,7 +358,7 @@ def simulate(
             forcing, parameters outside their box (outside ``jit``).
     """
     forcing, n_time, batch = _check_forcing(model, forcing)
-    static, dynamic = _split_params(model, params, n_time, batch, check)
+    static, dynamic = _split_params(model, params, n_time, batch, check, time_varying)
     # one floating dtype for forcing, parameters and states (the scan carry must not change)
     dtype = jnp.result_type(*forcing.values(), *static.values(), *dynamic.values())
     cast = lambda tree: {k: v.astype(dtype) for k, v in tree.items()}  # noqa: E731
@@ -355,19 +383,15 @@ def simulate(
         new_state, outputs = model.step(state, forcing_t, {**static, **dynamic_t})
         return new_state, {**outputs, **new_state}
 
-    if checkpoint:
-        body = jax.checkpoint(body)
+    body = checkpointed(body, model.default_checkpoint if checkpoint is None else checkpoint)
     final_state, outputs = jax.lax.scan(body, state0, (forcing, dynamic), unroll=unroll)
     return final_state, outputs
 
 
-def time_slice_params(model: ProcessModel, params: Mapping[str, Array], batch_ndim: int, start: int, stop: int):
-    """Days ``start:stop`` of the time-varying parameters (static ones pass through)."""
-    out = {}
-    for k, v in params.items():
-        event = model.param_event_shape(k) if k in model.param_spec else ()
-        out[k] = v[start:stop] if jnp.ndim(v) == batch_ndim + len(event) + 1 else v
-    return out
+def time_slice_params(params: Mapping[str, Array], time_varying: Collection[str], start: int, stop: int):
+    """Days ``start:stop`` of the parameters named in ``time_varying`` (time-first arrays);
+    the others pass through unchanged."""
+    return {k: (v[start:stop] if k in time_varying else v) for k, v in params.items()}
 
 
 def warm_up(
@@ -377,12 +401,13 @@ def warm_up(
     days: int = 365,
     state0: Mapping[str, Array] | None = None,
     *,
+    time_varying: Collection[str] | None = None,
     return_outputs: bool = False,
 ):
     """Spin the states up on the first ``days`` of ``forcing`` without gradients (δHBV).
 
-    Runs :func:`simulate` on ``forcing[:days]`` (and the first ``days`` of time-varying
-    parameters) with every input under ``jax.lax.stop_gradient``.
+    Runs :func:`simulate` on ``forcing[:days]`` (and the first ``days`` of the parameters
+    named in ``time_varying``) with every input under ``jax.lax.stop_gradient``.
 
     Args:
         model: any process model.
@@ -390,6 +415,8 @@ def warm_up(
         forcing: name -> ``[time, *batch]`` with ``time >= days``.
         days: warm-up length (d).
         state0: start of the warm-up; the model's initial state if ``None``.
+        time_varying: names of the time-varying parameters (time-first arrays); ``None``
+            takes them from the shapes, as :func:`simulate` does.
         return_outputs: also return the warm-up's outputs (``[days, *batch, ...]``).
 
     Returns:
@@ -404,10 +431,13 @@ def warm_up(
     if n_time is not None and days > n_time:
         raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
     forcing_w = {k: v[:days] for k, v in forcing.items()}
-    batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
+    if time_varying is None:
+        batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
+        time_varying = _time_axis_names(model, params, batch_ndim)
     sg = jax.lax.stop_gradient
-    params_w = jax.tree.map(sg, time_slice_params(model, params, batch_ndim, 0, days))
+    params_w = jax.tree.map(sg, time_slice_params(params, time_varying, 0, days))
     state0 = None if state0 is None else jax.tree.map(sg, dict(state0))
-    final, outputs = simulate(model, params_w, jax.tree.map(sg, forcing_w), state0, check=False)
+    final, outputs = simulate(model, params_w, jax.tree.map(sg, forcing_w), state0,
+                              time_varying=time_varying, check=False)
     final = jax.tree.map(sg, final)
     return (final, jax.tree.map(sg, outputs)) if return_outputs else final

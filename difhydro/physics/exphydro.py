@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .base import Array, ParamSpec, ProcessModel, heaviside
+from .integrate import substeps
 from .pet import hamon_pet
 
 __all__ = ["ExpHydro"]
@@ -163,22 +164,23 @@ class ExpHydro(ProcessModel):
         )
         return (d_snow, d_soil) + tuple(fl[k] for k in _FLUXES)
 
-    def _advance(self, y, forcing, params, h):
-        """One sub-step of length ``h`` (d) of the fixed-step solver."""
+    def _substep(self, storages, forcing, params, h):
+        """One fixed step of length ``h`` (d): new ``(S0, S1)`` and the water each flux
+        moved (mm), for :func:`~difhydro.physics.integrate.substeps`."""
         add = lambda a, b, c: tuple(ai + c * bi for ai, bi in zip(a, b))  # noqa: E731
         if self.solver == "euler":
             # P-RNN clips the storage increments; fluxes are then exactly the increments
-            incr = self._rates(y, forcing, params)
+            incr = self._rates(storages, forcing, params)
             incr = tuple(jnp.clip(k, -1e5, 1e5) for k in incr[:2]) + incr[2:]
         else:
-            k1 = self._rates(y, forcing, params)
-            k2 = self._rates(add(y, k1, h / 2), forcing, params)
-            k3 = self._rates(add(y, k2, h / 2), forcing, params)
-            k4 = self._rates(add(y, k3, h), forcing, params)
+            k1 = self._rates(storages, forcing, params)
+            k2 = self._rates(add(storages, k1, h / 2), forcing, params)
+            k3 = self._rates(add(storages, k2, h / 2), forcing, params)
+            k4 = self._rates(add(storages, k3, h), forcing, params)
             incr = tuple((a + 2 * b + 2 * c + d) / 6 for a, b, c, d in zip(k1, k2, k3, k4))
         if self.limit_outflow:
-            incr = self._limit(y[1], incr, h)
-        return add(y, incr, h)
+            incr = self._limit(storages[1], incr, h)
+        return add(storages, incr[:2], h), tuple(h * r for r in incr[2:])
 
     @staticmethod
     def _limit(soil, incr, h):
@@ -196,8 +198,12 @@ class ExpHydro(ProcessModel):
         rates["d_soil"] = inflow - scale * demand
         return tuple(rates.values())
 
-    def _integrate_day(self, y0, forcing, params):
+    def _integrate_day(self, storages, forcing, params):
+        """``(S0, S1)`` at the end of the day and the water each flux of :data:`_FLUXES`
+        moved during it (mm)."""
         if self.solver == "bosh3":
+            # the fluxes ride along as extra components of the ODE (their integrals)
+            zeros = tuple(jnp.zeros_like(storages[1]) for _ in _FLUXES)
             term = diffrax.ODETerm(lambda t, y, args: self._rates(y, *args))
             sol = diffrax.diffeqsolve(
                 term,
@@ -205,19 +211,16 @@ class ExpHydro(ProcessModel):
                 t0=0.0,
                 t1=1.0,
                 dt0=0.25,
-                y0=y0,
+                y0=tuple(storages) + zeros,
                 args=(forcing, params),
                 stepsize_controller=diffrax.PIDController(rtol=self.rtol, atol=self.atol),
                 saveat=diffrax.SaveAt(t1=True),
                 max_steps=4096,
             )
-            return jax.tree.map(lambda x: x[0], sol.ys)
+            y = jax.tree.map(lambda x: x[0], sol.ys)
+            return y[:2], y[2:]
         n = int(self.n_substeps)
-        h = 1.0 / n
-        if n == 1:
-            return self._advance(y0, forcing, params, h)
-        y, _ = jax.lax.scan(lambda y, _: (self._advance(y, forcing, params, h), None), y0, None, length=n)
-        return y
+        return substeps(lambda s: self._substep(s, forcing, params, 1.0 / n), tuple(storages), n)
 
     # -- contract -------------------------------------------------------------------------
 
@@ -226,12 +229,10 @@ class ExpHydro(ProcessModel):
         return {"snow_storage": zeros, "soil_storage": zeros}
 
     def step(self, state, forcing, params):
-        snow, soil = state["snow_storage"], state["soil_storage"]
-        zeros = jnp.zeros_like(soil)
-        y0 = (snow, soil) + tuple(zeros for _ in _FLUXES)
-        y1 = self._integrate_day(y0, forcing, params)
-        new_snow, new_soil = y1[0], y1[1]
-        moved = dict(zip(_FLUXES, y1[2:]))
+        (new_snow, new_soil), amounts = self._integrate_day(
+            (state["snow_storage"], state["soil_storage"]), forcing, params
+        )
+        moved = dict(zip(_FLUXES, amounts))
         if self.output_timing == "updated":
             shown = self.fluxes(new_snow, new_soil, forcing, params)
         else:

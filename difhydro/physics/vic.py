@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import Array, ParamSpec, ProcessModel, heaviside, safe_power
+from .integrate import substeps
 from .exphydro import ExpHydro
 
 __all__ = [
@@ -474,17 +475,7 @@ class VicBucket(ProcessModel):
         arrays = (*moisture, water_input, pet, *params.values(), *(v for f in soil for v in f))
         shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in arrays))
         moisture = tuple(jnp.broadcast_to(w, shape) for w in moisture)
-        if n == 1:
-            return self._substep(moisture, water_input, pet, params, soil, 1.0)
-
-        def body(carry, _):
-            w, total = carry
-            w, fluxes = self._substep(w, water_input, pet, params, soil, 1.0 / n)
-            return (w, {k: total[k] + fluxes[k] for k in _SOIL_FLUXES}), None
-
-        zeros = {k: jnp.zeros_like(water_input + moisture[0]) for k in _SOIL_FLUXES}
-        (moisture, total), _ = jax.lax.scan(body, (moisture, zeros), None, length=n)
-        return moisture, total
+        return substeps(lambda w: self._substep(w, water_input, pet, params, soil, 1.0 / n), moisture, n)
 
     def step(
         self, state: Mapping[str, Array], forcing: Mapping[str, Array], params: Mapping[str, Array]

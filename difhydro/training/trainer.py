@@ -8,7 +8,7 @@ one compiled function, with the batch sharded along the basin axis over every de
 The compiled step is shared by every Trainer with the same model, loss, optimiser and
 data shapes (e.g. the folds of a cross-validation). Around it the
 Python loop runs epochs with a progress bar, evaluates on validation data with
-:mod:`difhydro.metrics`, stops early, logs a CSV and writes orbax checkpoints from which
+:mod:`difhydro.training.metrics`, stops early, logs a CSV and writes orbax checkpoints from which
 :meth:`Trainer.fit` resumes exactly.
 
 Multi-host (several machines): call ``jax.distributed.initialize()`` on every host before
@@ -22,10 +22,10 @@ import csv
 import dataclasses
 import functools
 import json
-import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +38,90 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from . import losses, metrics
-from .data.batching import BasinData, Batch, full_period_batch, sample_batch
+from ..data.batching import BasinData, Batch, full_period_batch, sample_batch
 
-__all__ = ["TrainConfig", "TrainState", "Trainer", "named_loss", "basin_mesh"]
+__all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss", "objective", "basin_mesh"]
 
 Array = jax.Array
 LossFn = Callable[[Mapping[str, Array], Batch, Mapping[str, Array]], Array]
 
 
-@functools.lru_cache(maxsize=None)
-def named_loss(name: str, output: str = "streamflow") -> LossFn:
-    """A built-in loss on ``predictions[output]`` vs ``batch.target``: ``"nse_star"``,
-    ``"rmse"``, ``"mse"`` or ``"dhbv"`` (δHBV's RMSE + log-flow RMSE)."""
+#: built-in losses by name: ``fn(predicted, observed, mask, basin_std) -> scalar``
+LOSSES: dict[str, Callable[..., Array]] = {
+    "nse_star": lambda p, o, m, basin_std: losses.nse_star(p, o, m, basin_std),
+    "mse": lambda p, o, m, basin_std: losses.mse(p, o, m),
+    "rmse": lambda p, o, m, basin_std: losses.rmse(p, o, m),
+}
 
-    def nse_star(pred, batch, ctx):
-        return losses.nse_star(pred[output], batch.target, batch.mask, ctx["basin_std"][batch.basin])
 
-    table = {
-        "nse_star": nse_star,
-        "rmse": lambda pred, batch, ctx: losses.rmse(pred[output], batch.target, batch.mask),
-        "mse": lambda pred, batch, ctx: losses.mse(pred[output], batch.target, batch.mask),
-        "dhbv": lambda pred, batch, ctx: losses.dhbv_loss(pred[output], batch.target, batch.mask),
-    }
-    if name not in table:
-        raise ValueError(f"unknown loss {name!r}; choose from {sorted(table)} or pass a function")
-    return table[name]
+def register_loss(name: str, fn: Callable[..., Array]) -> None:
+    """Add a named loss ``fn(predicted, observed, mask, basin_std)`` (contrib packages do)."""
+    LOSSES[name] = fn
+
+
+@dataclasses.dataclass(frozen=True)
+class LossTerm:
+    """One weighted term of a training objective: ``weight · fn(outputs[output], targets[target], masks[target])``.
+
+    Attributes:
+        fn: a name of :data:`LOSSES` (called with the basin's training-period standard
+            deviation of the target as fourth argument, which ``nse_star`` uses) or a plain
+            function ``fn(predicted, observed, mask) -> scalar`` (e.g. ``losses.rmse``).
+        output: name of the model output.
+        target: name of the observed target (default: ``output``).
+        weight: factor of the term.
+    """
+
+    fn: str | Callable[..., Array] = "nse_star"
+    output: str = "streamflow"
+    target: str | None = None
+    weight: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.fn, str) and self.fn not in LOSSES:
+            raise ValueError(f"unknown loss {self.fn!r}; choose from {sorted(LOSSES)} or pass a function")
+
+    @property
+    def target_name(self) -> str:
+        return self.output if self.target is None else self.target
+
+    def __call__(self, pred, batch, context) -> Array:
+        name = self.target_name
+        p, o, m = pred[self.output], batch.targets[name], batch.masks[name]
+        if isinstance(self.fn, str):
+            return self.weight * LOSSES[self.fn](p, o, m, context["basin_std"][name][batch.basin])
+        return self.weight * self.fn(p, o, m)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """The sum of :class:`LossTerm` s: a Trainer loss ``loss(predictions, batch, context)``."""
+
+    terms: tuple[LossTerm, ...]
+
+    def __call__(self, pred, batch, context) -> Array:
+        return sum(term(pred, batch, context) for term in self.terms)
+
+    @property
+    def scored(self) -> dict[str, str]:
+        """output -> target of every term (what evaluation scores)."""
+        return {t.output: t.target_name for t in self.terms}
+
+
+def objective(loss: str | LossFn | LossTerm | Sequence[LossTerm], target: str = "streamflow") -> LossFn:
+    """A Trainer loss from a name (on output and target ``target``), a :class:`LossTerm`,
+    several of them, or any function ``loss(predictions, batch, context)``."""
+    if isinstance(loss, str):
+        return Objective((LossTerm(loss, target, target),))
+    if isinstance(loss, LossTerm):
+        return Objective((loss,))
+    if isinstance(loss, Sequence):
+        if not loss or not all(isinstance(t, LossTerm) for t in loss):
+            raise ValueError("a loss sequence must hold at least one LossTerm")
+        return Objective(tuple(loss))
+    if callable(loss):
+        return loss
+    raise ValueError(f"loss must be a name of {sorted(LOSSES)}, LossTerm(s) or a function, got {loss!r}")
 
 
 def basin_mesh(devices=None) -> Mesh:
@@ -169,16 +228,37 @@ def _apply(params, batch, *, model):
     return model.apply({"params": params}, batch)
 
 
+def predict(model: nn.Module, params, data: BasinData, chunk: int = 64) -> tuple[dict[str, np.ndarray], Batch]:
+    """Run ``model`` over every basin's whole period of ``data`` (chunks of ``chunk`` basins).
+
+    Returns ``(outputs, batch)``: outputs name -> ``[basin, time, ...]`` numpy arrays
+    (physics models also give ``params``: name -> ``[basin, ...]``) and the full-period
+    batch (targets, masks).
+    """
+    full = full_period_batch(data)
+    n = full.target.shape[0]
+    parts = []
+    for lo in range(0, n, chunk):
+        sub = jax.tree.map(lambda x: x[lo : lo + chunk], full)
+        parts.append(jax.tree.map(np.asarray, _apply(params, sub, model=model)))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), full
+
+
 class Trainer:
     """Train a Flax model that maps a :class:`~difhydro.data.batching.Batch` to outputs.
 
     Args:
         model: a ``flax.linen`` module called as ``model(batch, deterministic=...)``
-            returning a mapping with (at least) the loss's output (``streamflow``).
+            returning a mapping of named outputs (``[basin, time]``).
         train_data: :class:`BasinData` of the training period and basins.
         config: :class:`TrainConfig`.
-        loss: a name for :func:`named_loss` or ``loss(predictions, batch, context)``;
-            ``context["basin_std"]`` holds each training basin's flow standard deviation.
+        loss: a name of :data:`LOSSES` (on the output named like the primary target), one
+            or several :class:`LossTerm` (outputs, targets and weights by name), or any
+            ``loss(predictions, batch, context)``; ``context["basin_std"][target]`` holds
+            each training basin's standard deviation of that target.
+        scored: output -> target pairs that :meth:`evaluate` scores (default: the loss
+            terms' pairs, else the primary target under its own name); the first pair is
+            the one validation monitors.
         validation: optional :class:`BasinData` for evaluation and early stopping.
         optimizer: any optax transformation (default from ``config``).
         run_dir: where ``log.csv``, ``checkpoints/`` and ``norm_stats.json`` go.
@@ -192,7 +272,8 @@ class Trainer:
         train_data: BasinData,
         config: TrainConfig = TrainConfig(),
         *,
-        loss: str | LossFn = "nse_star",
+        loss: str | LossFn | LossTerm | Sequence[LossTerm] = "nse_star",
+        scored: Mapping[str, str] | None = None,
         validation: BasinData | None = None,
         optimizer: optax.GradientTransformation | None = None,
         run_dir: str | Path | None = None,
@@ -200,7 +281,12 @@ class Trainer:
         mesh: Mesh | None = None,
     ):
         self.model, self.data, self.config, self.validation = model, train_data, config, validation
-        self.loss_fn = named_loss(loss) if isinstance(loss, str) else loss
+        self.loss_fn = objective(loss, train_data.target_names[0])
+        default = getattr(self.loss_fn, "scored", {train_data.target_names[0]: train_data.target_names[0]})
+        self.scored = dict(scored or default)
+        unknown = [t for t in self.scored.values() if t not in train_data.targets]
+        if unknown:
+            raise ValueError(f"scored targets {unknown} are not targets of the data: {list(train_data.targets)}")
         self.tx = optimizer or config.optimizer()
         self.run_dir = None if run_dir is None else Path(run_dir).resolve()
         self.norm_stats = norm_stats
@@ -220,16 +306,16 @@ class Trainer:
         jax.eval_shape(lambda b: model.init({"params": self._key, "dropout": self._key}, b), probe)
         self._data, self._n_valid = _step_data(train_data)
 
-    def _predict(self, params, batch):
-        return _apply(params, batch, model=self.model)
-
     @staticmethod
-    def _basin_std(data: BasinData) -> Array:
-        obs = np.asarray(data.observed)
-        target = np.where(obs, np.asarray(data.target), np.nan)
-        with np.errstate(invalid="ignore"):
-            std = np.nanstd(target, axis=1)
-        return jnp.asarray(np.nan_to_num(std, nan=1.0), jnp.float32)
+    def _basin_std(data: BasinData) -> dict[str, Array]:
+        """Each basin's standard deviation of each target over the period (1 if unobserved)."""
+        out = {}
+        for name in data.target_names:
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                std = np.nanstd(data.observations(name), axis=1)
+            out[name] = jnp.asarray(np.nan_to_num(std, nan=1.0), jnp.float32)
+        return out
 
     def init_state(self) -> TrainState:
         """Initial parameters and optimiser state (deterministic for ``config.seed``)."""
@@ -249,27 +335,20 @@ class Trainer:
     # -- evaluation -----------------------------------------------------------------------
 
     def predict(self, params, data: BasinData, chunk: int = 64) -> tuple[dict[str, np.ndarray], Batch]:
-        """Run the model over every basin's whole period (chunks of ``chunk`` basins).
+        """:func:`predict` with this Trainer's model."""
+        return predict(self.model, params, data, chunk)
 
-        Returns ``(outputs, batch)``: outputs name -> ``[basin, time, ...]`` numpy arrays
-        (physics models also give ``params``: name -> ``[basin, ...]``) and the
-        full-period batch (target, mask).
-        """
-        full = full_period_batch(data)
-        n = full.target.shape[0]
-        parts = []
-        for lo in range(0, n, chunk):
-            sub = jax.tree.map(lambda x: x[lo : lo + chunk], full)
-            parts.append(jax.tree.map(np.asarray, self._predict(params, sub)))
-        return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), full
-
-    def evaluate(self, params, data: BasinData, output: str = "streamflow") -> dict[str, np.ndarray]:
-        """Per-basin metrics after the warm-up (NaN-masked), plus the loss."""
+    def evaluate(self, params, data: BasinData, output: str | None = None) -> dict[str, np.ndarray]:
+        """Per-basin metrics of ``output`` (default: the first scored output) against its
+        target after the warm-up (NaN-masked), plus the loss."""
         pred, full = self.predict(params, data)
         pred = {k: v for k, v in pred.items() if k != "params"}
+        output = next(iter(self.scored)) if output is None else output
+        if output not in self.scored:
+            raise ValueError(f"output {output!r} is not scored; scored pairs: {self.scored}")
         sim = pred[output]
-        obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
-        scores = {m: np.asarray(metrics.METRICS[m](sim, obs, axis=1)) for m in self.config.eval_metrics}
+        obs = full.observations(self.scored[output])
+        scores = {m: np.asarray(metrics.METRICS[m](sim, obs)) for m in self.config.eval_metrics}
         ctx = {"basin_std": self._basin_std(data)}
         scores["loss"] = float(self.loss_fn({k: jnp.asarray(v) for k, v in pred.items()}, full, ctx))
         return scores

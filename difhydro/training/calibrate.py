@@ -4,6 +4,8 @@ Both calibrate any :class:`~difhydro.physics.ProcessModel` against observed stre
 (or any other output) one basin at a time in the statistical sense: every basin has its
 own parameters. The gradient route treats all basins of a batch at once in one
 jit-compiled step, because basins do not interact and Adam's update is elementwise.
+Arrays are basin-first like the rest of the public surface: forcing and observations
+``[basin, time]``, parameters ``[basin]``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from ..hybrid.layer import run_physics
+from ..physics.base import Array, ProcessModel
 from . import metrics
-from .physics.base import Array, ProcessModel, simulate
 
 __all__ = ["CalibrationResult", "nse_loss", "gradient_calibration", "sceua_calibration"]
 
@@ -33,16 +36,14 @@ class CalibrationResult:
 
 
 def nse_loss(simulated: Array, observed: Array) -> Array:
-    """Sum over basins of ``1 − NSE`` (time axis 0, NaN observations ignored)."""
-    return jnp.sum(1.0 - metrics.nse(simulated, observed, axis=0))
+    """Sum over basins of ``1 − NSE`` (``[basin, time]``, NaN observations ignored)."""
+    return jnp.sum(1.0 - metrics.nse(simulated, observed))
 
 
-def _check_observed(observed, n_time, batch, output):
+def _check_observed(observed, shape, output):
     observed = np.asarray(observed, dtype=np.float32)
-    if observed.shape != (n_time,) + tuple(batch):
-        raise ValueError(
-            f"observed {output!r} has shape {observed.shape}, forcing gives {(n_time,) + tuple(batch)}"
-        )
+    if observed.shape != tuple(shape):
+        raise ValueError(f"observed {output!r} has shape {observed.shape}, forcing gives {tuple(shape)} [basin, time]")
     return observed
 
 
@@ -68,8 +69,8 @@ def gradient_calibration(
 
     Args:
         model: process model.
-        forcing: name -> ``[time, *batch]`` (units of ``model.forcing_names``).
-        observed: ``[time, *batch]`` observations of ``output``; NaN = missing.
+        forcing: name -> ``[basin, time]`` (units of ``model.forcing_names``).
+        observed: ``[basin, time]`` observations of ``output``; NaN = missing.
         output: which model output to fit.
         warmup_days: leading days excluded from the loss (spin-up of the stores).
         steps: optimiser steps (one model run forward + backward each).
@@ -79,26 +80,34 @@ def gradient_calibration(
         fixed: parameters held at the given physical values (not calibrated).
         state0: initial state (default: the model's).
         progress: show a tqdm progress bar.
+
+    Returns:
+        the best iterate's physical parameters (name -> ``[basin, *event]``) and the loss
+        history.
     """
-    forcing = {k: jnp.asarray(forcing[k], jnp.float32) for k in model.forcing_names if k in forcing}
-    # run the checks of simulate once, on the typical parameters
+    missing = [k for k in model.forcing_names if k not in forcing]
+    if missing:
+        raise ValueError(f"{type(model).__name__} needs forcing {missing}; got {sorted(forcing)}")
+    forcing = {k: jnp.asarray(forcing[k], jnp.float32) for k in model.forcing_names}
     first = next(iter(forcing.values()))
-    n_time, batch = first.shape[0], first.shape[1:]
-    observed = jnp.asarray(_check_observed(observed, n_time, batch, output))
+    if first.ndim != 2:
+        raise ValueError(f"forcing must be [basin, time], got shape {first.shape}")
+    n_basins, n_time = first.shape
+    observed = jnp.asarray(_check_observed(observed, first.shape, output))
     if warmup_days >= n_time:
         raise ValueError(f"warmup_days={warmup_days} leaves no days of {n_time} to calibrate on")
     fixed = dict(fixed or {})
     free = [k for k in model.param_spec if k not in fixed]
-    start = model.default_params(tuple(batch))
+    start = model.default_params((n_basins,))
     if init:
         start.update({k: jnp.broadcast_to(jnp.asarray(v, jnp.float32), start[k].shape) for k, v in init.items()})
     raw = {k: model.param_spec[k].from_physical(start[k]) for k in free}
-    simulate(model, {**start, **fixed}, forcing, state0)  # validates inputs, outside jit
+    run_physics(model, {**start, **fixed}, forcing, state0, check=True)  # validates inputs, outside jit
 
     def objective(raw):
         params = {k: model.param_spec[k].to_physical(v) for k, v in raw.items()}
-        out = simulate(model, {**params, **fixed}, forcing, state0, check=False)[1]
-        return loss(out[output][warmup_days:], observed[warmup_days:])
+        out = run_physics(model, {**params, **fixed}, forcing, state0)
+        return loss(out[output][:, warmup_days:], observed[:, warmup_days:])
 
     optimiser = optax.adam(learning_rate)
     opt_state = optimiser.init(raw)
@@ -136,8 +145,9 @@ class _SpotpySetup:
         self.params = [spotpy.parameter.Uniform(k, s.low, s.high, optguess=s.typical) for k, s in model.param_spec.items()]
         self.observed = np.asarray(observed, np.float64)[warmup_days:]
         self.valid = ~np.isnan(self.observed)
-        forcing = {k: jnp.asarray(v, jnp.float32) for k, v in forcing.items()}
-        self._run = jax.jit(lambda p: simulate(model, p, forcing, state0, check=False)[1][output][warmup_days:])
+        forcing = {k: jnp.asarray(v, jnp.float32)[None] for k, v in forcing.items()}  # one basin
+        state0 = None if state0 is None else {k: jnp.asarray(v)[None] for k, v in state0.items()}
+        self._run = jax.jit(lambda p: run_physics(model, p, forcing, state0)[output][0, warmup_days:])
 
     def parameters(self):
         import spotpy
@@ -145,7 +155,7 @@ class _SpotpySetup:
         return spotpy.parameter.generate(self.params)
 
     def simulation(self, vector):
-        p = {k: jnp.float32(v) for k, v in zip(self.names, vector)}
+        p = {k: jnp.full((1,), v, jnp.float32) for k, v in zip(self.names, vector)}
         return np.asarray(self._run(p), np.float64)
 
     def evaluation(self):
@@ -174,7 +184,7 @@ def sceua_calibration(
     The objective is ``1 − NSE`` on ``output`` after ``warmup_days``; the budget is
     ``max_runs`` model runs per basin (spotpy's ``repetitions``).
 
-    Args: as :func:`gradient_calibration`; forcing and ``observed`` are ``[time, basin]``
+    Args: as :func:`gradient_calibration`; forcing and ``observed`` are ``[basin, time]``
     (or ``[time]`` for one basin).
     """
     import spotpy
@@ -183,14 +193,14 @@ def sceua_calibration(
     single = observed.ndim == 1
     forcing = {k: np.asarray(forcing[k], np.float32) for k in model.forcing_names}
     if single:
-        observed = observed[:, None]
-        forcing = {k: v[:, None] for k, v in forcing.items()}
-    n_basins = observed.shape[1]
+        observed = observed[None]
+        forcing = {k: v[None] for k, v in forcing.items()}
+    n_basins = observed.shape[0]
     results = {k: np.empty(n_basins) for k in model.param_spec}
     history = np.empty(n_basins)
     for b in tqdm(range(n_basins), desc="SCE-UA", disable=not progress or n_basins == 1):
-        s0 = None if state0 is None else {k: np.asarray(v)[..., b] for k, v in state0.items()}
-        setup = _SpotpySetup(model, {k: v[:, b] for k, v in forcing.items()}, observed[:, b], output, warmup_days, s0)
+        s0 = None if state0 is None else {k: np.asarray(v)[b] for k, v in state0.items()}
+        setup = _SpotpySetup(model, {k: v[b] for k, v in forcing.items()}, observed[b], output, warmup_days, s0)
         np.random.seed(seed + b)  # spotpy draws from numpy's global generator
         sampler = spotpy.algorithms.sceua(setup, dbformat="ram", save_sim=False, random_state=seed + b)
         ngs = n_complexes or max(2, len(setup.names))

@@ -1,29 +1,19 @@
-"""Soil-moisture models and data: the real profile site, the sliding-window LSTM, the PGDL
-profile model, a short training run that must learn, and (slow) the two examples."""
+"""PHY-LSTM / PHYs-LSTM (difhydro.contrib.phy_lstm): the real profile site, the sliding-window
+LSTM, a short training run that must learn, and (slow) the example."""
 
 import importlib.util
 import sys
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difhydro import losses
+import jax.numpy as jnp
+
+from difhydro.contrib.phy_lstm import SequenceLSTM, monotonic_loss, phy_lstm_loss, score, site_dataset
 from difhydro.data import Batch, fit_normalization, make_basin_data
-from difhydro.soil_moisture import (
-    ProfileCNNLSTM,
-    SequenceLSTM,
-    degree_day_snow,
-    lagged_features,
-    pgdl_loss,
-    phy_lstm_loss,
-    score,
-    site_dataset,
-    soil_from_raw,
-)
-from difhydro.train import TrainConfig, Trainer
+from difhydro.training import TrainConfig, Trainer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -57,26 +47,34 @@ def test_site_dataset(site):
     np.testing.assert_allclose(site["w_B1"].values[0, 1:], p[1:] - 300.0 * np.diff(deep), rtol=1e-5, atol=1e-5)
 
 
-def test_degree_day_snow_conserves_water():
-    rng = np.random.default_rng(0)
-    p = rng.gamma(0.5, 4.0, (200, 3))
-    t = 5 * np.sin(np.arange(200) / 20)[:, None] + rng.normal(0, 2, (200, 3))
-    water, swe = degree_day_snow(p, t)
-    np.testing.assert_allclose(p.sum(0), water.sum(0) + swe[-1], rtol=1e-12)
-    assert np.all(swe >= 0) and np.all(water[t < 0] <= swe.max() + 1e-9)
+def _example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_lagged_features():
-    x = np.arange(10.0).reshape(1, 10)
-    f = lagged_features({"a": x}, lags=3)
-    np.testing.assert_array_equal(f[0, 5], [5, 4, 3])
-    np.testing.assert_array_equal(f[0, 0], [0, 0, 0])
+def test_site_dataset(site):
+    et0 = site["et0"].values[0]
+    assert np.all(np.isfinite(et0)) and et0.min() >= 0
+    months = site["time"].dt.month.values
+    # FAO-56 ET0 in humid Hesse: 0.1-0.5 mm/d in winter, 3-4 mm/d in summer
+    assert 0.05 < et0[np.isin(months, [12, 1])].mean() < 0.8
+    assert 2.5 < et0[np.isin(months, [6, 7])].mean() < 5.0
+    p = site["precipitation"].values[0]
+    np.testing.assert_allclose(site["w_A2"].values[0], p - et0, rtol=1e-6)
+    sm = site["soil_moisture"].values[0]
+    np.testing.assert_allclose(site["sm_prev"].values[0, 1:], sm[:-1, 0])
+    deep = sm[:, 1:].mean(-1)
+    np.testing.assert_allclose(site["w_B1"].values[0, 1:], p[1:] - 300.0 * np.diff(deep), rtol=1e-5, atol=1e-5)
 
 
-def _batch(inputs, forcing=None, target=None):
+def _batch(inputs, forcing=None, targets=None, static=None):
     b, length = inputs.shape[:2]
-    target = jnp.zeros((b, length)) if target is None else target
-    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), target, jnp.ones((b, length), bool),
+    targets = {"sm_10": jnp.zeros((b, length))} if targets is None else targets
+    masks = {k: jnp.ones((b, length), bool) for k in targets}
+    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), targets, masks, static or {},
                  jnp.arange(b), jnp.zeros(b, jnp.int32))
 
 
@@ -95,33 +93,6 @@ def test_sequence_lstm_sees_only_seven_days():
     np.testing.assert_allclose(y_window, y[:, 11], rtol=1e-5, atol=1e-6)
 
 
-def test_profile_model_bounded_and_loss_gradients():
-    b, length = 3, 12
-    x = 50.0 * jax.random.normal(jax.random.PRNGKey(0), (b, length, 6))  # huge inputs push the bounds
-    soil = {"theta_r": 0.06, "theta_s": 0.44, "alpha": 0.03, "n": 1.5, "k_s": 20.0}
-    forcing = {k: jnp.full((b, length), v) for k, v in soil.items()}
-    forcing["pet"] = jnp.full((b, length), 3.0)
-    targets = {f"sm_{d}": jnp.full((b, length), 0.3) for d in (10, 20, 30, 40, 50)}
-    batch = _batch(x, {**forcing, **targets})
-    model = ProfileCNNLSTM(hidden_size=8, conv_features=(4,))
-    params = model.init(jax.random.PRNGKey(1), batch)
-    theta = model.apply(params, batch)["profile"]
-    assert theta.shape == (b, length, 5)
-    assert float(theta.min()) >= 0.06 and float(theta.max()) <= 0.44
-    loss = pgdl_loss(tuple(targets), physics_weight=10.0, root_fraction=(0.2, 0.2, 0.2, 0.2, 0.1))
-    value, grads = jax.value_and_grad(lambda p: loss(model.apply(p, batch), batch, {}))(params)
-    assert np.isfinite(float(value)) and float(value) > 0
-    assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
-
-
-def test_soil_from_raw_uses_param_boxes():
-    phys = soil_from_raw({"k_s": jnp.array([-50.0, 0.0, 50.0]), "n": jnp.array(0.0)})
-    np.testing.assert_allclose(np.asarray(phys["k_s"])[[0, 2]], [0.1, 1000.0], rtol=1e-5)
-    assert float(phys["n"]) == pytest.approx((1.05 + 3.0) / 2)
-    with pytest.raises(ValueError, match="ParamSpec"):
-        soil_from_raw({"porosity": jnp.zeros(())})
-
-
 def test_phy_lstm_learns_on_the_site(site):
     """A short PHYs-LSTM run: validation loss falls, and the last-day forecast beats
     climatology by far and gets within reach of persistence (the strong 1-day baseline)."""
@@ -134,19 +105,20 @@ def test_phy_lstm_learns_on_the_site(site):
     model = SequenceLSTM(hidden_size=32, target_mean=stats.mean["sm_10"], target_std=stats.std["sm_10"])
     cfg = TrainConfig(epochs=4, steps_per_epoch=40, batch_size=32, learning_rate=3e-3, monitor="nse",
                       eval_metrics=("nse", "rmse"), progress=False)
-    trainer = Trainer(model, data_tr, cfg, loss=phy_lstm_loss("w_B2", 0.5, 0.5), validation=data_va)
+    trainer = Trainer(model, data_tr, cfg, loss=phy_lstm_loss("w_B2", 0.5, 0.5), scored={"soil_moisture": "sm_10"},
+                      validation=data_va)
     fit = trainer.fit()
     val_loss = [h["val_loss"] for h in fit["history"]]
     assert min(val_loss[1:]) < 0.7 * val_loss[0]
     pred, full = trainer.predict(fit["best_params"], data_va)
-    obs = np.where(np.asarray(full.mask), np.asarray(full.target), np.nan)
+    obs = full.observations()
     s = score(pred["soil_moisture"], obs)
     clim = np.nanstd(obs)
     assert s["RMSE"] < 0.6 * clim
     assert s["R"] > 0.8
     # the physics term is tiny next to RMSE at these scales (the honest finding)
     m = np.asarray(full.mask)
-    phy = float(losses.monotonic_loss(pred["soil_moisture"], np.asarray(full.target), np.asarray(full.forcing["w_B2"]), m))
+    phy = float(monotonic_loss(pred["soil_moisture"], np.asarray(full.target), np.asarray(full.forcing["w_B2"]), m))
     assert phy < 0.05 * s["RMSE"]
 
 
@@ -162,18 +134,3 @@ def test_phy_lstm_example_quick(tmp_path):
         assert run["RMSE"] < twin["persistence"][0]["RMSE"]
 
 
-@pytest.mark.slow
-def test_pgdl_example_quick(tmp_path):
-    # the 50 %-data experiment runs in the full setting; CI keeps the 100 % comparison
-    out = _example("pgdl_cnn_lstm").main(["--quick", "--out", str(tmp_path), "--no-progress", "--fractions", "100"])
-    res = out["results"]
-    assert (tmp_path / "pgdl_tables.md").exists()
-    for hist in out["histories"].values():
-        assert min(hist) < hist[0]
-    # the tabular models beat copying the (noisy) surface into the 30-50 cm layers
-    for key in (("100%", "Random Forest"), ("100%", "XGBoost")):
-        assert np.all(res[key]["rmse"][2:] < res[("-", "surface copy")]["rmse"][2:])
-    # the residual term does what it is built for, even after a few epochs
-    pgdl, plain = res[("100%", "PGDL CNN-LSTM")], res[("100%", "CNN-LSTM")]
-    assert pgdl["inconsistency"] < plain["inconsistency"]
-    assert pgdl["outside_bounds"] == 0.0  # the bounded activation

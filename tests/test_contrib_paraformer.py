@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from difhydro import paraformer as pf
-from difhydro.losses import range_boundary_loss
+from difhydro.contrib import paraformer as pf
+from difhydro.contrib.paraformer import range_boundary_loss
+from difhydro.hybrid import ParamHead, run_physics
 from difhydro.physics import HBV, ExpHydro, VicBucket
 
 KEY = jax.random.PRNGKey(0)
@@ -24,7 +25,7 @@ SMALL = {
 
 
 # ---------------------------------------------------------------------------------------
-# Range-boundary loss (process-models.md §5.4)
+# Range-boundary loss (docs/physics.md §5.4)
 # ---------------------------------------------------------------------------------------
 
 
@@ -56,7 +57,7 @@ def test_rbl_zero_inside_mean_over_sites_and_gradient_direction():
 
 def test_squashed_outputs_have_zero_rbl():
     model = VicBucket()
-    low, high = pf.parameter_box(model)
+    low, high = ParamHead.for_model(model).bounds()
     raw = jax.random.normal(KEY, (64, 5)) * 10.0
     theta = low + (high - low) * jax.nn.sigmoid(raw)
     assert float(range_boundary_loss(theta, low, high)) == 0.0
@@ -170,10 +171,10 @@ def test_direct_route_matches_simulate_and_squash_modes():
     learner = pf.ParameterLearner(model, "ffn_a", SMALL["ffn_a"], squash=False)
     variables = learner.init(KEY, batch)
     out = learner.apply(variables, batch)
-    low, high = pf.parameter_box(model)
+    low, high = ParamHead.for_model(model).bounds()
     used = np.stack([np.asarray(out["params"][k]) for k in model.param_spec], -1)
     np.testing.assert_allclose(used, np.clip(np.asarray(out["unsquashed_params"]), low, high))
-    expected = pf.simulate_batch(model, out["params"], type("B", (), {"forcing": batch["forcing"]}))
+    expected = run_physics(model, out["params"], batch["forcing"])
     np.testing.assert_allclose(np.asarray(out["streamflow"]), expected["streamflow"], rtol=1e-5, atol=1e-6)
 
 
@@ -231,7 +232,7 @@ def test_surrogate_route_freezes_surrogate_and_passes_gradients():
     model = VicBucket()
     batch = _batch(model, n=6)
     data = BasinData(forcing=batch["forcing"], inputs=batch["inputs"], attributes=batch["attributes"],
-                     target=batch["target"], observed=jnp.ones((6, T), bool),
+                     targets={"streamflow": batch["target"]}, observed={"streamflow": jnp.ones((6, T), bool)}, static={},
                      valid_windows=jnp.arange(6 * (T - 40 + 1), dtype=jnp.int32), window=40, warmup=10,
                      basins=tuple("abcdef"), first_day="2000-01-01", input_names=("a", "b", "c"),
                      attribute_names=tuple("123456"))

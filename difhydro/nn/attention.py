@@ -1,4 +1,4 @@
-"""Transformer blocks and the ParaFormer parameter networks.
+"""Attention blocks: transformer encoder layers, cross-attention, attribute tokens.
 
 Sequences are ``[batch, time, d_model]``. Padding masks are boolean ``[batch, time]``,
 True on valid steps. Padded steps never change the outputs of valid steps: keys at padded
@@ -9,11 +9,10 @@ Normalisation is **pre-norm** by default (``norm_first=True``: ``x + f(LayerNorm
 Xiong et al. 2020, stable without learning-rate warm-up); ``norm_first=False`` gives the
 post-norm layer of Vaswani et al. (2017), ``LayerNorm(x + f(x))``.
 
-ParaFormer (Li & Lu 2023) maps basin attributes (``ParaFormerA``) or (forcing,
-observation) histories (``ParaFormerZ``) to physical parameters. Here each model parameter
-is a learned query token that cross-attends to the encoded inputs, and a linear read-out
-gives one unconstrained value per parameter; map them into boxes with
-:meth:`difhydro.physics.ParamSpec.to_physical`.
+:class:`AttributeTransformer` is the attention encoder of static basin attributes (each
+attribute a token, one learned query per output reading them out; the attribute network
+of ParaFormer, Li & Lu 2023): attributes ``[batch, n_attributes]`` -> ``[batch, outputs]``
+unconstrained values, e.g. for :class:`~difhydro.hybrid.ParamHead`.
 """
 
 from __future__ import annotations
@@ -37,8 +36,10 @@ __all__ = [
     "TransformerEncoderLayer",
     "TransformerEncoder",
     "CrossAttentionBlock",
-    "ParaFormerA",
-    "ParaFormerZ",
+    "QueryReadout",
+    "zero_padding",
+    "attribute_tokens",
+    "AttributeTransformer",
 ]
 
 
@@ -90,7 +91,7 @@ def key_padding_mask(key_mask: Array | None, causal_length: int | None = None) -
     return mask
 
 
-def _zero_padding(x: Array, mask: Array | None, name: str) -> Array:
+def zero_padding(x: Array, mask: Array | None, name: str) -> Array:
     """Replace padded steps of ``x`` [batch, T, d] by zeros (``mask`` [batch, T])."""
     if mask is None:
         return x
@@ -182,7 +183,7 @@ class TransformerEncoderLayer(_Residual, nn.Module):
         """``inputs`` [batch, time, d_model], ``mask`` [batch, time] (True = valid)."""
         check_sequence(inputs, "inputs")
         self.check(inputs.shape[-1])
-        x = _zero_padding(inputs, mask, "mask")
+        x = zero_padding(inputs, mask, "mask")
         attn_mask = key_padding_mask(mask, x.shape[1] if self.causal else None)
         attend = self.attention(deterministic)
         drop = nn.Dropout(self.dropout_rate)
@@ -235,7 +236,7 @@ class TransformerEncoder(nn.Module):
             )(x, mask, deterministic=deterministic)
         if self.norm_first:
             x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
-        return _zero_padding(x, mask, "mask")
+        return zero_padding(x, mask, "mask")
 
 
 class CrossAttentionBlock(_Residual, nn.Module):
@@ -274,7 +275,7 @@ class CrossAttentionBlock(_Residual, nn.Module):
                 f"and {context.shape}"
             )
         self.check(queries.shape[-1])
-        context = _zero_padding(context, key_mask, "key_mask")
+        context = zero_padding(context, key_mask, "key_mask")
         attn_mask = key_padding_mask(key_mask)
         attend = self.attention(deterministic)
         drop = nn.Dropout(self.dropout_rate)
@@ -289,8 +290,10 @@ class CrossAttentionBlock(_Residual, nn.Module):
         return self.feed_forward(x, deterministic)
 
 
-class _ParameterReadout(nn.Module):
-    """Learned parameter queries cross-attend to encoded tokens; one raw value each."""
+class QueryReadout(nn.Module):
+    """One learned query per output cross-attends to encoded tokens ``[batch, n, d_model]``
+    (``mask`` ``[batch, n]``, True = valid) and a linear read-out gives one unconstrained value
+    each: ``[batch, num_params]``."""
 
     num_params: int
     num_heads: int
@@ -316,7 +319,7 @@ class _ParameterReadout(nn.Module):
         return raw[..., 0]
 
 
-def _attribute_tokens(module: nn.Module, attributes: Array, d_model: int) -> tuple[Array, Array]:
+def attribute_tokens(module: nn.Module, attributes: Array, d_model: int) -> tuple[Array, Array]:
     """Attribute j -> token ``a_j w_j + e_j`` (``[batch, n_attributes, d_model]``) and the
     mask of present (finite) attributes ``[batch, n_attributes]``; called inside a compact
     ``__call__`` so the parameters belong to ``module``."""
@@ -334,78 +337,7 @@ def _attribute_tokens(module: nn.Module, attributes: Array, d_model: int) -> tup
     return (values[..., None] * scale + identity).astype(module.dtype), mask
 
 
-class ParaFormerZ(nn.Module):
-    """(Forcing, observation) history ``[batch, time, features]`` -> raw parameters.
-
-    Steps: Dense embedding to ``d_model``, sinusoidal positions, a
-    :class:`TransformerEncoder` over time (``mask`` [batch, time] marks valid steps; fill
-    missing observations with 0 and, if wanted, add a 0/1 "observed" feature).
-
-    Without ``attributes``, one learned query per parameter cross-attends to the encoded
-    history. With ``attributes`` ``[batch, n_attributes]`` (the paper's decoder side,
-    Li & Lu 2023 Eqs. 10-12): the attributes are encoded as in :class:`ParaFormerA`
-    (self-attention over attribute tokens gives the queries Q_A), Q_A cross-attend to the
-    encoded history (K_Z, V_Z) with a residual feed-forward block,
-    ``FFN(O_Z + Q_A) + O_Z + Q_A``, and the learned parameter queries read the fused
-    attribute tokens out. NaN attributes are masked out.
-    Returns ``[batch, num_params]``, unconstrained.
-    """
-
-    num_params: int
-    d_model: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    mlp_dim: int = 128
-    dropout_rate: float = 0.0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(
-        self,
-        inputs: Array,
-        mask: Array | None = None,
-        attributes: Array | None = None,
-        *,
-        deterministic: bool = True,
-    ) -> Array:
-        check_sequence(inputs, "inputs")
-        if self.num_params < 1:
-            raise ValueError(f"num_params must be >= 1, got {self.num_params}")
-        x = _zero_padding(inputs, mask, "mask")
-        x = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
-                     name="embed")(x)
-        x = PositionalEncoding(self.dropout_rate)(x, deterministic=deterministic)
-        x = TransformerEncoder(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
-            name="encoder",
-        )(x, mask, deterministic=deterministic)
-        readout = _ParameterReadout(
-            self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
-            self.dtype, self.param_dtype, name="readout",
-        )
-        if attributes is None:
-            return readout(x, mask, deterministic)
-        if attributes.shape[0] != inputs.shape[0]:
-            raise ValueError(
-                f"attributes must be [batch, n_attributes] with batch {inputs.shape[0]}, "
-                f"got shape {attributes.shape}"
-            )
-        tokens, attribute_mask = _attribute_tokens(self, attributes, self.d_model)
-        queries = TransformerEncoder(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
-            name="attribute_encoder",
-        )(tokens, attribute_mask, deterministic=deterministic)
-        fused = CrossAttentionBlock(
-            num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="history_attention",
-        )(queries, x, mask, deterministic=deterministic)
-        return readout(fused, attribute_mask, deterministic)
-
-
-class ParaFormerA(nn.Module):
+class AttributeTransformer(nn.Module):
     """Static basin attributes ``[batch, n_attributes]`` -> raw parameters.
 
     Each attribute j becomes a token ``a_j · w_j + e_j`` (its own value scale ``w_j`` and
@@ -432,13 +364,13 @@ class ParaFormerA(nn.Module):
             )
         if self.num_params < 1:
             raise ValueError(f"num_params must be >= 1, got {self.num_params}")
-        tokens, mask = _attribute_tokens(self, attributes, self.d_model)
+        tokens, mask = attribute_tokens(self, attributes, self.d_model)
         x = TransformerEncoder(
             num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
             dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
             name="encoder",
         )(tokens, mask, deterministic=deterministic)
-        return _ParameterReadout(
+        return QueryReadout(
             self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
             self.dtype, self.param_dtype, name="readout",
         )(x, mask, deterministic)

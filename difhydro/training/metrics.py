@@ -1,8 +1,9 @@
-"""Goodness-of-fit metrics for hydrographs and soil moisture (process-models.md §5.5, §5.3).
+"""Goodness-of-fit metrics for hydrographs and soil moisture (docs/physics.md §5.5, §5.3).
 
 Every metric takes ``(simulated, observed)`` arrays (numpy or JAX) of equal shape,
-reduces over the time axis ``axis`` (default 0, the ``[time, *batch]`` layout of
-:func:`difhydro.physics.simulate`) and returns one value per remaining (basin) entry.
+reduces over the time axis ``axis`` (default -1: the last axis, as in the basin-first
+``[basin, time]`` layout of difhydro's public surface) and returns one value per remaining
+(basin) entry.
 Time steps where the **observation** is NaN are ignored; a NaN in the simulation
 propagates so that a broken model is never hidden. All functions are jit-able.
 """
@@ -55,7 +56,7 @@ def _moments(simulated, observed, axis):
     return sim, obs, mask, n, mu_s, mu_o, sd_s, sd_o, r
 
 
-def nse(simulated, observed, axis: int = 0) -> Array:
+def nse(simulated, observed, axis: int = -1) -> Array:
     """Nash-Sutcliffe efficiency ``1 − Σ(s − o)² / Σ(o − ō)²`` (Nash & Sutcliffe 1970)."""
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     mu_o = _mean(obs, mask, n)
@@ -64,12 +65,12 @@ def nse(simulated, observed, axis: int = 0) -> Array:
     return 1.0 - num / den
 
 
-def r2_cod(simulated, observed, axis: int = 0) -> Array:
+def r2_cod(simulated, observed, axis: int = -1) -> Array:
     """Coefficient of determination as in Geng et al. (2024): the NSE formula."""
     return nse(simulated, observed, axis)
 
 
-def mnse(simulated, observed, axis: int = 0) -> Array:
+def mnse(simulated, observed, axis: int = -1) -> Array:
     """Modified NSE ``1 − Σ|s − o| / Σ|o − ō|`` (Legates & McCabe 1999, E1)."""
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     mu_o = _mean(obs, mask, n)
@@ -78,7 +79,7 @@ def mnse(simulated, observed, axis: int = 0) -> Array:
     return 1.0 - num / den
 
 
-def kge(simulated, observed, axis: int = 0) -> Array:
+def kge(simulated, observed, axis: int = -1) -> Array:
     """Kling-Gupta efficiency (Gupta et al. 2009): ``1 − √((r−1)² + (α−1)² + (β−1)²)``,
     ``α = σ_s/σ_o``, ``β = s̄/ō``."""
     *_, mu_s, mu_o, sd_s, sd_o, r = _moments(simulated, observed, axis)
@@ -86,30 +87,30 @@ def kge(simulated, observed, axis: int = 0) -> Array:
     return 1.0 - jnp.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
 
 
-def kge_2012(simulated, observed, axis: int = 0) -> Array:
+def kge_2012(simulated, observed, axis: int = -1) -> Array:
     """KGE′ (Kling et al. 2012): α replaced by ``γ = (σ_s/s̄)/(σ_o/ō)``."""
     *_, mu_s, mu_o, sd_s, sd_o, r = _moments(simulated, observed, axis)
     gamma, beta = (sd_s / mu_s) / (sd_o / mu_o), mu_s / mu_o
     return 1.0 - jnp.sqrt((r - 1) ** 2 + (gamma - 1) ** 2 + (beta - 1) ** 2)
 
 
-def pearson_r(simulated, observed, axis: int = 0) -> Array:
+def pearson_r(simulated, observed, axis: int = -1) -> Array:
     """Pearson correlation coefficient r."""
     return _moments(simulated, observed, axis)[-1]
 
 
-def r_squared(simulated, observed, axis: int = 0) -> Array:
+def r_squared(simulated, observed, axis: int = -1) -> Array:
     """Squared Pearson correlation r² (not the NSE-like :func:`r2_cod`)."""
     return pearson_r(simulated, observed, axis) ** 2
 
 
-def rmse(simulated, observed, axis: int = 0) -> Array:
+def rmse(simulated, observed, axis: int = -1) -> Array:
     """Root mean squared error, in the units of the series."""
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     return jnp.sqrt(jnp.where(mask, (sim - obs) ** 2, 0.0).sum(-1) / n)
 
 
-def fhv(simulated, observed, axis: int = 0, fraction: float = 0.02) -> Array:
+def fhv(simulated, observed, axis: int = -1, fraction: float = 0.02) -> Array:
     """High-flow volume bias of the flow duration curve, % (Yilmaz et al. 2008).
 
     ``100 Σ_{h≤H}(s_(h) − o_(h)) / Σ_{h≤H} o_(h)`` with simulation and observation sorted
@@ -126,12 +127,12 @@ def fhv(simulated, observed, axis: int = 0, fraction: float = 0.02) -> Array:
     return jnp.where(h > 0, 100.0 * (s_top - o_top) / o_top, jnp.nan)
 
 
-def pfab(simulated, observed, axis: int = 0, fraction: float = 0.02) -> Array:
+def pfab(simulated, observed, axis: int = -1, fraction: float = 0.02) -> Array:
     """Peak-flow absolute bias ``|FHV|`` (%), as in Jiang et al. (2020)."""
     return jnp.abs(fhv(simulated, observed, axis, fraction))
 
 
-def physical_consistency(water_balance, observed, predicted, axis: int = 0) -> Array:
+def physical_consistency(water_balance, observed, predicted, axis: int = -1) -> Array:
     """Share of physically consistent predicted changes (Geng et al. 2024, §5.3).
 
     ``v_t = ΔW_t · (SM_{t−1} − SM^_t)`` with ``ΔW_t = sign(W_t − W_{t−1})``; a step is
@@ -167,7 +168,7 @@ METRICS = {
 }
 
 
-def evaluate(simulated, observed, metrics=("nse", "kge", "mnse", "fhv", "r"), axis: int = 0):
+def evaluate(simulated, observed, metrics=("nse", "kge", "mnse", "fhv", "r"), axis: int = -1):
     """Several metrics at once: name -> array over the non-time axes."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:

@@ -1,0 +1,1 @@
+"""The experiment layer: configs, run directories, train / evaluate / predict (work in progress)."""

@@ -1,0 +1,132 @@
+"""neuralhydrology's cudalstm peer (difhydro.experiment.neuralhydrology) on the real Caravan data."""
+
+import builtins
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("neuralhydrology")
+
+from difhydro.experiment.neuralhydrology import run_cudalstm  # noqa: E402
+
+BASINS = ["camels_01031500", "camels_01022500"]  # not sorted: NH sorts, results must not
+TRAIN = ("2000-10-01", "2001-09-30")
+TEST = ("1995-10-01", "1996-01-31")
+SEQ, LAST, UPDATES = 30, 10, 3
+INPUTS = ["total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum"]
+ATTRIBUTES = ["p_mean", "area"]
+
+
+@pytest.fixture(scope="module")
+def caravan(data_dir):
+    root = data_dir / "camels_caravan"
+    if not (root / "timeseries" / "csv" / "camels").is_dir():
+        pytest.skip(f"no Caravan data at {root}")
+    return root
+
+
+def run(caravan, work_dir, **overrides):
+    kwargs = dict(
+        dynamic_inputs=INPUTS, static_attributes=ATTRIBUTES, hidden_size=8, seq_length=SEQ,
+        predict_last_n=LAST, batch_size=16, updates=UPDATES, learning_rate=1e-3, dropout=0.1,
+        seed=3, work_dir=work_dir, threads=1, progress=False,
+    )
+    kwargs.update(overrides)
+    basins = kwargs.pop("basins", BASINS)
+    return run_cudalstm(caravan, basins, kwargs.pop("train_period", TRAIN), kwargs.pop("test_period", TEST), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def result(caravan, tmp_path_factory):
+    work = tmp_path_factory.mktemp("nh")
+    (work / "keep.txt").write_text("not NH's")
+    out = run(caravan, work)
+    out["work_dir"] = work
+    return out
+
+
+def test_shapes_order_and_time_axis(result):
+    days = pd.date_range(*TEST, freq="D")
+    assert result["basins"] == BASINS
+    assert result["time"].equals(days)
+    assert result["simulated"].shape == result["observed"].shape == (2, len(days))
+    assert result["train_seconds"] > 0 and result["evaluate_seconds"] > 0
+
+
+def test_leading_days_without_prediction(result):
+    # NH reads seq_length - predict_last_n warm-up days before the test period, so its first
+    # window ends on test day predict_last_n: NaN on exactly the first predict_last_n - 1 days.
+    sim = result["simulated"]
+    assert np.isnan(sim[:, : LAST - 1]).all()
+    assert np.isfinite(sim[:, LAST - 1 :]).all()
+
+
+def test_exact_number_of_updates(result):
+    assert result["updates"] == UPDATES
+    cfg = result["config"]
+    assert (cfg["epochs"], cfg["max_updates_per_epoch"], cfg["batch_size"]) == (UPDATES, 1, 16)
+    assert [p.name for p in result["run_dir"].glob("model_epoch*.pt")] == [f"model_epoch{UPDATES:03d}.pt"]
+
+
+def test_observed_is_the_caravan_csv(result, caravan):
+    days = pd.date_range(*TEST, freq="D")
+    for basin, obs in zip(result["basins"], result["observed"]):
+        csv = pd.read_csv(caravan / "timeseries" / "csv" / "camels" / f"{basin}.csv", parse_dates=["date"], index_col="date")
+        expected = csv["streamflow"].reindex(days).to_numpy()
+        np.testing.assert_array_equal(np.isnan(obs), np.isnan(expected))
+        np.testing.assert_allclose(obs, expected, rtol=1e-5, atol=1e-5)  # NH's float32 normalisation round trip
+
+
+def test_nse_matches_nh_own_metric(result):
+    """Our arrays give the NSE that NH's tester wrote: sim and obs are aligned as NH aligned them."""
+    metrics = pd.read_csv(next(result["run_dir"].glob("test/*/test_metrics.csv")), index_col=0, dtype={0: str})
+    for basin, sim, obs in zip(result["basins"], result["simulated"], result["observed"]):
+        ok = np.isfinite(sim) & np.isfinite(obs)
+        s, o = sim[ok], obs[ok]
+        nse = 1 - np.sum((s - o) ** 2) / np.sum((o - o.mean()) ** 2)
+        assert nse == pytest.approx(metrics.loc[basin, "NSE"], rel=1e-4, abs=1e-4)
+
+
+def test_writes_only_a_new_folder_in_work_dir(result, caravan):
+    work = result["work_dir"]
+    assert (work / "keep.txt").read_text() == "not NH's"
+    (folder,) = [p for p in work.iterdir() if p.is_dir()]
+    assert sorted(p.name for p in work.iterdir()) == sorted(["keep.txt", folder.name])
+    assert result["run_dir"].parent == folder
+    assert (folder / "basins.txt").read_text().split() == BASINS
+    assert (folder / "config.yml").is_file() and result["config"]["data_dir"] == str(caravan.resolve())
+    assert result["config"]["dataset"] == "caravan_csv"  # the data has CSV only; NH's Caravan reads netCDF
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"basins": ["camels_00000000"]}, "unknown basin 'camels_00000000'"),
+        ({"basins": ["01022500"]}, "unknown basin '01022500'"),
+        ({"test_period": ("1996-01-31", "1995-10-01")}, "empty test period"),
+        ({"train_period": ("2030-01-01", "2030-12-31")}, "empty train period"),
+        ({"static_attributes": ["no_such_attribute"]}, "static attributes ['no_such_attribute']"),
+    ],
+)
+def test_clear_errors_before_any_training(caravan, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=None) as error:
+        run(caravan, tmp_path / "w", **overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_missing_package_says_how_to_install(caravan, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_nh(name, *args, **kwargs):
+        if name.split(".")[0] == "neuralhydrology":
+            raise ImportError(f"No module named {name!r}", name="neuralhydrology")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nh)
+    monkeypatch.delitem(sys.modules, "neuralhydrology.__about__", raising=False)
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[peers\]'"):
+        run(caravan, tmp_path)
