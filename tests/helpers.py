@@ -1,7 +1,13 @@
 """Shared test inputs: random but hydrologically plausible forcing and worked examples."""
 
+import importlib.util
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
 import numpy as np
 
+from difhydro.data import Batch
 from difhydro.physics import day_length
 
 
@@ -24,7 +30,7 @@ def random_forcing(n_days: int, n_basins: int | None = None, seed: int = 0, lati
     }
 
 
-# process-models.md §5.3 worked example, t = 0..6 (mm and m3 m-3): precipitation,
+# docs/physics.md §5.3 worked example, t = 0..6 (mm and m3 m-3): precipitation,
 # evaporation, surface runoff, snow depth, observed and forecast soil moisture
 SECTION_5_3 = {
     "p": np.array([0, 5, 12, 2, 0, 0, 8.0]),
@@ -34,3 +40,24 @@ SECTION_5_3 = {
     "sm": np.array([0.30, 0.29, 0.31, 0.35, 0.34, 0.32, 0.31]),
     "sm_hat": np.array([np.nan, 0.295, 0.33, 0.36, 0.36, 0.325, 0.30]),
 }
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example_script(name: str):
+    """Import ``examples/<name>.py`` as a module (the examples are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def soil_batch(inputs, forcing=None, targets=None, static=None):
+    """A full :class:`~difhydro.data.Batch` around ``inputs`` [B, L, F] (every day scored)."""
+    b, length = inputs.shape[:2]
+    targets = {"sm_10": jnp.zeros((b, length))} if targets is None else targets
+    masks = {k: jnp.ones((b, length), bool) for k in targets}
+    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), targets, masks, static or {},
+                 jnp.arange(b), jnp.zeros(b, jnp.int32))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +11,8 @@ from difhydro.contrib import paraformer as pf
 from difhydro.contrib.paraformer import range_boundary_loss
 from difhydro.hybrid import ParamHead, run_physics
 from difhydro.physics import HBV, ExpHydro, VicBucket
+
+from helpers import load_example_script
 
 KEY = jax.random.PRNGKey(0)
 SMALL = {
@@ -281,16 +280,8 @@ def test_parameter_r2_and_roughness():
 # ---------------------------------------------------------------------------------------
 
 
-def _example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "paraformer.py"
-    spec = importlib.util.spec_from_file_location("paraformer_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_example_quick_learns(tmp_path, data_dir):
-    example = _example()
+    example = load_example_script("paraformer")
     caravan = data_dir / "camels_caravan"
     if not caravan.exists():
         pytest.skip("Caravan subset not available")

@@ -1,44 +1,22 @@
 """PGDL CNN-LSTM (difhydro.contrib.pgdl): the bounded profile model and its loss, the
 tabular features, and (slow) the example."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from difhydro.contrib.pgdl import ProfileCNNLSTM, lagged_features, pgdl_loss
-from difhydro.data import Batch
 from difhydro.hybrid import ParamHead
 from difhydro.physics import Richards1D
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from helpers import load_example_script, soil_batch
 
 def test_lagged_features():
     x = np.arange(10.0).reshape(1, 10)
     f = lagged_features({"a": x}, lags=3)
     np.testing.assert_array_equal(f[0, 5], [5, 4, 3])
     np.testing.assert_array_equal(f[0, 0], [0, 0, 0])
-
-
-def _batch(inputs, forcing=None, targets=None, static=None):
-    b, length = inputs.shape[:2]
-    targets = {"sm_10": jnp.zeros((b, length))} if targets is None else targets
-    masks = {k: jnp.ones((b, length), bool) for k in targets}
-    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), targets, masks, static or {},
-                 jnp.arange(b), jnp.zeros(b, jnp.int32))
 
 
 def test_profile_model_bounded_and_loss_gradients():
@@ -48,7 +26,7 @@ def test_profile_model_bounded_and_loss_gradients():
     static = {k: jnp.full((b,), v) for k, v in soil.items()}
     forcing = {"pet": jnp.full((b, length), 3.0)}
     targets = {f"sm_{d}": jnp.full((b, length), 0.3) for d in (10, 20, 30, 40, 50)}
-    batch = _batch(x, forcing, targets, static)
+    batch = soil_batch(x, forcing, targets, static)
     model = ProfileCNNLSTM(hidden_size=8, conv_features=(4,))
     params = model.init(jax.random.PRNGKey(1), batch)
     theta = model.apply(params, batch)["profile"]
@@ -74,7 +52,7 @@ def test_param_head_maps_soil_parameters_into_their_boxes():
 @pytest.mark.slow
 def test_pgdl_example_quick(tmp_path):
     # the 50 %-data experiment runs in the full setting; CI keeps the 100 % comparison
-    out = _example("pgdl_cnn_lstm").main(["--quick", "--out", str(tmp_path), "--no-progress", "--fractions", "100"])
+    out = load_example_script("pgdl_cnn_lstm").main(["--quick", "--out", str(tmp_path), "--no-progress", "--fractions", "100"])
     res = out["results"]
     assert (tmp_path / "pgdl_tables.md").exists()
     for hist in out["histories"].values():

@@ -1,22 +1,16 @@
 """PHY-LSTM / PHYs-LSTM (difhydro.contrib.phy_lstm): the real profile site, the sliding-window
 LSTM, a short training run that must learn, and (slow) the example."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
 
-import jax.numpy as jnp
 
 from difhydro.contrib.phy_lstm import SequenceLSTM, monotonic_loss, phy_lstm_loss, score, site_dataset
-from difhydro.data import Batch, fit_normalization, make_basin_data
+from difhydro.data import fit_normalization, make_basin_data
 from difhydro.training import TrainConfig, Trainer
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
+from helpers import load_example_script, soil_batch
 
 @pytest.fixture(scope="module")
 def site():
@@ -24,14 +18,6 @@ def site():
     return site_dataset()
 
 
-def _example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_site_dataset(site):
     et0 = site["et0"].values[0]
     assert np.all(np.isfinite(et0)) and et0.min() >= 0
@@ -45,51 +31,20 @@ def test_site_dataset(site):
     np.testing.assert_allclose(site["sm_prev"].values[0, 1:], sm[:-1, 0])
     deep = sm[:, 1:].mean(-1)
     np.testing.assert_allclose(site["w_B1"].values[0, 1:], p[1:] - 300.0 * np.diff(deep), rtol=1e-5, atol=1e-5)
-
-
-def _example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_site_dataset(site):
-    et0 = site["et0"].values[0]
-    assert np.all(np.isfinite(et0)) and et0.min() >= 0
-    months = site["time"].dt.month.values
-    # FAO-56 ET0 in humid Hesse: 0.1-0.5 mm/d in winter, 3-4 mm/d in summer
-    assert 0.05 < et0[np.isin(months, [12, 1])].mean() < 0.8
-    assert 2.5 < et0[np.isin(months, [6, 7])].mean() < 5.0
-    p = site["precipitation"].values[0]
-    np.testing.assert_allclose(site["w_A2"].values[0], p - et0, rtol=1e-6)
-    sm = site["soil_moisture"].values[0]
-    np.testing.assert_allclose(site["sm_prev"].values[0, 1:], sm[:-1, 0])
-    deep = sm[:, 1:].mean(-1)
-    np.testing.assert_allclose(site["w_B1"].values[0, 1:], p[1:] - 300.0 * np.diff(deep), rtol=1e-5, atol=1e-5)
-
-
-def _batch(inputs, forcing=None, targets=None, static=None):
-    b, length = inputs.shape[:2]
-    targets = {"sm_10": jnp.zeros((b, length))} if targets is None else targets
-    masks = {k: jnp.ones((b, length), bool) for k in targets}
-    return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), targets, masks, static or {},
-                 jnp.arange(b), jnp.zeros(b, jnp.int32))
 
 
 def test_sequence_lstm_sees_only_seven_days():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 20, 3))
     model = SequenceLSTM(hidden_size=8)
-    params = model.init(jax.random.PRNGKey(1), _batch(x))
-    y = model.apply(params, _batch(x))["soil_moisture"]
+    params = model.init(jax.random.PRNGKey(1), soil_batch(x))
+    y = model.apply(params, soil_batch(x))["soil_moisture"]
     assert y.shape == (2, 20)
     x2 = x.at[:, 5].add(3.0)  # day 5 may change days 5..11 only
-    y2 = model.apply(params, _batch(x2))["soil_moisture"]
+    y2 = model.apply(params, soil_batch(x2))["soil_moisture"]
     changed = np.abs(np.asarray(y2 - y)).max(0) > 1e-6
     np.testing.assert_array_equal(changed, (np.arange(20) >= 5) & (np.arange(20) <= 11))
     # an 8-day training window gives the same last-day forecast as the whole series
-    y_window = model.apply(params, _batch(x[:, 4:12]))["soil_moisture"][:, -1]
+    y_window = model.apply(params, soil_batch(x[:, 4:12]))["soil_moisture"][:, -1]
     np.testing.assert_allclose(y_window, y[:, 11], rtol=1e-5, atol=1e-6)
 
 
@@ -124,7 +79,7 @@ def test_phy_lstm_learns_on_the_site(site):
 
 @pytest.mark.slow
 def test_phy_lstm_example_quick(tmp_path):
-    results = _example("phy_lstm").main(["--quick", "--out", str(tmp_path), "--data", "twin", "--no-progress"])
+    results = load_example_script("phy_lstm").main(["--quick", "--out", str(tmp_path), "--data", "twin", "--no-progress"])
     twin = results["twin"]
     assert (tmp_path / "phy_lstm_tables.md").exists() and (tmp_path / "phy_lstm_twin.png").exists()
     for label in ("LSTM", "A4", "B4"):

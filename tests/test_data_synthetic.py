@@ -88,7 +88,7 @@ def test_twin_from_camels_forcing(data_dir):
     assert np.isfinite(ds["streamflow"].values).all()
 
 
-def test_degree_day_snow_conserves_water():
+def test_degree_day_snow_conserves_water(x64):
     rng = np.random.default_rng(0)
     p = rng.gamma(0.5, 4.0, (200, 3))
     t = 5 * np.sin(np.arange(200) / 20)[:, None] + rng.normal(0, 2, (200, 3))

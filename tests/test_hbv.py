@@ -1,4 +1,4 @@
-"""HBV (dHBV 1.0) and unit-hydrograph routing: reference numbers of process-models.md §4,
+"""HBV (dHBV 1.0) and unit-hydrograph routing: reference numbers of docs/physics.md §4,
 mass balance, an independent NumPy step, gradients against finite differences."""
 
 import jax

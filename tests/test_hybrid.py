@@ -89,7 +89,7 @@ def test_local_prnn_recovers_twin_parameters_within_a_few_percent():
     # one noise-free twin basin; a local PRNN (one learned parameter set) fitted with
     # L-BFGS on 8 years, the first two spinning the stores up
     ds = fulda_twin(ExpHydro(), n_basins=1, noise=0.0, seed=3)
-    forcing = {k: jnp.asarray(ds[k].values) for k in ExpHydro.forcing_names}
+    forcing = {k: jnp.asarray(ds[k].values) for k in ExpHydro().forcing_names}
     obs = jnp.asarray(ds["streamflow"].values)
     layer = PRNN(ExpHydro())
     params = layer.init(jax.random.key(0), forcing)

@@ -1,7 +1,6 @@
 import HydroErr as he
 import hydroeval
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Tests of the simplified VIC-like bucket (process-models.md §2)."""
+"""Tests of the simplified VIC-like bucket (docs/physics.md §2)."""
 
 from __future__ import annotations
 

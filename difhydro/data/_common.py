@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .variables import VARIABLE_ATTRS
+
 __all__ = [
     "DataFileError",
     "SENTINELS",
@@ -46,19 +48,6 @@ __all__ = [
     "write_cached",
 ]
 
-# Units and names every reader attaches, so that all data sets agree.
-VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    "precipitation": {"units": "mm d-1", "long_name": "precipitation"},
-    "temperature": {"units": "degC", "long_name": "daily mean air temperature"},
-    "tmax": {"units": "degC", "long_name": "daily maximum air temperature"},
-    "tmin": {"units": "degC", "long_name": "daily minimum air temperature"},
-    "day_length": {"units": "h", "long_name": "day length"},
-    "srad": {"units": "W m-2", "long_name": "daily mean shortwave radiation"},
-    "vp": {"units": "Pa", "long_name": "water vapour pressure"},
-    "swe": {"units": "mm", "long_name": "snow water equivalent"},
-    "pet": {"units": "mm d-1", "long_name": "potential evapotranspiration"},
-    "streamflow": {"units": "mm d-1", "long_name": "observed streamflow per unit catchment area"},
-}
 
 
 class DataFileError(ValueError):

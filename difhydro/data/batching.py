@@ -198,6 +198,11 @@ def fit_normalization(
 # -- device data and sampling -------------------------------------------------------------
 
 
+def _observations(targets: Mapping, masks: Mapping, name: str | None) -> np.ndarray:
+    name = next(iter(targets)) if name is None else name
+    return np.where(np.asarray(masks[name]), np.asarray(targets[name]), np.nan)
+
+
 class BasinData(eqx.Module):
     """One period of a data set on the device, ready for :func:`sample_batch`.
 
@@ -239,8 +244,7 @@ class BasinData(eqx.Module):
 
     def observations(self, name: str | None = None) -> np.ndarray:
         """Target ``name`` (default: the primary one) as numpy ``[N, T]``, NaN where unobserved."""
-        name = self.target_names[0] if name is None else name
-        return np.where(np.asarray(self.observed[name]), np.asarray(self.targets[name]), np.nan)
+        return _observations(self.targets, self.observed, name)
 
 
 class Batch(NamedTuple):
@@ -267,8 +271,7 @@ class Batch(NamedTuple):
 
     def observations(self, name: str | None = None) -> np.ndarray:
         """Target ``name`` (default: the primary one) as numpy, NaN outside its mask."""
-        name = next(iter(self.targets)) if name is None else name
-        return np.where(np.asarray(self.masks[name]), np.asarray(self.targets[name]), np.nan)
+        return _observations(self.targets, self.masks, name)
 
 
 def make_basin_data(

@@ -11,6 +11,8 @@ HUC folders are optional: files are found by name anywhere below the product fol
 
 from __future__ import annotations
 
+import functools
+
 import io
 from pathlib import Path
 
@@ -18,29 +20,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._common import (
-    DataFileError,
-    _delimiter_hint,
-    add_note,
-    check_daily,
-    check_table_lines,
-    daily_axis,
-    encode_counts,
-    encode_spans,
-    is_number,
-    join_attribute_tables,
-    locate_bad_line,
-    mask_sentinels,
-    normalise_basin_ids,
-    options_key,
-    place_on_axis,
-    read_cached,
-    read_text,
-    row_dates,
-    set_units,
-    source_fingerprint,
-    write_cached,
-)
+from .validation import validated
+from ._common import (DataFileError, _delimiter_hint, add_note, check_daily, check_table_lines, daily_axis,
+    encode_counts, encode_spans, is_number, join_attribute_tables, locate_bad_line, mask_sentinels,
+    normalise_basin_ids, options_key, place_on_axis, read_cached, read_text, row_dates, set_units,
+    source_fingerprint, write_cached)
 
 __all__ = [
     "FORCING_PRODUCTS",
@@ -412,14 +396,8 @@ def load_camels_us(
                       reader=2)
     fingerprint = source_fingerprint(sources) if cache_dir is not None else ""
 
-    def finish(ds):
-        if not validate:
-            return ds
-        from .validation import validate as run_validation
-
-        clean, _ = run_validation(ds, policies=policies, required_attributes=required_attributes,
-                                  source=f"CAMELS-US {forcing} ({root})")
-        return clean
+    finish = functools.partial(validated, enabled=validate, policies=policies,
+                               required_attributes=required_attributes, source=f"CAMELS-US {forcing} ({root})")
 
     cached = read_cached(cache_dir, key, fingerprint)
     if cached is not None:

@@ -12,32 +12,18 @@ column is kept under its Caravan name.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._common import (
-    DataFileError,
-    add_note,
-    check_daily,
-    check_table_lines,
-    daily_axis,
-    encode_counts,
-    encode_spans,
-    join_attribute_tables,
-    mask_sentinels,
-    normalise_basin_ids,
-    options_key,
-    place_on_axis,
-    read_cached,
-    read_csv_records,
-    set_units,
-    source_fingerprint,
-    with_day_length,
-    write_cached,
-)
+from .validation import validated
+from ._common import (DataFileError, add_note, check_daily, check_table_lines, daily_axis, encode_counts,
+    encode_spans, join_attribute_tables, mask_sentinels, normalise_basin_ids, options_key, place_on_axis,
+    read_cached, read_csv_records, set_units, source_fingerprint, with_day_length, write_cached)
 
 __all__ = ["CARAVAN_NAMES", "load_caravan", "read_caravan_timeseries", "read_caravan_attributes"]
 
@@ -223,14 +209,8 @@ def load_caravan(
                       day_length=day_length, root=str(root.resolve()), record=record, reader=2)
     fingerprint = source_fingerprint([files[b] for b in basins] + attr_files) if cache_dir is not None else ""
 
-    def finish(ds):
-        if not validate:
-            return ds
-        from .validation import validate as run_validation
-
-        clean, _ = run_validation(ds, policies=policies, required_attributes=required_attributes,
-                                  source=f"Caravan {source} ({root})")
-        return clean
+    finish = functools.partial(validated, enabled=validate, policies=policies,
+                               required_attributes=required_attributes, source=f"Caravan {source} ({root})")
 
     cached = read_cached(cache_dir, key, fingerprint)
     if cached is not None:

@@ -44,21 +44,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._common import (
-    DataFileError,
-    add_note,
-    check_daily,
-    check_table_lines,
-    daily_axis,
-    encode_counts,
-    encode_spans,
-    join_attribute_tables,
-    mask_sentinels,
-    place_on_axis,
-    read_csv_records,
-    set_units,
-    with_day_length,
-)
+from .validation import VARIABLES, validated
+from ._common import (DataFileError, add_note, check_daily, check_table_lines, daily_axis, encode_counts,
+    encode_spans, join_attribute_tables, mask_sentinels, place_on_axis, read_csv_records, set_units,
+    with_day_length)
 from .camels import CFS_TO_M3S
 
 __all__ = ["UNIT_CONVERSIONS", "DISCHARGE_UNITS", "convert_units", "load_folder"]
@@ -134,7 +123,6 @@ def convert_units(values, units: str, variable: str, area_m2=None) -> np.ndarray
         ValueError: units unknown for the variable (naming both and the known ones), or
             a discharge without an area.
     """
-    from .validation import VARIABLES
 
     spec = VARIABLES.get(variable)
     values = np.asarray(values, dtype=np.float64)
@@ -348,17 +336,10 @@ def load_folder(
         converted = [f"{n} {units[n]} -> {ds[n].attrs['units']}" for n in variables
                      if _norm(units[n]) != _norm(ds[n].attrs["units"])]
         add_note(ds, "converted units: " + ", ".join(converted))
-    if not validate:
-        return ds
-    from .validation import validate as run_validation
-
-    clean, _ = run_validation(ds, policies=policies, required_attributes=required_attributes,
-                              source=f"folder {root}")
-    return clean
+    return validated(ds, validate, policies=policies, required_attributes=required_attributes, source=f"folder {root}")
 
 
 def _convert(values, units, name, area_m2):
-    from .validation import VARIABLES
 
     if name not in VARIABLES:
         return values  # no package units known: kept as given

@@ -40,14 +40,6 @@ SOIL_SITE_LATITUDE = 50.5
 EXAMPLES = ("fulda", "hymod", "soil_moisture_profile")
 
 _SOIL_DEPTHS_M = (0.10, 0.25, 0.40)
-_EXTRA_ATTRS = {
-    "discharge": {"units": "m3 s-1", "long_name": "observed discharge at the gauge"},
-    "air_pressure": {"units": "hPa", "long_name": "air pressure"},
-    "relative_humidity": {"units": "%", "long_name": "relative humidity"},
-    "wind_speed": {"units": "m s-1", "long_name": "wind speed"},
-    "groundwater_head": {"units": "m", "long_name": "groundwater head (a.s.l.)"},
-    "soil_moisture": {"units": "m3 m-3", "long_name": "volumetric soil moisture"},
-}
 
 
 def _spotpy_examples() -> Path:
@@ -115,7 +107,7 @@ def _load_fulda() -> xr.Dataset:
     ds["latitude"].attrs.update(units="degrees_north", comment="approximate catchment centre (gauge Grebenau ~51.2 N)")
     ds["streamflow"].attrs["comment"] = "discharge (m3 s-1) x 86400 x 1000 / area"
     ds.attrs.update(title="Fulda at Grebenau (spotpy cmf example)", source=str(path))
-    return set_units(ds, _EXTRA_ATTRS)
+    return set_units(ds)
 
 
 def _load_hymod() -> xr.Dataset:
@@ -140,7 +132,7 @@ def _load_hymod() -> xr.Dataset:
     ds["pet"].attrs.update(units="mm d-1", long_name="potential evapotranspiration (Turc)")
     ds["streamflow"].attrs["comment"] = "discharge (l s-1) x 86400 / area (m2); NaN where the file has nan"
     ds.attrs.update(title="HYMOD example basin (spotpy)", source=str(path))
-    ds = set_units(ds, _EXTRA_ATTRS)
+    ds = set_units(ds)
     ds["discharge"].attrs["units"] = "l s-1"
     return ds
 
@@ -189,7 +181,7 @@ def _load_soil_profile(daily: bool) -> xr.Dataset:
     )
     if daily:
         ds = _to_daily(ds)
-    return set_units(ds, _EXTRA_ATTRS)
+    return set_units(ds)
 
 
 def _to_daily(ds: xr.Dataset) -> xr.Dataset:

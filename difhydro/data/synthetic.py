@@ -30,6 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from ..physics.base import ProcessModel, simulate
+from ..physics.snow import DegreeDaySnow
 from ._common import VARIABLE_ATTRS, with_day_length
 
 __all__ = ["true_parameters", "make_synthetic_twin", "fulda_twin", "richards_twin", "degree_day_snow", "TEXTURES", "TWIN_THICKNESS_CM", "TWIN_DEPTHS_CM"]
@@ -236,19 +237,14 @@ TEXTURES = {
 
 
 def degree_day_snow(precipitation: np.ndarray, temperature: np.ndarray, ddf: float = 3.0, threshold: float = 0.0):
-    """Degree-day snow bucket (mm, deg C, ``[time, *batch]``): snowfall below ``threshold``,
-    melt ``min(ddf·max(T − threshold, 0), SWE)``. Returns ``(water_input, swe)`` in mm d-1
-    and mm, where ``water_input`` = rain + melt reaches the soil."""
-    swe = np.zeros(precipitation.shape[1:])
-    water, store = np.zeros_like(precipitation), np.zeros_like(precipitation)
-    for t in range(precipitation.shape[0]):
-        cold = temperature[t] < threshold
-        swe = swe + np.where(cold, precipitation[t], 0.0)
-        melt = np.minimum(ddf * np.maximum(temperature[t] - threshold, 0.0), swe)
-        swe = swe - melt
-        water[t] = np.where(cold, 0.0, precipitation[t]) + melt
-        store[t] = swe
-    return water, store
+    """The snow bucket (:class:`~difhydro.physics.snow.DegreeDaySnow`, hard steps) with one
+    ``threshold`` (deg C) for snowfall and melt and melt factor ``ddf`` (mm d-1 degC-1):
+    ``[time, *batch]`` precipitation (mm d-1) and temperature -> ``(water_input, swe)`` in
+    mm d-1 and mm, where ``water_input`` = rain + melt reaches the soil."""
+    model = DegreeDaySnow(smooth=False)
+    params = {"df": ddf, "tmax": threshold, "tmin": threshold}
+    _, out = simulate(model, params, {"precipitation": precipitation, "temperature": temperature})
+    return np.asarray(out["liquid_water_input"]), np.asarray(out["snow_storage"])
 
 
 def richards_twin(

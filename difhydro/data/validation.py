@@ -60,8 +60,10 @@ import pandas as pd
 import xarray as xr
 
 from ._common import SENTINELS, decode_counts, decode_spans
+from .variables import VARIABLES, VariableSpec
 
 __all__ = [
+    "validated",
     "VariableSpec",
     "VARIABLES",
     "Policy",
@@ -71,59 +73,6 @@ __all__ = [
     "validate",
 ]
 
-
-@dataclass(frozen=True)
-class VariableSpec:
-    """What a variable must look like: units, valid range, role.
-
-    ``valid`` bounds are physical limits: a value outside is a data error handled by the
-    policy. ``typical`` bounds (optional) only flag values as ``atypical`` in the report
-    (never changed unless a policy clips them).
-    """
-
-    units: str
-    valid: tuple[float, float]
-    kind: str = "forcing"  # "forcing" (model input), "target" or "static"
-    typical: tuple[float, float] | None = None
-    kelvin_check: bool = False
-    note: str = ""
-
-
-#: One table of the variables the package knows: name -> units, valid range, kind.
-#: The ranges are meant to catch wrong units, sentinels and corrupt values, not to
-#: judge extremes; why each bound was chosen is in its ``note``.
-VARIABLES: dict[str, VariableSpec] = {
-    "precipitation": VariableSpec(
-        "mm d-1", (0.0, 1000.0),
-        note="basin-mean daily totals; the 24-h point record is 1825 mm (La Reunion 1966) and basin means stay "
-        "far below, the shared Caravan subset peaks at 262 mm d-1; negative values are impossible",
-    ),
-    "temperature": VariableSpec(
-        "degC", (-70.0, 60.0), kelvin_check=True,
-        note="daily mean near-surface air temperature; outside the -89.2 / 56.7 degC station records only for "
-        "wrong units; a median above 200 means Kelvin",
-    ),
-    "tmax": VariableSpec("degC", (-70.0, 60.0), kelvin_check=True, note="daily maximum; as temperature"),
-    "tmin": VariableSpec("degC", (-70.0, 60.0), kelvin_check=True, note="daily minimum; as temperature"),
-    "pet": VariableSpec(
-        "mm d-1", (-5.0, 100.0), typical=(0.0, 30.0),
-        note="ERA5-Land potential_evaporation_sum (Caravan) is known to be too high for many basins "
-        "(Clerc-Schwarzenbach et al. 2024, doi:10.5194/hess-28-4219-2024; 78 mm d-1 in the shared subset) and "
-        "slightly negative on days with condensation (down to -4.3 mm d-1): both load and are counted as "
-        "atypical (outside 0..30 mm d-1); Policy(clip=(0, None)) clips the negatives to zero (reported)",
-    ),
-    "day_length": VariableSpec("h", (0.0, 24.0), note="hours of daylight"),
-    "srad": VariableSpec(
-        "W m-2", (0.0, 1000.0),
-        note="Daymet gives the daylight-period mean (up to ~710 W m-2 in the shared subset), not the 24-h mean",
-    ),
-    "vp": VariableSpec("Pa", (0.0, 8000.0), note="saturation vapour pressure is 7.4 kPa at 40 degC"),
-    "swe": VariableSpec("mm", (0.0, 20000.0), note="snow water equivalent"),
-    "streamflow": VariableSpec(
-        "mm d-1", (0.0, 1000.0), kind="target",
-        note="daily runoff depth; the shared Caravan subset peaks at 460 mm d-1; negative flows are impossible",
-    ),
-}
 
 _ACTIONS = ("error", "mask", "interpolate", "impute")
 _GROUPS = {"forcing": "forcing", "target": "target", "attributes": "static", "static": "static"}
@@ -428,6 +377,15 @@ def _check_time(ds: xr.Dataset, period) -> tuple[list[str], np.ndarray | None, t
         span = f"{days[0]}..{days[-1]}" if len(days) else "empty"
         problems.append(f"time axis {span} does not cover the declared record {first}..{last} (truncated record)")
     return problems, (days >= first) & (days <= last), (str(first), str(last))
+
+
+def validated(ds: xr.Dataset, enabled: bool = True, *, policies=None, required_attributes=None,
+              source: str = "") -> xr.Dataset:
+    """``ds`` cleaned by :func:`validate` (report in ``attrs["validation_report"]``) when
+    ``enabled``; the readers call this as their last step."""
+    if not enabled:
+        return ds
+    return validate(ds, policies=policies, required_attributes=required_attributes, source=source)[0]
 
 
 def validate(

@@ -17,6 +17,8 @@ unconstrained values, e.g. for :class:`~difhydro.hybrid.ParamHead`.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from typing import Any
 
@@ -117,11 +119,31 @@ class _FeedForward(nn.Module):
         return nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
 
 
-class _Residual:
-    """Mixin with the shared parts of attention blocks (attention, norms, feed-forward).
+class _Residual(nn.Module):
+    """Settings and shared parts of the attention blocks (attention, norms, feed-forward).
 
-    Expects the attributes of :class:`TransformerEncoderLayer` on the module.
+    Attributes:
+        num_heads: attention heads (must divide d_model).
+        mlp_dim: width of the feed-forward hidden layer.
+        dropout_rate: dropout on the attention output and in the feed-forward block.
+        attention_dropout_rate: dropout on attention weights.
+        norm_first: pre-norm (True, default) or post-norm (False).
+        activation: feed-forward activation (GELU).
+        dtype, param_dtype: computation and parameter dtypes (float32 default).
     """
+
+    num_heads: int = 4
+    mlp_dim: int = 128
+    dropout_rate: float = 0.0
+    attention_dropout_rate: float = 0.0
+    norm_first: bool = True
+    activation: Callable[[Array], Array] = nn.gelu
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def settings(self) -> dict:
+        """The attributes above, to build another block with the same settings."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(_Residual) if f.name not in ("parent", "name")}
 
     def check(self, d_model: int) -> None:
         check_rate(self.dropout_rate, "dropout_rate")
@@ -152,29 +174,14 @@ class _Residual:
         return self.norm("norm_ff")(x + ff(x, deterministic))
 
 
-class TransformerEncoderLayer(_Residual, nn.Module):
+class TransformerEncoderLayer(_Residual):
     """Self-attention + feed-forward layer on ``[batch, time, d_model]``.
 
-    Attributes:
-        num_heads: attention heads (must divide d_model).
-        mlp_dim: width of the feed-forward hidden layer.
-        dropout_rate: dropout on the attention output and in the feed-forward block.
-        attention_dropout_rate: dropout on attention weights.
-        norm_first: pre-norm (True, default) or post-norm (False).
-        causal: step t attends only to steps <= t.
-        activation: feed-forward activation (GELU).
-        dtype, param_dtype: computation and parameter dtypes (float32 default).
+    Attributes: those of :class:`_Residual`, and ``causal``: step t attends only to
+    steps <= t.
     """
 
-    num_heads: int = 4
-    mlp_dim: int = 128
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    norm_first: bool = True
     causal: bool = False
-    activation: Callable[[Array], Array] = nn.gelu
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
@@ -196,22 +203,14 @@ class TransformerEncoderLayer(_Residual, nn.Module):
         return self.feed_forward(x, deterministic)
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(_Residual):
     """A stack of :class:`TransformerEncoderLayer` (same attributes, plus ``num_layers``).
 
     With pre-norm a final LayerNorm closes the stack. Padded steps of the output are zero.
     """
 
     num_layers: int = 2
-    num_heads: int = 4
-    mlp_dim: int = 128
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    norm_first: bool = True
     causal: bool = False
-    activation: Callable[[Array], Array] = nn.gelu
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
@@ -222,41 +221,22 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         x = inputs
         for n in range(self.num_layers):
-            x = TransformerEncoderLayer(
-                num_heads=self.num_heads,
-                mlp_dim=self.mlp_dim,
-                dropout_rate=self.dropout_rate,
-                attention_dropout_rate=self.attention_dropout_rate,
-                norm_first=self.norm_first,
-                causal=self.causal,
-                activation=self.activation,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"layer_{n}",
-            )(x, mask, deterministic=deterministic)
+            x = TransformerEncoderLayer(**self.settings(), causal=self.causal, name=f"layer_{n}")(
+                x, mask, deterministic=deterministic
+            )
         if self.norm_first:
             x = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="norm")(x)
         return zero_padding(x, mask, "mask")
 
 
-class CrossAttentionBlock(_Residual, nn.Module):
+class CrossAttentionBlock(_Residual):
     """Queries from one sequence attend to keys/values of another, then feed-forward.
 
     ``queries`` [batch, T_q, d_model], ``context`` [batch, T_k, d_context],
     ``key_mask`` [batch, T_k] (True = valid context step). Output [batch, T_q, d_model].
     Padded context steps get zero attention weight; a sample without any valid context
-    step averages over all of them (no NaN). Attributes as in
-    :class:`TransformerEncoderLayer`.
+    step averages over all of them (no NaN). Attributes as in :class:`_Residual`.
     """
-
-    num_heads: int = 4
-    mlp_dim: int = 128
-    dropout_rate: float = 0.0
-    attention_dropout_rate: float = 0.0
-    norm_first: bool = True
-    activation: Callable[[Array], Array] = nn.gelu
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(

@@ -14,6 +14,8 @@ All sequences are ``[batch, time, features]`` (see :mod:`difhydro.nn.lstm`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -138,7 +140,7 @@ class CausalConvHead(nn.Module):
         return jnp.einsum("btc,bco->bto", h, w["w2"]) + w["b2"][:, None, :]
 
 
-class CNNLSTM(nn.Module):
+class CNNLSTM(LSTM):
     """Convolutions, then an LSTM over time.
 
     ``conv_axis="time"``: inputs ``[batch, time, features]``; each entry of
@@ -151,27 +153,18 @@ class CNNLSTM(nn.Module):
     the LSTM. The layer count must be the same at every call.
 
     Attributes:
-        hidden_size: LSTM units.
         conv_features: output channels of each convolution layer.
         kernel_size: convolution width (time steps or layers).
         conv_axis: ``"time"`` or ``"layer"``.
         activation: activation after every convolution.
-        output_size, dropout_rate, initial_forget_bias, return_sequences: as in
-            :class:`~difhydro.nn.lstm.LSTM`.
-        dtype, param_dtype: computation and parameter dtypes.
+        hidden_size, output_size, dropout_rate, initial_forget_bias, return_sequences,
+        dtype, param_dtype, unroll: those of the :class:`~difhydro.nn.LSTM` that follows.
     """
 
-    hidden_size: int
     conv_features: Sequence[int] = (16,)
     kernel_size: int = 3
     conv_axis: str = "time"
     activation: Callable[[Array], Array] = nn.relu
-    output_size: int | None = None
-    dropout_rate: float = 0.0
-    initial_forget_bias: float = 3.0
-    return_sequences: bool = True
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, inputs: Array, *, deterministic: bool = True) -> Array:
@@ -204,13 +197,5 @@ class CNNLSTM(nn.Module):
             x = x.reshape(x.shape[:2] + (-1,))
         else:
             raise ValueError(f"conv_axis must be 'time' or 'layer', got {self.conv_axis!r}")
-        return LSTM(
-            self.hidden_size,
-            output_size=self.output_size,
-            dropout_rate=self.dropout_rate,
-            initial_forget_bias=self.initial_forget_bias,
-            return_sequences=self.return_sequences,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            name="lstm",
-        )(x, deterministic=deterministic)
+        lstm_fields = (f.name for f in dataclasses.fields(LSTM) if f.name not in ("parent", "name"))
+        return LSTM(**{k: getattr(self, k) for k in lstm_fields}, name="lstm")(x, deterministic=deterministic)

@@ -30,6 +30,8 @@ from .routing import gamma_uh_weights as gamma_uh_weights
 from .routing import maxbas_weights as maxbas_weights
 from .routing import route as route
 from .routing import route_streamflow as route_streamflow
+from .snow import DegreeDaySnow as DegreeDaySnow
+from .snow import snow_fluxes as snow_fluxes
 from .soil_hydraulics import Gardner as Gardner
 from .soil_hydraulics import Haverkamp as Haverkamp
 from .soil_hydraulics import VanGenuchten as VanGenuchten
@@ -42,7 +44,7 @@ from .vic import VicBucket as VicBucket
 __all__ = [
     "ParamSpec", "ProcessModel", "simulate", "warm_up", "time_slice_params", "to_physical",
     "from_physical", "heaviside", "smooth_step", "safe_power", "substeps", "checkpointed",
-    "ExpHydro", "VicBucket", "HBV", "hbv_streamflow", "Richards1D", "richards_residual",
+    "ExpHydro", "VicBucket", "DegreeDaySnow", "snow_fluxes", "HBV", "hbv_streamflow", "Richards1D", "richards_residual",
     "VanGenuchten", "Haverkamp", "Gardner", "vg_water_content", "vg_conductivity",
     "vg_capacity", "vg_pressure_head", "gamma_uh_weights", "maxbas_weights", "route",
     "route_streamflow", "day_length", "extraterrestrial_radiation", "hamon_pet",

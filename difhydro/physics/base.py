@@ -203,15 +203,30 @@ def _as_float(x, name: str) -> Array:
     return x
 
 
-def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
-    if not isinstance(forcing, Mapping):
-        raise TypeError(f"forcing must be a mapping name -> [time, *batch] array, got {type(forcing)}")
-    missing = [k for k in model.forcing_names if k not in forcing]
+#: missing-value codes of hydrological data files, never valid forcing
+_SENTINELS = (-999.0, -9999.0)
+
+
+def _describe(entry) -> str:
+    """Units of a forcing, or the box of a parameter."""
+    return entry if isinstance(entry, str) else f"[{entry.low:g}, {entry.high:g}] {entry.units}"
+
+
+def _require(model: ProcessModel, given, expected: Mapping, what: str, shape: str) -> None:
+    """TypeError unless ``given`` is a mapping; ValueError naming the keys of ``expected``
+    (with their units or boxes) that it lacks."""
+    if not isinstance(given, Mapping):
+        raise TypeError(f"{what} must be a mapping name -> {shape} array, got {type(given)}")
+    missing = [k for k in expected if k not in given]
     if missing:
         raise ValueError(
-            f"{type(model).__name__} needs forcing {missing} (units: "
-            f"{ {k: model.forcing_names[k] for k in missing} }); got keys {sorted(forcing)}"
+            f"{type(model).__name__} needs {what} {missing} ({ {k: _describe(expected[k]) for k in missing} }); "
+            f"got keys {sorted(given)}"
         )
+
+
+def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
+    _require(model, forcing, model.forcing_names, "forcing", "[time, *batch]")
     arrays = {k: _as_float(forcing[k], k) for k in model.forcing_names}
     shapes = {k: a.shape for k, a in arrays.items()}
     first = next(iter(shapes.values()))
@@ -227,9 +242,11 @@ def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
                 raise ValueError(
                     f"forcing '{k}' contains {n} NaN value(s); fill or drop the gaps first"
                 )
-            if (a_np == -999).any():
+            if np.isinf(a_np).any():
+                raise ValueError(f"forcing '{k}' contains {int(np.isinf(a_np).sum())} infinite value(s)")
+            if np.isin(a_np, _SENTINELS).any():
                 raise ValueError(
-                    f"forcing '{k}' contains -999 (a missing-value code); fill or drop the gaps"
+                    f"forcing '{k}' contains {_SENTINELS} (missing-value codes); fill or drop the gaps"
                 )
     return arrays, first[0], first[1:]
 
@@ -251,13 +268,7 @@ def _split_params(
     check: bool,
     time_varying: Collection[str] | None,
 ):
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a mapping name -> array, got {type(params)}")
-    missing = [k for k in model.param_spec if k not in params]
-    if missing:
-        raise ValueError(
-            f"{type(model).__name__} needs parameters {missing}; got keys {sorted(params)}"
-        )
+    _require(model, params, model.param_spec, "parameters", "[*batch, *event]")
     unknown = [k for k in params if k not in model.param_spec]
     if unknown:
         raise ValueError(

@@ -1,7 +1,7 @@
 """EXP-HYDRO (Patil & Stieglitz 2014) as the physics RNN layer of Jiang et al. (2020).
 
 Two buckets: snow storage S0 and catchment (soil) storage S1, both in mm. Equations,
-parameter boxes and the 10-day reference table: process-models.md §1.
+parameter boxes and the 10-day reference table: docs/physics.md §1.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import jax.numpy as jnp
 
 from .base import Array, ParamSpec, ProcessModel, heaviside
 from .integrate import substeps
+from .snow import SNOW_SPEC, snow_fluxes
 from .pet import hamon_pet
 
 __all__ = ["ExpHydro"]
 
 _SOLVERS = ("euler", "rk4", "bosh3")
 _TIMINGS = ("updated", "update")
+_PET_SOURCES = ("hamon", "forcing")
 # order of the water fluxes integrated alongside the storages (mm d-1)
 _FLUXES = (
     "snowfall",
@@ -36,7 +38,9 @@ class ExpHydro(ProcessModel):
     """EXP-HYDRO snow + catchment bucket, one day per step.
 
     Forcing (each ``[time, *batch]``): ``precipitation`` P (mm d-1), ``temperature`` T
-    (daily mean, deg C), ``day_length`` Lday (h). PET is Hamon's (§5.1).
+    (daily mean, deg C), ``day_length`` Lday (h); PET is Hamon's (§5.1). With
+    ``pet_source="forcing"`` the ``pet`` forcing (mm d-1, e.g. Oudin's, §5.6) replaces
+    ``day_length`` and Hamon.
 
     Parameters (physical units; boxes of Jiang et al. 2020, §1.3): ``f`` baseflow decline
     rate (mm-1), ``smax`` bucket capacity Smax (mm), ``qmax`` baseflow at full bucket Qmax
@@ -56,6 +60,7 @@ class ExpHydro(ProcessModel):
     surface_runoff_flux`` hold exactly (up to float round-off).
 
     Attributes:
+        pet_source: ``"hamon"`` (P-RNN, default) or ``"forcing"`` (read ``pet``).
         solver: ``"euler"`` (P-RNN, default), ``"rk4"`` (classic fixed step, forcing held
             constant over the day) or ``"bosh3"`` (adaptive Bogacki-Shampine 3(2) through
             diffrax, as HydroNODE; ``rtol``/``atol``).
@@ -88,16 +93,14 @@ class ExpHydro(ProcessModel):
     limit_outflow: bool = eqx.field(static=True, default=True)
     rtol: float = eqx.field(static=True, default=1e-3)
     atol: float = eqx.field(static=True, default=1e-3)
+    pet_source: str = eqx.field(static=True, default="hamon")
 
     param_spec = {
         "f": ParamSpec(0.0, 0.1, "mm-1", 0.05, "decline rate of baseflow with storage deficit (f)"),
         "smax": ParamSpec(100.0, 1500.0, "mm", 750.0, "catchment bucket capacity (Smax)"),
         "qmax": ParamSpec(10.0, 50.0, "mm d-1", 25.0, "baseflow at full bucket (Qmax)"),
-        "df": ParamSpec(0.0, 5.0, "mm d-1 degC-1", 2.5, "degree-day snowmelt factor (Df)"),
-        "tmax": ParamSpec(0.0, 3.0, "degC", 1.5, "snowmelt temperature threshold (Tmax)"),
-        "tmin": ParamSpec(-3.0, 0.0, "degC", -1.5, "rain/snow temperature threshold (Tmin)"),
+        **SNOW_SPEC,
     }
-    forcing_names = {"precipitation": "mm d-1", "temperature": "degC", "day_length": "h"}
     state_names = ("snow_storage", "soil_storage")
     output_names = (
         "streamflow",
@@ -114,7 +117,15 @@ class ExpHydro(ProcessModel):
         "surface_runoff_flux",
     )
 
+    @property
+    def forcing_names(self) -> dict[str, str]:
+        if self.pet_source == "forcing":
+            return {"precipitation": "mm d-1", "temperature": "degC", "pet": "mm d-1"}
+        return {"precipitation": "mm d-1", "temperature": "degC", "day_length": "h"}
+
     def __check_init__(self):
+        if self.pet_source not in _PET_SOURCES:
+            raise ValueError(f"ExpHydro pet_source must be one of {_PET_SOURCES}, got {self.pet_source!r}")
         if self.solver not in _SOLVERS:
             raise ValueError(f"ExpHydro solver must be one of {_SOLVERS}, got {self.solver!r}")
         if self.output_timing not in _TIMINGS:
@@ -127,17 +138,22 @@ class ExpHydro(ProcessModel):
     # -- physics --------------------------------------------------------------------------
 
     def fluxes(self, snow, soil, forcing: Mapping[str, Array], params: Mapping[str, Array]):
-        """Instantaneous fluxes (mm d-1) at storages ``snow`` S0 and ``soil`` S1 (§1.2)."""
+        """Instantaneous fluxes (mm d-1) at storages ``snow`` S0 and ``soil`` S1 (§1.2).
+
+        The complementary steps are written ``1 − H(x)`` (rain = P − snowfall, unsaturated
+        = 1 − full), so hard thresholds conserve water also at equality (T = Tmin, S1 = Smax).
+        """
         H = lambda x: heaviside(x, self.smooth, self.k)  # noqa: E731
-        p, t = forcing["precipitation"], forcing["temperature"]
-        pet = hamon_pet(t, forcing["day_length"])
+        pet = self.pet(forcing)
         smax = params["smax"]
         off = self.storage_step_offset
-        snowfall = H(params["tmin"] - t) * p
-        rainfall = H(t - params["tmin"]) * p
-        snowmelt = H(t - params["tmax"]) * H(snow - off) * jnp.minimum(snow, params["df"] * (t - params["tmax"]))
+        snow_rates = snow_fluxes(snow, forcing["precipitation"], forcing["temperature"], params["df"], params["tmax"],
+                                 params["tmin"], smooth=self.smooth, k=self.k, storage_offset=off)
         wet = H(soil - off)
-        full, unsaturated = H(soil - smax), H(smax - soil)
+        full = H(soil - smax)
+        # smooth: H(-x) as in P-RNN (equal to 1 - H(x)); hard: the complement, so that at
+        # S1 = Smax exactly one branch is on
+        unsaturated = H(smax - soil) if self.smooth else 1.0 - full
         et = wet * (full * pet + unsaturated * pet * soil / smax)
         # clamp the exponent: exp(+large) * H(~0) would give 0 * inf = NaN
         deficit = jnp.maximum(smax - soil, 0.0)
@@ -145,14 +161,19 @@ class ExpHydro(ProcessModel):
         baseflow = wet * (full * qmax + unsaturated * qmax * jnp.exp(-params["f"] * deficit))
         surface_runoff = wet * full * (soil - smax)
         return {
-            "snowfall": snowfall,
-            "rainfall": rainfall,
-            "snowmelt": snowmelt,
+            **snow_rates,
             "evapotranspiration": et,
             "baseflow": baseflow,
             "surface_runoff": surface_runoff,
             "pet": pet,
         }
+
+    def pet(self, forcing: Mapping[str, Array]) -> Array:
+        """Potential evapotranspiration (mm d-1): Hamon's from temperature and day length
+        (``pet="hamon"``, P-RNN) or the ``pet`` forcing (``pet="forcing"``, e.g. Oudin's)."""
+        if self.pet_source == "forcing":
+            return forcing["pet"]
+        return hamon_pet(forcing["temperature"], forcing["day_length"])
 
     def _rates(self, y, forcing, params):
         """Time derivative of (S0, S1, cumulative fluxes) — the augmented system."""
@@ -236,7 +257,7 @@ class ExpHydro(ProcessModel):
         if self.output_timing == "updated":
             shown = self.fluxes(new_snow, new_soil, forcing, params)
         else:
-            shown = {**moved, "pet": hamon_pet(forcing["temperature"], forcing["day_length"])}
+            shown = {**moved, "pet": self.pet(forcing)}
         outputs = {
             "streamflow": shown["baseflow"] + shown["surface_runoff"],
             "baseflow": shown["baseflow"],

@@ -2,7 +2,7 @@
 
 Five storages per component (mm): snowpack, meltwater in the snowpack, soil moisture, upper
 and lower groundwater zones. The step follows the exact order of the released dHBV 1.0 code
-(process-models.md §4.1); parameter boxes are those of dHBV (§4.2). Routing (§4.3) is not
+(docs/physics.md §4.1); parameter boxes are those of dHBV (§4.2). Routing (§4.3) is not
 part of the step: apply :func:`hbv_streamflow` or :mod:`.routing` to the simulated series.
 """
 

@@ -1,7 +1,7 @@
 """Day length and potential evapotranspiration (FAO-56 astronomy, Hamon, Hargreaves).
 
 References: Allen et al. (1998) FAO-56; Hamon (1961) in the EXP-HYDRO form
-(Patil & Stieglitz 2014); Hargreaves & Samani (1985). Equations: process-models.md §1.1,
+(Patil & Stieglitz 2014); Hargreaves & Samani (1985). Equations: docs/physics.md §1.1,
 §5.1, §5.2. All functions are elementwise and broadcast over any shape.
 """
 

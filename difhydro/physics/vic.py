@@ -1,4 +1,4 @@
-"""Simplified VIC-like three-layer soil bucket (process-models.md §2).
+"""Simplified VIC-like three-layer soil bucket (docs/physics.md §2).
 
 A differentiable daily water balance following the VIC-5 ``runoff()`` logic (Liang et
 al. 1994; Hamman et al. 2018): the variable infiltration curve (Wood et al. 1992) on the
@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Array, ParamSpec, ProcessModel, heaviside, safe_power
+from .base import Array, ParamSpec, ProcessModel, safe_power
 from .integrate import substeps
-from .exphydro import ExpHydro
+from .snow import SNOW_SPEC, snow_fluxes
 
 __all__ = [
     "VicBucket",
@@ -32,7 +32,6 @@ __all__ = [
     "arno_baseflow",
     "brooks_corey_drainage",
     "layer_evaporation",
-    "snow_fluxes",
 ]
 
 _N_LAYERS = 3
@@ -132,30 +131,6 @@ def layer_evaporation(
     stress = jnp.clip((moisture - wilting) / (critical - wilting), 0.0, 1.0)
     available = jnp.maximum(moisture - residual, 0.0)
     return jnp.clip(pet * root_fraction * stress, 0.0, available)
-
-
-def snow_fluxes(
-    snow_storage: Array,
-    precipitation: Array,
-    temperature: Array,
-    df: Array,
-    tmax: Array,
-    tmin: Array,
-    k: float = 5.0,
-) -> dict[str, Array]:
-    """EXP-HYDRO snow bucket (§1.2) with smooth steps ``H_k``; fluxes in mm d-1.
-
-    ``Ps = H(Tmin - T) P``, rain ``P - Ps``, ``M = H(T - Tmax) H(S0) min(S0, Df (T - Tmax))``.
-    Just below Tmax the smooth melt is slightly negative (refreezing); it conserves mass.
-    """
-    snowfall = heaviside(tmin - temperature, True, k) * precipitation
-    melt_capacity = df * (temperature - tmax)
-    snowmelt = (
-        heaviside(temperature - tmax, True, k)
-        * heaviside(snow_storage, True, k)
-        * jnp.minimum(snow_storage, melt_capacity)
-    )
-    return {"snowfall": snowfall, "rainfall": precipitation - snowfall, "snowmelt": snowmelt}
 
 
 def _bounded_update(moisture: Array, net: Array, residual: Array, capacity: Array):
@@ -354,7 +329,7 @@ class VicBucket(ProcessModel):
     def param_spec(self) -> dict[str, ParamSpec]:
         if not self.snow:
             return dict(self._soil_spec)
-        return {**self._soil_spec, **{k: ExpHydro.param_spec[k] for k in ("df", "tmax", "tmin")}}
+        return {**self._soil_spec, **SNOW_SPEC}
 
     @property
     def forcing_names(self) -> dict[str, str]:
@@ -487,7 +462,7 @@ class VicBucket(ProcessModel):
             snow0 = jnp.asarray(state["snow_storage"])
             snow = snow_fluxes(
                 snow0, precipitation, forcing["temperature"],
-                params["df"], params["tmax"], params["tmin"], self.k,
+                params["df"], params["tmax"], params["tmin"], smooth=True, k=self.k,
             )
             new_snow = snow0 + snow["snowfall"] - snow["snowmelt"]
             new_state["snow_storage"] = new_snow.astype(snow0.dtype)

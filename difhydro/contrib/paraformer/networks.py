@@ -41,7 +41,7 @@ __all__ = ["PAPER_BOUNDS", "PAPER_SIZES", "NETWORKS", "HISTORY_NETWORKS", "PAPER
 ParaFormerA = AttributeTransformer
 
 
-class ParaFormerZ(nn.Module):
+class ParaFormerZ(AttributeTransformer):
     """(Forcing, observation) history ``[batch, time, features]`` -> raw parameters.
 
     Steps: Dense embedding to ``d_model``, sinusoidal positions, a
@@ -55,17 +55,9 @@ class ParaFormerZ(nn.Module):
     encoded history (K_Z, V_Z) with a residual feed-forward block,
     ``FFN(O_Z + Q_A) + O_Z + Q_A``, and the learned parameter queries read the fused
     attribute tokens out. NaN attributes are masked out.
-    Returns ``[batch, num_params]``, unconstrained.
+    Returns ``[batch, num_params]``, unconstrained. Attributes as in
+    :class:`~difhydro.nn.AttributeTransformer`.
     """
-
-    num_params: int
-    d_model: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    mlp_dim: int = 128
-    dropout_rate: float = 0.0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(
@@ -113,7 +105,7 @@ class ParaFormerZ(nn.Module):
 
 
 #: Li & Lu's Table 1 ranges (their RBL bounds; units of their NLDAS-2 set, see
-#: process-models.md §2.4), keyed by the toolkit's VicBucket names.
+#: docs/physics.md §2.4), keyed by the toolkit's VicBucket names.
 PAPER_BOUNDS = {
     "ds": (0.0, 7.6),
     "dsmax": (0.0, 10.8),
