@@ -24,6 +24,7 @@ from .pet import day_length as day_length
 from .pet import extraterrestrial_radiation as extraterrestrial_radiation
 from .pet import hamon_pet as hamon_pet
 from .pet import hargreaves_pet as hargreaves_pet
+from .pet import oudin_pet as oudin_pet
 from .richards import Richards1D as Richards1D
 from .richards import richards_residual as richards_residual
 from .routing import gamma_uh_weights as gamma_uh_weights
@@ -48,5 +49,5 @@ __all__ = [
     "VanGenuchten", "Haverkamp", "Gardner", "vg_water_content", "vg_conductivity",
     "vg_capacity", "vg_pressure_head", "gamma_uh_weights", "maxbas_weights", "route",
     "route_streamflow", "day_length", "extraterrestrial_radiation", "hamon_pet",
-    "hargreaves_pet",
+    "hargreaves_pet", "oudin_pet",
 ]

@@ -1,8 +1,9 @@
-"""Day length and potential evapotranspiration (FAO-56 astronomy, Hamon, Hargreaves).
+"""Day length and potential evapotranspiration (FAO-56 astronomy, Hamon, Hargreaves, Oudin).
 
 References: Allen et al. (1998) FAO-56; Hamon (1961) in the EXP-HYDRO form
-(Patil & Stieglitz 2014); Hargreaves & Samani (1985). Equations: docs/physics.md §1.1,
-§5.1, §5.2. All functions are elementwise and broadcast over any shape.
+(Patil & Stieglitz 2014); Hargreaves & Samani (1985); Oudin et al. (2005). Equations:
+docs/physics.md §1.1, §5.1, §5.2, §5.6. All functions are elementwise, broadcast over any
+shape and are jit-able.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ __all__ = [
     "saturation_vapour_pressure",
     "hamon_pet",
     "hargreaves_pet",
+    "oudin_pet",
+    "latent_heat",
 ]
 
 _SOLAR_CONSTANT = 0.0820  # MJ m-2 min-1 (FAO-56 Gsc)
@@ -94,3 +97,27 @@ def hargreaves_pet(
     safe = jnp.where(spread > 0, spread, 1.0)
     root = jnp.where(spread > 0, jnp.sqrt(safe), 0.0)
     return jnp.maximum(0.0, 0.0023 * _MJ_TO_MM * ra * (tmean + 17.8) * root)
+
+
+def latent_heat(temperature: Array) -> Array:
+    """Latent heat of vaporisation λ (MJ kg-1) at T (deg C): ``2.501 − 0.002361·T`` (FAO-56 Eq. 3-1)."""
+    return 2.501 - 0.002361 * temperature
+
+
+def oudin_pet(temperature: Array, latitude_deg: Array, day_of_year: Array) -> Array:
+    """Oudin et al. (2005) PET (mm d-1) from mean temperature and extraterrestrial radiation.
+
+    ``PET = Ra / (λ ρ) · (T + 5) / 100`` if ``T + 5 > 0`` else 0, with Ra (MJ m-2 d-1) of
+    FAO-56 Eq. 21, λ(T) of :func:`latent_heat` and ρ = 1000 kg m-3 (so Ra/λ is in mm d-1),
+    as in ``pyet.oudin``. Oudin et al. chose it among 27 formulas as the best PET input of
+    lumped rainfall-runoff models; difhydro uses it for Caravan data, whose ERA5-Land PET
+    is far too high on many basins (Clerc-Schwarzenbach et al. 2024).
+
+    Args:
+        temperature: daily mean air temperature T (deg C).
+        latitude_deg: latitude (degrees north), broadcastable with ``temperature``.
+        day_of_year: J (1..366), broadcastable with ``temperature``.
+    """
+    ra = extraterrestrial_radiation(latitude_deg, day_of_year)
+    warm = temperature + 5.0
+    return jnp.where(warm > 0.0, ra * warm / (100.0 * latent_heat(temperature)), 0.0)
