@@ -17,9 +17,11 @@ inside :func:`difhydro.physics.simulate` (see ``docs/architecture.md``).
 __version__ = "0.2.0"
 
 from . import data as data
+from . import experiment as experiment
 from . import hybrid as hybrid
 from . import nn as nn
 from . import physics as physics
 from . import training as training
+from .experiment import load_run as load_run
 
-__all__ = ["data", "hybrid", "nn", "physics", "training", "__version__"]
+__all__ = ["data", "experiment", "hybrid", "nn", "physics", "training", "load_run", "__version__"]

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .._files import atomic_write_text
+
 __all__ = [
     "CAMELS_PERIODS",
     "resolve_period",
@@ -139,9 +141,7 @@ class NormStats:
 
     def save(self, path) -> Path:
         """Write the statistics as JSON."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path) -> NormStats:

@@ -35,7 +35,9 @@ CARAVAN_NAMES = {
     "potential_evaporation_sum": "pet",
     "streamflow": "streamflow",
 }
-_REQUIRED = ("total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum", "streamflow")
+# streamflow is optional: a file without it (forcing only, for prediction) loads with
+# streamflow all NaN, and the data set says so in its notes
+_REQUIRED = ("total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum")
 _EXTRA_ATTRS = {"pet": {"units": "mm d-1", "long_name": "potential evaporation (ERA5-Land; may be slightly negative)"}}
 
 
@@ -240,6 +242,9 @@ def load_caravan(
         col: ("basin", static[col].to_numpy().astype(np.float32 if pd.api.types.is_numeric_dtype(static[col]) else str))
         for col in static.columns
     })
+    if "streamflow" not in ds:
+        ds["streamflow"] = (dims, np.full((len(basins), len(axis)), np.nan, np.float32))
+        add_note(ds, "the time-series files have no streamflow column: streamflow is missing (NaN) throughout")
     set_units(ds, _EXTRA_ATTRS)
     if day_length:
         ds = with_day_length(ds, "gauge_lat")

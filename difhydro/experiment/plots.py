@@ -15,14 +15,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["metric_cdf", "hydrographs", "state_vs_observed", "parameters_vs_attributes", "learned_vs_true"]
+from .._files import atomic_path  # noqa: E402
+
+__all__ = ["metric_cdf", "hydrographs", "state_vs_observed", "parameters_vs_attributes", "learned_vs_true",
+           "run_figures"]
 
 
 def _save(fig, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path
 
@@ -112,3 +115,54 @@ def learned_vs_true(true: Mapping[str, np.ndarray], learned: Mapping[str, np.nda
         ax.set_ylabel("learned", fontsize=8)
         ax.tick_params(labelsize=7)
     return _save(fig, path)
+
+
+def run_figures(run_dir, table, simulated, observed, dates, basins, params, series, data) -> dict[str, str]:
+    """The figures of a run: NSE CDFs per evaluation, best/median/worst hydrographs, snow
+    storage against the forcing files' SWE, learned parameters against attributes (or
+    against the truth on the twin). Returns title -> file name."""
+    from ..physics import ExpHydro
+
+    run_dir = Path(run_dir)
+    figures = {}
+    for evaluation, sub in table.groupby("evaluation"):
+        cdf = {m: g["nse"].values for m, g in sub[sub.seed >= sub.seed.min()].groupby("model", sort=False)}
+        figures[f"NSE CDF ({evaluation})"] = metric_cdf(cdf, run_dir / f"nse_cdf_{evaluation}.png").name
+        ref = "hybrid" if "hybrid" in cdf else next(iter(cdf))
+        ranked = sub[sub.model == ref].drop_duplicates("basin").sort_values("nse", ascending=False)
+        ranked = ranked[np.isfinite(ranked["nse"])]
+        if len(ranked):
+            picks = [ranked.iloc[0], ranked.iloc[len(ranked) // 2], ranked.iloc[-1]]
+            idx = [basins.index(p["basin"]) for p in picks]
+            shown = {m: simulated[(evaluation, m)][idx] for m in ("hybrid", "lstm", "dpl_hbv", "exphydro_calibrated",
+                                                                  "nh_cudalstm") if (evaluation, m) in simulated}
+            titles = [f"{label} {ref} basin {p['basin']} (NSE {p['nse']:.2f})" for label, p in zip(("best", "median", "worst"), picks)]
+            figures[f"hydrographs ({evaluation})"] = hydrographs(dates, observed[idx], shown, titles,
+                                                                  run_dir / f"hydrographs_{evaluation}.png").name
+    ds = data.ds
+    snow = series.get(("temporal", "hybrid"), {}).get("snow_storage")
+    if "swe" in ds and snow is not None:  # inferred snow storage against SWE (Jiang et al. 2020, Fig. 3)
+        swe = ds["swe"].sel(basin=basins, time=dates).values
+        snowy = [i for i in np.argsort(-np.nanmax(swe, axis=1))[:3] if np.nanmax(swe[i]) > 1]
+        if snowy:
+            figures["snow storage vs SWE"] = state_vs_observed(
+                dates, snow[snowy], swe[snowy], [f"basin {basins[i]}" for i in snowy], run_dir / "snow_vs_swe.png").name
+    for model in ("hybrid", "dpl_exphydro"):
+        for evaluation in ("kfold", "temporal"):
+            got = params.get((evaluation, model))
+            if not got:
+                continue
+            learned = {k: np.asarray(got[k]) for k in ExpHydro.param_spec if k in got}
+            if data.kind == "twin":
+                true = {k: ds[f"param_{k}"].sel(basin=basins).values for k in learned}
+                figures[f"{model} learned vs true parameters ({evaluation})"] = learned_vs_true(
+                    true, learned, run_dir / f"parameters_{model}_{evaluation}.png").name
+            else:
+                shown = [a for a in ("aridity", "frac_snow", "p_mean", "elev_mean", "slope_mean", "ele_mt_sav")
+                         if a in data.attributes][:4]
+                attrs = {a: ds[a].sel(basin=basins).values for a in shown}
+                if attrs:
+                    figures[f"{model} parameters vs attributes ({evaluation})"] = parameters_vs_attributes(
+                        learned, attrs, run_dir / f"parameters_{model}_{evaluation}.png").name
+            break
+    return figures

@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from ..nn import LSTM, MLP, AttributeTransformer, CausalConvHead
-from ..physics.base import ProcessModel
+from ..physics.base import Array, ProcessModel
 from ..physics.exphydro import ExpHydro
 from ..physics.hbv import HBV
 from .layer import PRNN
@@ -126,7 +126,9 @@ class HybridPRNN(nn.Module):
     checkpoint: bool | None = None
 
     @nn.compact
-    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True) -> dict[str, Any]:
+    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
+                 initial_state: Mapping[str, Array] | None = None) -> dict[str, Any]:
+        """``initial_state``: process-model states ``[basin, ...]`` at the first day (hot start)."""
         if self.mode not in ("local", "regional", "pseudo_regional"):
             raise ValueError(f"mode must be local, regional or pseudo_regional, got {self.mode!r}")
         needs = ("forcing", "inputs") + (("attributes",) if self.mode == "regional" else ())
@@ -144,7 +146,7 @@ class HybridPRNN(nn.Module):
             flat_w = MLP(tuple(self.hidden_sizes), sum(math.prod(s) for s in shapes.values()),
                          name="head_parameters")(attrs, deterministic=deterministic)
             head_weights = split_last_axis(flat_w * 0.1, shapes)
-        out = prnn(field(batch, "forcing"), raw)
+        out = prnn(field(batch, "forcing"), raw, initial_state)
         q_star = out["streamflow"]
         x = jnp.concatenate([(q_star / self.q_scale)[..., None], inputs], axis=-1)
         correction = head(x, head_weights)[..., 0]
@@ -192,7 +194,9 @@ class DifferentiableParameterLearning(nn.Module):
     lstm_input_layer: bool = False
 
     @nn.compact
-    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True) -> dict[str, Any]:
+    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
+                 initial_state: Mapping[str, Array] | None = None) -> dict[str, Any]:
+        """``initial_state``: process-model states ``[basin, ...]`` at the first day (hot start)."""
         if self.network not in _NETWORKS:
             raise ValueError(f"network must be one of {_NETWORKS}, got {self.network!r}")
         spec = ParamHead.for_model(self.model, self.routing).spec
@@ -227,7 +231,7 @@ class DifferentiableParameterLearning(nn.Module):
                     attributes, deterministic=deterministic
                 )
             raw = head.split(flat)
-        return prnn(field(batch, "forcing"), raw)
+        return prnn(field(batch, "forcing"), raw, initial_state)
 
 
 class RegionalLSTM(nn.Module):
@@ -245,7 +249,10 @@ class RegionalLSTM(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True) -> dict[str, Any]:
+    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
+                 initial_state: Mapping[str, Array] | None = None) -> dict[str, Any]:
+        if initial_state is not None:
+            raise ValueError("RegionalLSTM has no process-model states to start from (hot start)")
         check_batch(batch, None, ("inputs",))
         x = inputs_with_attributes(batch)
         y = LSTM(
@@ -271,6 +278,10 @@ class RegisteredModel:
             data's streamflow statistics; the options and their defaults are the keyword
             arguments of ``build`` (:func:`model_options`).
         doc: one line for listings and summaries.
+
+    The EXP-HYDRO entries read the ``pet`` forcing (``pet_source="forcing"``), so that
+    every process model of an experiment reads the same PET; ``pet_source="hamon"``
+    is P-RNN's own Hamon PET.
         calibrated: per-basin calibration of a process model (gauged basins only).
     """
 
@@ -311,13 +322,15 @@ def _entry(name: str) -> RegisteredModel:
     return MODELS[name]
 
 
-def _hybrid(flow_mean, flow_std, hidden_size: int = 64, head_hidden: int = 8, lag_days: int = 10):
-    return HybridPRNN(mode="regional", q_scale=flow_std, hidden_sizes=(hidden_size, hidden_size),
+def _hybrid(flow_mean, flow_std, hidden_size: int = 64, head_hidden: int = 8, lag_days: int = 10,
+            pet_source: str = "forcing"):
+    return HybridPRNN(ExpHydro(pet_source=pet_source), mode="regional", q_scale=flow_std,
+                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days)
+
+
+def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10, pet_source: str = "forcing"):
+    return HybridPRNN(ExpHydro(pet_source=pet_source), mode="pseudo_regional", q_scale=flow_std,
                       head_hidden=head_hidden, lag_days=lag_days)
-
-
-def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10):
-    return HybridPRNN(mode="pseudo_regional", q_scale=flow_std, head_hidden=head_hidden, lag_days=lag_days)
 
 
 def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None):
@@ -325,9 +338,9 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
     return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean)
 
 
-def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp"):
+def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp", pet_source: str = "forcing"):
     sizes = (hidden_size,) if network == "attention" else (hidden_size, hidden_size)
-    return DifferentiableParameterLearning(ExpHydro(), network=network, hidden_sizes=sizes)
+    return DifferentiableParameterLearning(ExpHydro(pet_source=pet_source), network=network, hidden_sizes=sizes)
 
 
 def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
@@ -344,7 +357,7 @@ register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter s
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)")
 register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, Feng et al. 2022)")
 register_model("dpl_exphydro", _dpl_exphydro, "dPL: MLP on attributes -> EXP-HYDRO (Tsai et al. 2021)")
-register_model("exphydro_calibrated", lambda flow_mean, flow_std: ExpHydro(),
+register_model("exphydro_calibrated", lambda flow_mean, flow_std, pet_source="forcing": ExpHydro(pet_source=pet_source),
                "EXP-HYDRO calibrated per basin by gradient descent", calibrated=True)
 register_model("hbv_calibrated", lambda flow_mean, flow_std: HBV(),
                "HBV calibrated per basin by gradient descent", calibrated=True)

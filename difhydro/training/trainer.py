@@ -22,7 +22,6 @@ import csv
 import dataclasses
 import functools
 import json
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from . import losses, metrics
+from .._files import atomic_path
 from ..data.batching import BasinData, Batch, full_period_batch, sample_batch
 
 __all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss", "objective", "basin_mesh"]
@@ -224,23 +224,28 @@ def _train_step(state, data, n_valid, key, context, *, model, loss_fn, tx, batch
 
 
 @functools.partial(jax.jit, static_argnames="model")
-def _apply(params, batch, *, model):
-    return model.apply({"params": params}, batch)
+def _apply(params, batch, initial_state, *, model):
+    if initial_state is None:
+        return model.apply({"params": params}, batch)
+    return model.apply({"params": params}, batch, initial_state=initial_state)
 
 
-def predict(model: nn.Module, params, data: BasinData, chunk: int = 64) -> tuple[dict[str, np.ndarray], Batch]:
+def predict(model: nn.Module, params, data: BasinData, chunk: int = 64,
+            initial_state: Mapping[str, Array] | None = None) -> tuple[dict[str, np.ndarray], Batch]:
     """Run ``model`` over every basin's whole period of ``data`` (chunks of ``chunk`` basins).
 
-    Returns ``(outputs, batch)``: outputs name -> ``[basin, time, ...]`` numpy arrays
-    (physics models also give ``params``: name -> ``[basin, ...]``) and the full-period
-    batch (targets, masks).
+    ``initial_state`` (process-model states ``[basin, ...]``) starts the physics of a
+    hybrid or dPL model from them (a hot start). Returns ``(outputs, batch)``: outputs
+    name -> ``[basin, time, ...]`` numpy arrays (physics models also give ``params``:
+    name -> ``[basin, ...]``) and the full-period batch (targets, masks).
     """
     full = full_period_batch(data)
     n = full.target.shape[0]
     parts = []
     for lo in range(0, n, chunk):
-        sub = jax.tree.map(lambda x: x[lo : lo + chunk], full)
-        parts.append(jax.tree.map(np.asarray, _apply(params, sub, model=model)))
+        cut = lambda x: x[lo : lo + chunk]  # noqa: E731
+        state = None if initial_state is None else jax.tree.map(lambda x: jnp.asarray(cut(x)), dict(initial_state))
+        parts.append(jax.tree.map(np.asarray, _apply(params, jax.tree.map(cut, full), state, model=model)))
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), full
 
 
@@ -422,10 +427,19 @@ class Trainer:
                 rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
         rows.append(row)
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        with open(path, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fields)
             writer.writeheader()
             writer.writerows(rows)
+
+    def _checkpoints(self):
+        """An orbax CheckpointManager over ``run_dir/checkpoints`` (one step per epoch; the
+        last two kept)."""
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False)
+        return ocp.CheckpointManager(self.run_dir / "checkpoints", options=options,
+                                     item_names=("state", "best_params", "meta"))
 
     def save(self, state: TrainState, meta: Mapping, best_params) -> None:
         """Write the latest state, the best parameters and the loop's metadata (orbax)."""
@@ -433,36 +447,37 @@ class Trainer:
             return
         import orbax.checkpoint as ocp
 
-        folder = self.run_dir / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"epoch_{meta['epoch']:04d}"
-        if target.exists():
-            shutil.rmtree(target)
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(target, {"state": dict(state), "best_params": best_params})
-        checkpointer.wait_until_finished()
-        (target / "meta.json").write_text(json.dumps({**meta, "seed": self.config.seed}, default=float))
-        for old in sorted(folder.glob("epoch_*"))[:-2]:  # keep the last two
-            shutil.rmtree(old)
+        with self._checkpoints() as manager:
+            manager.save(int(meta["epoch"]), args=ocp.args.Composite(
+                state=ocp.args.StandardSave(dict(state)),
+                best_params=ocp.args.StandardSave(best_params),
+                meta=ocp.args.JsonSave(json.loads(json.dumps({**meta, "seed": self.config.seed}, default=float))),
+            ))
+            manager.wait_until_finished()
 
     def restore(self):
         """``(state, meta, best_params)`` from the newest checkpoint in ``run_dir`` or None."""
-        if self.run_dir is None:
+        if self.run_dir is None or not (self.run_dir / "checkpoints").is_dir():
             return None
         import orbax.checkpoint as ocp
 
-        found = sorted((self.run_dir / "checkpoints").glob("epoch_*")) if (self.run_dir / "checkpoints").exists() else []
-        found = [f for f in found if (f / "meta.json").exists()]
-        if not found:
-            return None
         template = self.init_state()
-        tree = {"state": dict(template), "best_params": template["params"]}
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-        restored = ocp.StandardCheckpointer().restore(found[-1], abstract)
+        abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)  # noqa: E731
+        with self._checkpoints() as manager:
+            step = manager.latest_step()
+            if step is None:
+                return None
+            restored = manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract(dict(template))),
+                best_params=ocp.args.StandardRestore(abstract(template["params"])),
+                meta=ocp.args.JsonRestore(),
+            ))
         # re-impose the exact pytree structure (optax named tuples) of a fresh state
-        leaves = jax.tree.leaves(restored)
+        tree = {"state": dict(template), "best_params": template["params"]}
+        leaves = jax.tree.leaves({"state": restored["state"], "best_params": restored["best_params"]})
         tree = jax.tree.unflatten(jax.tree.structure(tree), leaves)
-        meta = json.loads((found[-1] / "meta.json").read_text())
+        meta = dict(restored["meta"])
         if meta.get("seed") != self.config.seed:
-            raise ValueError(f"checkpoint {found[-1]} was written with seed {meta.get('seed')}, config has {self.config.seed}")
+            raise ValueError(f"checkpoint {self.run_dir / 'checkpoints'} was written with seed {meta.get('seed')}, "
+                             f"the config has {self.config.seed}")
         return TrainState(**tree["state"]), meta, tree["best_params"]

@@ -1,0 +1,7 @@
+"""``python -m difhydro`` = the ``difhydro`` command."""
+
+import sys
+
+from .experiment.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The ``difhydro`` command (also ``python -m difhydro``): a thin layer over the Python API.
+
+::
+
+    difhydro train CONFIG.yml [--out RUN_DIR] [--data-dir DIR] [--basin-file FILE] [--models a,b]
+    difhydro train --resume RUN_DIR [CONFIG.yml]
+    difhydro evaluate RUN_DIR [--data-dir DIR] [--basin-file FILE] [--period START:END] [--name NAME]
+    difhydro predict RUN_DIR --data-dir DIR [--basin-file FILE] --period START:END --out FILE.nc [--hot-start FILE.nc]
+    difhydro config               # every config key with its default
+
+Every input error is one line on stderr naming the option or key and the accepted form,
+with exit status 2; a run in which any model failed exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit status 2, as argparse does, but without the usage block
+        sys.stderr.write(f"difhydro: {message}\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="difhydro", description="Differentiable hydrology: train, evaluate and reuse models.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("train", help="train the configured models into a run directory")
+    t.add_argument("config", nargs="?", help="YAML config (see 'difhydro config')")
+    t.add_argument("--out", help="run directory (default: runs/<name>_<timestamp>)")
+    t.add_argument("--data-dir", help="data folder (CAMELS-US, Caravan or a generic folder)")
+    t.add_argument("--basin-file", help="basins to use, one id per line")
+    t.add_argument("--models", help="comma-separated subset of the configured models")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (refused if the config changed)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    e = sub.add_parser("evaluate", help="score a run's models on any basins and period")
+    e.add_argument("run_dir")
+    e.add_argument("--data-dir")
+    e.add_argument("--basin-file")
+    e.add_argument("--period", help="START:END (default: the run's test period)")
+    e.add_argument("--name", default="default", help="evaluation/<NAME> folder of the run directory")
+    e.add_argument("--models", help="comma-separated subset")
+    e.add_argument("--quiet", action="store_true")
+    r = sub.add_parser("predict", help="predict streamflow without observations")
+    r.add_argument("run_dir")
+    r.add_argument("--data-dir", required=True)
+    r.add_argument("--basin-file")
+    r.add_argument("--period", required=True, help="START:END")
+    r.add_argument("--out", required=True, help="netCDF file to write (must not exist)")
+    r.add_argument("--hot-start", help="a previous predict output: start the process models from its final states")
+    r.add_argument("--models", help="comma-separated subset")
+    r.add_argument("--quiet", action="store_true")
+    sub.add_parser("config", help="list every config key with its default and meaning")
+    return p
+
+
+def _enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache: a second run skips compilation."""
+    import jax
+
+    folder = os.environ.get("DIFHYDRO_CACHE_DIR", str(Path.home() / ".cache" / "difhydro" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from ..data import DataFileError, DataValidationError
+    from .config import ConfigError
+    from .data import DataError
+    from .rundir import RunDirError
+
+    expected = (ConfigError, DataError, DataFileError, DataValidationError, RunDirError, FileNotFoundError, ValueError)
+    try:
+        if args.command == "config":
+            from .config import describe
+
+            print(describe())
+            return 0
+        _enable_compilation_cache()
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        return _predict(args)
+    except expected as err:
+        message = str(err).strip().splitlines()
+        sys.stderr.write(f"difhydro {args.command}: {message[0] if message else type(err).__name__}\n")
+        for line in message[1:8]:
+            sys.stderr.write(f"  {line}\n")
+        return 2
+
+
+def _train(args) -> int:
+    from .run import train_run
+
+    if not args.config and not args.resume:
+        raise ValueError("train needs a CONFIG.yml (or --resume RUN_DIR)")
+    if args.resume and args.out:
+        raise ValueError("--out and --resume exclude each other (the run continues in RUN_DIR)")
+    run_dir, table, failures = train_run(args.config, args.out, data_dir=args.data_dir, basin_file=args.basin_file,
+                                         models=args.models, resume=args.resume, progress=not args.quiet)
+    print((Path(run_dir) / "summary.md").read_text())
+    if failures:
+        sys.stderr.write(f"difhydro train: {len(failures)} model run(s) failed or were not run; see {run_dir}/summary.md\n")
+        return 1
+    return 0
+
+
+def _models(text):
+    return [m.strip() for m in text.split(",")] if text else None
+
+
+def _evaluate(args) -> int:
+    from .api import load_run
+
+    run = load_run(args.run_dir)
+    table = run.evaluate(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period, name=args.name,
+                         models=_models(args.models), progress=not args.quiet)
+    print((Path(args.run_dir) / "evaluation" / args.name / "summary.md").read_text())
+    return 0 if len(table) else 1
+
+
+def _predict(args) -> int:
+    from .api import load_run
+    from .outputs import write_netcdf
+
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"--out {out} exists; difhydro does not overwrite files it may not have created")
+    if out.suffix != ".nc":
+        raise ValueError(f"--out {out}: give a netCDF file name ending in .nc")
+    ds = load_run(args.run_dir).predict(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period,
+                                        hot_start=args.hot_start, models=_models(args.models), progress=not args.quiet)
+    write_netcdf(ds, out)
+    print(f"wrote {out}: {ds.sizes['basin']} basins x {ds.sizes['time']} days, models {list(ds.model.values)}")
+    return 0

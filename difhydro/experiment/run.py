@@ -1,0 +1,432 @@
+"""``difhydro train``: every configured model, gauged and ungauged, into one run directory.
+
+The work is a list of units, one per (model, evaluation, fold, seed): ``temporal`` trains on
+all eligible basins and predicts their test period (gauged); ``kfold`` trains on the other
+folds and predicts the held-out basins (ungauged). A unit writes ``result.npz`` last, so a
+killed run resumes exactly where it stopped (:func:`train_run` with ``resume``): finished
+units are read back, an unfinished one continues from its last checkpoint (the Trainer's
+resume is bit-identical) or, for a calibration, starts again (deterministic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .._files import atomic_path, atomic_write_text
+from ..data import fit_normalization, make_basin_data
+from ..hybrid import MODELS, build_model, model_options
+from ..training import TrainConfig, Trainer, gradient_calibration
+from . import outputs, plots
+from .config import Config, ConfigError, config_hash, config_to_dict, load_config
+from .data import PHYSICS_FORCING, ExperimentData, prepare_data
+from .models import SavedModel, predict_unit, save_params, window_period
+from .rundir import RunDirError, create_run_dir, default_run_dir, is_run_dir, read_marker, write_json
+
+__all__ = ["Unit", "plan_units", "train_run", "resolve_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One training (or calibration) of one model for one evaluation, fold and seed."""
+
+    model: str
+    evaluation: str
+    fold: int
+    seed: int
+    train_basins: tuple[str, ...]
+    test_basins: tuple[str, ...]
+
+    def folder(self, run_dir: Path) -> Path:
+        return Path(run_dir) / "models" / self.model / f"{self.evaluation}_fold{self.fold}" / f"seed{self.seed}"
+
+
+def model_names(cfg: Config) -> list[str]:
+    return list(cfg.models) if cfg.models else list(MODELS)
+
+
+def plan_units(cfg: Config, basins: Sequence[str]) -> list[Unit]:
+    """Every unit of the experiment, in the order they run (folds by a seeded permutation)."""
+    experiments = []
+    if "temporal" in cfg.evaluations:
+        experiments.append(("temporal", 0, tuple(basins), tuple(basins)))
+    if "kfold" in cfg.evaluations:
+        order = np.random.default_rng(cfg.seeds[0]).permutation(len(basins))
+        for f, chunk in enumerate(np.array_split(order, cfg.folds)):
+            test = tuple(basins[i] for i in sorted(chunk))
+            experiments.append(("kfold", f, tuple(b for b in basins if b not in test), test))
+    ensemble = set(cfg.ensemble_models or model_names(cfg))
+    units = []
+    for evaluation, fold, train, test in experiments:
+        for name in model_names(cfg):
+            if MODELS[name].calibrated and evaluation != "temporal":
+                continue
+            seeds = cfg.seeds if name in ensemble and not MODELS[name].calibrated else cfg.seeds[:1]
+            units += [Unit(name, evaluation, fold, s, train, test) for s in seeds]
+    return units
+
+
+def _options(cfg: Config, name: str) -> dict:
+    options = dict(cfg.models.get(name, {}))
+    if "warmup_days" in model_options(name):
+        options.setdefault("warmup_days", cfg.training.warmup)
+    return options
+
+
+def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, resume: bool, progress: bool) -> dict:
+    t = cfg.training
+    ds, periods = data.ds, data.periods
+    forcing = tuple(v for v in PHYSICS_FORCING if v in ds)
+    stats = fit_normalization(ds, data.inputs, data.attributes, periods["train"], basins=list(unit.train_basins))
+    train = make_basin_data(ds, stats, periods["train"], window=t.window, warmup=t.warmup, forcing=forcing,
+                            basins=list(unit.train_basins), min_observations=t.min_observations)
+    q = train.observations()
+    flow_mean, flow_std = float(np.nanmean(q)), float(np.nanstd(q))
+    options = _options(cfg, unit.model)
+    model = build_model(unit.model, flow_mean=flow_mean, flow_std=flow_std, **options)
+    saved = SavedModel(folder, {
+        "name": unit.model, "options": options, "flow_mean": flow_mean, "flow_std": flow_std,
+        "inputs": data.inputs, "attributes": data.attributes, "forcing": list(forcing), "window": t.window,
+        "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.train_basins), "train_period": periods["train"],
+        "evaluation": unit.evaluation, "fold": unit.fold, "difhydro": __version__,
+    })
+    folder.mkdir(parents=True, exist_ok=True)
+    saved.write()
+    cfg_t = TrainConfig(epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, batch_size=t.batch_size,
+                        learning_rate=t.learning_rate, schedule=t.schedule, clip_norm=t.clip_norm, seed=unit.seed,
+                        progress=progress)
+    trainer = Trainer(model, train, cfg_t, loss=t.loss, run_dir=folder, norm_stats=stats)
+    t0 = time.perf_counter()
+    fit = trainer.fit(resume=resume)
+    seconds = time.perf_counter() - t0
+    save_params(folder / "params", fit["params"])
+    pred = predict_unit(saved, ds, unit.test_basins, periods["test"], params=fit["params"])
+    epochs = [h["seconds"] for h in fit["history"]]
+    target_days = t.epochs * t.steps_per_epoch * t.batch_size * (t.window - t.warmup)
+    return {**pred, "train_seconds": seconds, "seconds_per_epoch": float(np.mean(epochs)) if epochs else np.nan,
+            "basin_days_per_second": target_days / seconds if seconds > 0 else np.nan}
+
+
+def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:
+    t = cfg.training
+    ds, periods = data.ds, data.periods
+    model = build_model(unit.model, **cfg.models.get(unit.model, {}))
+    window, spin, _ = window_period(ds, periods["train"], t.warmup, unit.test_basins, model.forcing_names)
+    sub = ds.sel(basin=list(unit.test_basins), time=slice(*window))
+    forcing = {k: sub[k].transpose("basin", "time").values.astype(np.float32) for k in model.forcing_names}
+    observed = sub["streamflow"].transpose("basin", "time").values.astype(np.float32)
+    t0 = time.perf_counter()
+    result = gradient_calibration(model, forcing, observed, warmup_days=max(spin, 1), steps=t.calibration_steps,
+                                  learning_rate=t.calibration_learning_rate, progress=progress)
+    seconds = time.perf_counter() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "calibrated.npz") as tmp:
+        np.savez(tmp, **{k: np.asarray(v) for k, v in result.params.items()})
+    saved = SavedModel(folder, {"name": unit.model, "options": dict(cfg.models.get(unit.model, {})), "flow_mean": 0.0,
+                                "flow_std": 1.0, "inputs": [], "attributes": [], "forcing": list(model.forcing_names),
+                                "window": 0, "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.test_basins),
+                                "train_period": periods["train"], "evaluation": unit.evaluation, "fold": unit.fold,
+                                "difhydro": __version__})
+    saved.write()
+    pred = predict_unit(saved, ds, unit.test_basins, periods["test"])
+    days = observed.shape[1] - spin
+    return {**pred, "train_seconds": seconds, "seconds_per_epoch": np.nan,
+            "basin_days_per_second": t.calibration_steps * days * len(unit.test_basins) / seconds}
+
+
+def _save_result(folder: Path, result: dict) -> None:
+    flat = {"simulated": result["simulated"], "time": np.asarray(result["time"], "datetime64[D]").astype(str),
+            "spin_up_in_period": result.get("spin_up_in_period", 0),
+            "train_seconds": result["train_seconds"], "seconds_per_epoch": result["seconds_per_epoch"],
+            "basin_days_per_second": result["basin_days_per_second"]}
+    for group in ("params", "series", "final_state"):
+        for k, v in result[group].items():
+            flat[f"{group}/{k}"] = np.asarray(v)
+    with atomic_path(folder / "result.npz") as tmp:
+        np.savez(tmp, **flat)
+
+
+def _load_result(folder: Path) -> dict:
+    with np.load(folder / "result.npz") as z:
+        out = {"params": {}, "series": {}, "final_state": {}}
+        for k in z.files:
+            if "/" in k:
+                group, name = k.split("/", 1)
+                out[group][name] = z[k]
+            else:
+                out[k] = z[k]
+    out["time"] = pd.DatetimeIndex(out["time"])
+    for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second"):
+        out[k] = float(out[k])
+    out["spin_up_in_period"] = int(out.get("spin_up_in_period", 0))
+    return out
+
+
+def resolve_config(config, *, data_dir=None, basin_file=None, models=None) -> Config:
+    """A config with the command-line overrides folded in (they are part of its hash)."""
+    overrides = {}
+    if data_dir:
+        overrides["data.dir"] = str(Path(data_dir).expanduser().resolve())
+    if basin_file:
+        from .data import read_basin_file
+
+        overrides["data.basins"] = read_basin_file(basin_file)
+    cfg = load_config(config, overrides)
+    if models:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = [m for m in names if m not in MODELS]
+        if unknown:
+            raise ConfigError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
+        cfg = dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names})
+    return cfg
+
+
+def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, resume=None,
+              progress: bool = True, log=print) -> tuple[Path, pd.DataFrame, list]:
+    """Train and evaluate every configured model; write the run directory.
+
+    Args:
+        config: a YAML path or mapping (ignored with ``resume`` unless given: then it
+            must resolve to the stored config).
+        out: the run directory (default ``runs/<name>_<timestamp>``); refused when it is a
+            non-empty folder difhydro did not create.
+        data_dir, basin_file, models: command-line overrides.
+        resume: an existing run directory to continue (refused when the configuration
+            differs from the stored one).
+
+    Returns:
+        ``(run_dir, metrics table, failures)``; ``failures`` lists ``(model, unit, reason)``.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        marker = read_marker(run_dir)
+        stored = load_config(run_dir / "config.yml")
+        cfg = stored if config is None and not (data_dir or basin_file or models) else \
+            resolve_config(config or run_dir / "config.yml", data_dir=data_dir, basin_file=basin_file, models=models)
+        if config_hash(cfg) != marker["config_hash"]:
+            raise RunDirError(f"--resume {run_dir}: the configuration differs from the one the run was started with "
+                              f"(hash {config_hash(cfg)[:12]} vs {marker['config_hash'][:12]}); nothing was changed")
+    else:
+        cfg = resolve_config(config, data_dir=data_dir, basin_file=basin_file, models=models)
+        run_dir = Path(out) if out else default_run_dir(cfg.name)
+        from .rundir import check_new_run_dir
+
+        check_new_run_dir(run_dir)
+    data = prepare_data(cfg)  # every data problem surfaces here, before the run directory exists
+    log("\n".join(data.notes))
+    if resume is None:
+        create_run_dir(run_dir, config_hash(cfg), __version__)
+        import yaml
+
+        atomic_write_text(run_dir / "config.yml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+        atomic_write_text(run_dir / "config.sha256", config_hash(cfg) + "\n")
+    write_json(run_dir / "provenance.json", {"difhydro": __version__, **data.provenance(),
+                                             "command": " ".join(sys.argv)})
+    if data.report is not None:
+        data.report.to_csv(run_dir / "data_validation.csv")
+    units = plan_units(cfg, data.basins)
+    failures, results = [], {}
+    t_start = time.perf_counter()
+    for unit in tqdm(units, desc="models", disable=not progress):
+        folder = unit.folder(run_dir)
+        try:
+            if resume is not None and (folder / "result.npz").is_file():
+                results[unit] = _load_result(folder)
+                continue
+            if MODELS[unit.model].calibrated:
+                result = _run_calibrated(unit, cfg, data, folder, progress)
+            else:
+                result = _run_trained(unit, cfg, data, folder, resume is not None, progress)
+            _save_result(folder, result)
+            results[unit] = result
+        except Exception as err:  # a failure is reported, never silently dropped
+            failures.append((unit.model, f"{unit.evaluation} fold {unit.fold} seed {unit.seed}",
+                             f"{type(err).__name__}: {err}"))
+            traceback.print_exc()
+    peer_rows = _peers(cfg, data, run_dir, failures, progress, log)
+    table = aggregate(run_dir, cfg, data, results, peer_rows, failures, time.perf_counter() - t_start)
+    return run_dir, table, failures
+
+
+def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
+    """neuralhydrology's cudalstm on the gauged evaluation (Caravan data), matched budget."""
+    if not cfg.peers.neuralhydrology:
+        return {}
+    if data.kind != "caravan":
+        failures.append(("nh_cudalstm", "temporal", f"not run: the neuralhydrology peer reads Caravan data, this run has {data.kind}"))
+        return {}
+    from .neuralhydrology import run_cudalstm
+
+    t, lstm = cfg.training, _options(cfg, "lstm") if "lstm" in model_names(cfg) else {}
+    names = {"precipitation": "total_precipitation_sum", "temperature": "temperature_2m_mean",
+             "pet_era5": "potential_evaporation_sum"}
+    folder = run_dir / "peers" / "nh_cudalstm"
+    done = folder / "result.npz"
+    if done.is_file():
+        return {"nh_cudalstm": _load_result(folder)}
+    try:
+        res = run_cudalstm(
+            data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
+            dynamic_inputs=[names[v] for v in data.inputs if v in names], static_attributes=data.attributes,
+            hidden_size=lstm.get("hidden_size", model_options("lstm")["hidden_size"]), seq_length=t.window,
+            predict_last_n=t.window - t.warmup, batch_size=t.batch_size, updates=t.epochs * t.steps_per_epoch,
+            learning_rate=t.learning_rate, dropout=lstm.get("dropout") or (0.4 if lstm.get("hidden_size", 256) >= 128 else 0.1),
+            seed=cfg.seeds[0], work_dir=folder, threads=cfg.peers.threads, progress=progress)
+    except Exception as err:
+        failures.append(("nh_cudalstm", "temporal", f"{type(err).__name__}: {err}"))
+        traceback.print_exc()
+        return {}
+    target_days = res["updates"] * t.batch_size * (t.window - t.warmup)
+    result = {"simulated": res["simulated"], "time": pd.DatetimeIndex(res["time"]), "params": {}, "series": {},
+              "final_state": {}, "train_seconds": res["train_seconds"], "seconds_per_epoch": np.nan,
+              "basin_days_per_second": target_days / res["train_seconds"],
+              "evaluate_seconds": res["evaluate_seconds"]}
+    _save_result(folder, result)
+    log(f"nh_cudalstm: {res['train_seconds']:.0f} s training, {res['evaluate_seconds']:.0f} s evaluation")
+    return {"nh_cudalstm": result}
+
+
+def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, peers: dict, failures: list,
+              seconds: float) -> pd.DataFrame:
+    """metrics.csv, predictions.nc, summary.md and figures of a training run."""
+    ds, periods = data.ds, data.periods
+    time_axis = pd.date_range(*periods["test"])
+    basins = data.basins
+    obs = ds["streamflow"].sel(basin=basins, time=time_axis).transpose("basin", "time").values.astype(np.float32)
+    rows, simulated, params, series, final = [], {}, {}, {}, {}
+
+    def place(values, test_basins):
+        full = np.full((len(basins), len(time_axis)), np.nan, np.float32)
+        full[[basins.index(b) for b in test_basins]] = values
+        return full
+
+    def add_rows(name, evaluation, fold, seed, test_basins, sim, res):
+        idx = [basins.index(b) for b in test_basins]
+        scored = obs[idx].copy()
+        scored[:, : int(res.get("spin_up_in_period", 0))] = np.nan  # spin-up inside the period: not scored
+        sc = outputs.score(sim, scored)
+        for i, b in enumerate(test_basins):
+            rows.append({"evaluation": evaluation, "fold": fold, "model": name, "seed": seed, "basin": b,
+                         **{m: float(sc[m][i]) for m in outputs.METRIC_NAMES}, "days": int(sc["days"][i]),
+                         "train_seconds": res["train_seconds"], "seconds_per_epoch": res["seconds_per_epoch"],
+                         "basin_days_per_second": res["basin_days_per_second"]})
+
+    members: dict = {}
+    for unit, res in results.items():
+        add_rows(unit.model, unit.evaluation, unit.fold, unit.seed, unit.test_basins, res["simulated"], res)
+        members.setdefault((unit.model, unit.evaluation, unit.fold), []).append(res)
+        key = (unit.evaluation, unit.model)
+        if unit.seed == cfg.seeds[0]:
+            simulated.setdefault(key, np.full((len(basins), len(time_axis)), np.nan, np.float32))
+            simulated[key][[basins.index(b) for b in unit.test_basins]] = res["simulated"]
+            for group, store in (("params", params), ("series", series), ("final_state", final)):
+                for k, v in res[group].items():
+                    target = store.setdefault(key, {})
+                    shape = (len(basins),) + np.shape(v)[1:]
+                    target.setdefault(k, np.full(shape, np.nan, np.float32))
+                    target[k][[basins.index(b) for b in unit.test_basins]] = v
+    for (name, evaluation, fold), runs in members.items():
+        if len(runs) > 1:  # the ensemble: mean of the members' predictions
+            unit = next(u for u in results if (u.model, u.evaluation, u.fold) == (name, evaluation, fold))
+            mean = np.mean([r["simulated"] for r in runs], axis=0)
+            agg = {k: float(np.sum([r[k] for r in runs])) if k == "train_seconds" else float(np.nanmean([r[k] for r in runs]))
+                   for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "spin_up_in_period")}
+            add_rows(f"{name}_ensemble", evaluation, fold, -1, unit.test_basins, mean, agg)
+            key = (evaluation, f"{name}_ensemble")
+            simulated.setdefault(key, np.full((len(basins), len(time_axis)), np.nan, np.float32))
+            simulated[key][[basins.index(b) for b in unit.test_basins]] = mean
+    for name, res in peers.items():
+        add_rows(name, "temporal", 0, cfg.seeds[0], basins, res["simulated"], res)
+        simulated[("temporal", name)] = res["simulated"]
+    table = outputs.write_metrics(run_dir / "metrics.csv", rows)
+    units = {**_units(cfg)}
+    coords = {}
+    if "gauge_lat" in ds and "gauge_lon" in ds:
+        coords = {"lat": ds["gauge_lat"].sel(basin=basins).values, "lon": ds["gauge_lon"].sel(basin=basins).values}
+    attrs = {"title": f"difhydro run {cfg.name}: predictions of the test period {periods['test'][0]}..{periods['test'][1]}",
+             "source": f"difhydro {__version__}; data: {data.notes[0]}", "difhydro_version": __version__,
+             "config_hash": config_hash(cfg), "references": "docs/physics.md; README (outputs)"}
+    if simulated:
+        nc = outputs.predictions_dataset(time_axis, basins, simulated, obs, params=params, series=series,
+                                         final_state=final, units=units, coords=coords, attrs=attrs)
+        outputs.write_netcdf(nc, run_dir / "predictions.nc")
+    figures = plots.run_figures(run_dir, table, simulated, obs, time_axis, basins, params, series, data) if len(table) else {}
+    write_summary(run_dir, cfg, data, table, failures, figures, seconds, peers)
+    return table
+
+
+def _units(cfg: Config) -> dict[str, str]:
+    """Units of every parameter and state of the configured models (for the netCDF)."""
+    units = {}
+    for name in model_names(cfg):
+        try:
+            model = build_model(name, **{k: v for k, v in cfg.models.get(name, {}).items()})
+        except Exception:
+            continue
+        pm = model if hasattr(model, "param_spec") else getattr(model, "model", None)
+        if pm is None:
+            continue
+        units.update({k: s.units for k, s in pm.param_spec.items()})
+        units.update({k: "mm" for k in pm.state_names})
+    return units
+
+
+def write_summary(run_dir: Path, cfg: Config, data: ExperimentData, table: pd.DataFrame, failures: list,
+                  figures: dict, seconds: float, peers: dict) -> None:
+    lines = [f"# difhydro run `{cfg.name}`", ""]
+    if data.kind == "twin":
+        lines += ["**Synthetic twin** (no data configured): real Fulda forcing, EXP-HYDRO truth. "
+                  "Point `--data-dir` at CAMELS-US or Caravan for real basins.", ""]
+    lines += [f"- {n}" for n in data.notes]
+    lines += [f"- difhydro {__version__}, config hash `{config_hash(cfg)[:12]}`, total time {seconds:.0f} s", ""]
+    lines += ["PET read by the process models: " + data.pet + ". The networks read " + ", ".join(data.inputs) + ".", ""]
+    lines += [f"Every model spins up on the {cfg.training.warmup} days before a test period (where the data start "
+              "later, on the first days of the period, which are then simulated but not scored).", ""]
+    lines += ["The mean-flow benchmark has NSE = 0; models below it are worse than the test-period mean. "
+              "`temporal` = gauged (training basins, test period); `kfold` = ungauged (held-out basins).", ""]
+    if len(table):
+        lines += outputs.summary_table(table) + [""]
+    if "nh_cudalstm" in peers:
+        res = peers["nh_cudalstm"]
+        lines += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
+                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation; it predicts from test day "
+                  f"{cfg.training.window - cfg.training.warmup} on (its first windows end there), so its scores "
+                  "cover fewer days.", ""]
+    if data.report is not None:
+        lines += ["## Data validation", "", data.report.to_markdown(), ""]
+    if failures:
+        lines += ["## Failed or not run", "", "| model | unit | reason |", "|---|---|---|"]
+        lines += [f"| {m} | {u} | {r} |" for m, u, r in failures] + [""]
+    not_applicable = [m for m in model_names(cfg) if MODELS[m].calibrated and "kfold" in cfg.evaluations]
+    if not_applicable:
+        lines += [f"Not applicable in the ungauged (kfold) evaluation: {', '.join(not_applicable)} (per-basin "
+                  "calibration needs the basin's own streamflow).", ""]
+    if data.excluded:
+        lines += ["## Excluded basins", ""] + [f"- {b}: {r}" for b, r in data.excluded.items()] + [""]
+    if figures:
+        lines += ["## Figures", ""] + [f"- {k}: `{v}`" for k, v in figures.items()] + [""]
+    lines += ["Columns of `metrics.csv` and variables of `predictions.nc`: see the README (section *Outputs*)."]
+    outputs.write_summary_md(run_dir / "summary.md", lines)
+
+
+def load_result(folder: Path) -> dict:
+    """The saved test-period result of a unit folder (for inspection)."""
+    return _load_result(folder)
+
+
+def run_exists(path) -> bool:
+    return is_run_dir(path)
+
+
+def _dump(obj) -> str:
+    return json.dumps(obj, default=str)
