@@ -133,7 +133,7 @@ def test_hybrid_modes_shapes_and_residual_start():
 
 def test_head_is_causal_over_the_lag_window():
     batch = _batch(n_basins=1, n_days=60)
-    model = HybridPRNN(mode="pseudo_regional", residual=False)
+    model = HybridPRNN(mode="pseudo_regional", head="plain")
     variables = model.init(jax.random.key(2), batch)
     variables["params"]["head"]["w2"] = jnp.ones_like(variables["params"]["head"]["w2"])  # starts at 0
     base = model.apply(variables, batch)["streamflow"]

@@ -102,8 +102,18 @@ class HybridPRNN(nn.Module):
     small hypernetwork). ``mode="local"`` (one basin) and ``"pseudo_regional"`` (pipeline
     off, one parameter set for all basins) learn θP and θN directly.
 
-    With ``residual=True`` (default) the head predicts a correction added to Q*, so an
-    untrained head starts from the physics; ``False`` is the paper's plain head.
+    ``head`` says how the head's output ``h`` makes the streamflow:
+
+    - ``"bounded"`` (default): ``Q = Q*·exp(head_bound·tanh(h))``, a factor in
+      ``[e^-b, e^b]`` on the physics flow. Q is never negative, is 0 where the physics
+      says so, and cannot create water beyond ``e^b`` times what the mass-conserving
+      physics layer lets through, whatever the attributes (a hypernetwork extrapolating
+      to an unseen basin cannot turn an arid basin's forcing into floods);
+    - ``"residual"``: ``Q = Q* + h`` (a correction, unbounded);
+    - ``"plain"``: ``Q = h`` (the paper's head).
+
+    An untrained head (``w2 = 0``, so ``h = 0``) starts from the physics for ``bounded``
+    and ``residual``.
 
     Attributes:
         model: process model of the PRNN (EXP-HYDRO by default).
@@ -120,7 +130,8 @@ class HybridPRNN(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     head_hidden: int = 8
     lag_days: int = 10
-    residual: bool = True
+    head: str = "bounded"
+    head_bound: float = 0.6931471805599453  # ln 2: the head scales Q* by 0.5 ... 2
     q_scale: float = 1.0
     warmup_days: int = 0
     checkpoint: bool | None = None
@@ -131,10 +142,12 @@ class HybridPRNN(nn.Module):
         """``initial_state``: process-model states ``[basin, ...]`` at the first day (hot start)."""
         if self.mode not in ("local", "regional", "pseudo_regional"):
             raise ValueError(f"mode must be local, regional or pseudo_regional, got {self.mode!r}")
+        if self.head not in ("bounded", "residual", "plain"):
+            raise ValueError(f"head must be bounded, residual or plain, got {self.head!r}")
         needs = ("forcing", "inputs") + (("attributes",) if self.mode == "regional" else ())
         check_batch(batch, self.model, needs)
         prnn = PRNN(self.model, warmup_days=self.warmup_days, checkpoint=self.checkpoint, name="prnn")
-        head = CausalConvHead(self.head_hidden, 1, self.lag_days, name="head")
+        conv = CausalConvHead(self.head_hidden, 1, self.lag_days, name="head")
         inputs = jnp.asarray(field(batch, "inputs"))
         raw, head_weights = None, None
         if self.mode == "regional":
@@ -142,16 +155,19 @@ class HybridPRNN(nn.Module):
             params = prnn.head
             flat = MLP(tuple(self.hidden_sizes), params.size, name="physical_parameters")(attrs, deterministic=deterministic)
             raw = params.split(flat)
-            shapes = head.weight_shapes(inputs.shape[-1] + 1)
+            shapes = conv.weight_shapes(inputs.shape[-1] + 1)
             flat_w = MLP(tuple(self.hidden_sizes), sum(math.prod(s) for s in shapes.values()),
                          name="head_parameters")(attrs, deterministic=deterministic)
             head_weights = split_last_axis(flat_w * 0.1, shapes)
         out = prnn(field(batch, "forcing"), raw, initial_state)
         q_star = out["streamflow"]
         x = jnp.concatenate([(q_star / self.q_scale)[..., None], inputs], axis=-1)
-        correction = head(x, head_weights)[..., 0]
+        h = conv(x, head_weights)[..., 0]
         out["physics_streamflow"] = q_star
-        out["streamflow"] = q_star + correction if self.residual else correction
+        if self.head == "bounded":
+            out["streamflow"] = q_star * jnp.exp(self.head_bound * jnp.tanh(h))
+        else:
+            out["streamflow"] = q_star + h if self.head == "residual" else h
         return out
 
 
@@ -237,8 +253,9 @@ class DifferentiableParameterLearning(nn.Module):
 class RegionalLSTM(nn.Module):
     """Regional LSTM of Kratzert et al. (2019): ``[inputs, attributes] -> LSTM -> Q``.
 
-    The output is ``streamflow = output_offset + output_scale · head`` (mm d-1), so the
-    network can work in standardised units (set them from the training-period flow).
+    The output is ``streamflow = max(output_offset + output_scale · head, 0)`` (mm d-1):
+    the network works in standardised units (set them from the training-period flow) and a
+    flow is never negative (neuralhydrology's ``output_activation: relu``).
     """
 
     hidden_size: int = 256
@@ -259,7 +276,8 @@ class RegionalLSTM(nn.Module):
             self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
             initial_forget_bias=self.initial_forget_bias, dtype=self.dtype, name="lstm",
         )(x, deterministic=deterministic)
-        return {"streamflow": self.output_offset + self.output_scale * y[..., 0].astype(jnp.float32)}
+        q = self.output_offset + self.output_scale * y[..., 0].astype(jnp.float32)
+        return {"streamflow": jax.nn.relu(q)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -280,8 +298,10 @@ class RegisteredModel:
         doc: one line for listings and summaries.
 
     The EXP-HYDRO entries read the ``pet`` forcing (``pet_source="forcing"``), so that
-    every process model of an experiment reads the same PET; ``pet_source="hamon"``
-    is P-RNN's own Hamon PET.
+    every process model of an experiment reads the same PET (``pet_source="hamon"`` is
+    P-RNN's own Hamon PET), and report the water that left the buckets during each day
+    (``output_timing="update"``): P-RNN's ``"updated"`` evaluation reports flow from an
+    empty bucket (``H_5(0) = 0.5``), water that never existed.
         calibrated: per-basin calibration of a process model (gauged basins only).
     """
 
@@ -322,15 +342,20 @@ def _entry(name: str) -> RegisteredModel:
     return MODELS[name]
 
 
+def _exphydro(pet_source: str) -> ExpHydro:
+    return ExpHydro(pet_source=pet_source, output_timing="update")
+
+
 def _hybrid(flow_mean, flow_std, hidden_size: int = 64, head_hidden: int = 8, lag_days: int = 10,
-            pet_source: str = "forcing"):
-    return HybridPRNN(ExpHydro(pet_source=pet_source), mode="regional", q_scale=flow_std,
-                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days)
+            head: str = "bounded", pet_source: str = "forcing"):
+    return HybridPRNN(_exphydro(pet_source), mode="regional", q_scale=flow_std,
+                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days, head=head)
 
 
-def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10, pet_source: str = "forcing"):
-    return HybridPRNN(ExpHydro(pet_source=pet_source), mode="pseudo_regional", q_scale=flow_std,
-                      head_hidden=head_hidden, lag_days=lag_days)
+def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10, head: str = "bounded",
+                   pet_source: str = "forcing"):
+    return HybridPRNN(_exphydro(pet_source), mode="pseudo_regional", q_scale=flow_std,
+                      head_hidden=head_hidden, lag_days=lag_days, head=head)
 
 
 def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None):
@@ -340,7 +365,7 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
 
 def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp", pet_source: str = "forcing"):
     sizes = (hidden_size,) if network == "attention" else (hidden_size, hidden_size)
-    return DifferentiableParameterLearning(ExpHydro(pet_source=pet_source), network=network, hidden_sizes=sizes)
+    return DifferentiableParameterLearning(_exphydro(pet_source), network=network, hidden_sizes=sizes)
 
 
 def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
@@ -357,7 +382,7 @@ register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter s
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)")
 register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, Feng et al. 2022)")
 register_model("dpl_exphydro", _dpl_exphydro, "dPL: MLP on attributes -> EXP-HYDRO (Tsai et al. 2021)")
-register_model("exphydro_calibrated", lambda flow_mean, flow_std, pet_source="forcing": ExpHydro(pet_source=pet_source),
+register_model("exphydro_calibrated", lambda flow_mean, flow_std, pet_source="forcing": _exphydro(pet_source),
                "EXP-HYDRO calibrated per basin by gradient descent", calibrated=True)
 register_model("hbv_calibrated", lambda flow_mean, flow_std: HBV(),
                "HBV calibrated per basin by gradient descent", calibrated=True)
