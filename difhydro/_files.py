@@ -7,14 +7,26 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "is_primary"]
+
+
+def is_primary() -> bool:
+    """False in the processes 1, 2, ... of a ``jax.distributed`` job: only process 0 writes."""
+    import jax
+
+    return jax.process_count() == 1 or jax.process_index() == 0
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = ""):
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``
-    (``os.replace``, atomic on one file system), on failure it is removed."""
+    (``os.replace``, atomic on one file system), on failure it is removed. In the other
+    processes of a distributed job the file is written to a scratch path and dropped."""
     path = Path(path)
+    if not is_primary():
+        with tempfile.TemporaryDirectory() as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)

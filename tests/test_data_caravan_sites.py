@@ -176,3 +176,13 @@ def test_soil_moisture_profile_hourly_and_daily():
     assert gaps.any() and np.isnan(daily["groundwater_head"].values[0][gaps]).all()
     with pytest.raises(ValueError, match="unknown example"):
         load_example("rhine")
+
+
+def test_caravan_files_without_streamflow_load_for_prediction(tmp_path):
+    """Forcing-only files (no streamflow column anywhere) load with streamflow missing, said in the notes."""
+    root = make_caravan(tmp_path)
+    for path in (root / "timeseries/csv/camels").glob("*.csv"):
+        pd.read_csv(path).drop(columns="streamflow").to_csv(path, index=False)
+    ds = load_caravan(root, validate=False)
+    assert np.isnan(ds["streamflow"].values).all()
+    assert "no streamflow column" in ds.attrs["data_notes"]

@@ -76,7 +76,9 @@ def test_error_policy_lists_triples_and_counts():
     with pytest.raises(DataValidationError) as info:
         validate(ds, source="toy")
     msg = str(info.value)
-    assert msg.startswith("data validation failed for toy: 3 problem(s)")
+    # the first line names the first problem and how many more follow (one-line CLI errors)
+    assert msg.startswith("data validation failed for toy: precipitation (forcing, policy error")
+    assert "(and 2 more problem(s), listed below)" in msg.splitlines()[0]
     assert "precipitation (forcing, policy error, valid 0..1000 mm d-1): 3 missing value(s) inside the record in 1 " \
            "basin(s) (B), 1 of them sentinel codes" in msg
     assert "first: basin B on 2000-01-04; basin B on 2000-01-05; basin B on 2000-01-07" in msg

@@ -148,3 +148,76 @@ def test_regional_dpl_recovers_held_out_basins_parameters():
     # the baseflow decline rate controls the recession and is identifiable from flow alone
     assert r2["f"] > 0.6
 
+
+
+DISTRIBUTED = textwrap.dedent(
+    """
+    import json, sys, jax
+    pid, n, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if n > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+    import numpy as np
+    from difhydro.data import fit_normalization, fulda_twin, make_basin_data
+    from difhydro.hybrid import HybridPRNN
+    from difhydro.physics import ExpHydro
+    from difhydro.training import TrainConfig, Trainer
+    assert jax.device_count() == n and jax.local_device_count() == 1
+    ds = fulda_twin(ExpHydro(), n_basins=6, seed=5)
+    attrs = [f"attribute_{k}" for k in range(5)]
+    period = ("1979-01-01", "1986-12-31")
+    stats = fit_normalization(ds, ["precipitation", "temperature", "day_length"], attrs, period)
+    data = make_basin_data(ds, stats, period, window=500, warmup=200)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=8, learning_rate=3e-3, progress=False)
+    trainer = Trainer(HybridPRNN(mode="regional"), data, cfg)  # the mesh spans both processes' devices
+    state = trainer.init_state()
+    losses = []
+    for _ in range(cfg.steps_per_epoch):
+        state, loss = trainer.train_step(state)
+        losses.append(float(loss))
+    params = [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(state["params"])]
+    print("RESULT " + json.dumps({"losses": losses, "params": params}), flush=True)
+    if n > 1:
+        jax.distributed.shutdown()
+    """
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_through_jax_distributed_match_one_process(tmp_path):
+    """jax.distributed.initialize on two local processes (CPU collectives over gloo): the
+    basin axis of every batch is split between the processes, and the losses and the
+    parameters equal those of one process."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    single = subprocess.run([sys.executable, "-c", DISTRIBUTED, "0", "1", "0"], capture_output=True, text=True,
+                            env=env, timeout=600)
+    port = str(_free_port())
+    logs = [(tmp_path / f"out{i}.txt", tmp_path / f"err{i}.txt") for i in range(2)]
+    procs = []
+    for i, (out, err) in enumerate(logs):  # files, not pipes: a full pipe would block a process at a collective
+        with open(out, "w") as o, open(err, "w") as e:
+            procs.append(subprocess.Popen([sys.executable, "-c", DISTRIBUTED, str(i), "2", port], stdout=o, stderr=e,
+                                          env=env))
+    for p in procs:
+        p.wait(timeout=600)
+    outs = [(out.read_text(), err.read_text()) for out, err in logs]
+
+    def result(stdout):
+        return json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+    assert single.returncode == 0, single.stderr[-2000:]
+    one = result(single.stdout)
+    for proc, (stdout, stderr) in zip(procs, outs):
+        assert proc.returncode == 0, stderr[-2000:]
+        two = result(stdout)
+        np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+        for a, b in zip(two["params"], one["params"]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -225,7 +225,12 @@ def load_caravan(
         _check_record(record, basins, records, files)
     axis = daily_axis([(d[0], d[-1]) for d, _ in records], start, end)
     columns = list(records[0][1])
+    if any("streamflow" in values for _, values in records):  # optional only when no file has it
+        columns = columns if "streamflow" in columns else columns + ["streamflow"]
     for b, (_, values) in zip(basins, records):
+        missing = [c for c in columns if c not in values]
+        if missing:
+            raise DataFileError(f"column(s) {missing} missing; file has {list(values)}", files[b], b)
         if list(values) != columns:
             raise DataFileError(f"columns {list(values)} differ from those of {basins[0]}: {columns}", files[b], b)
     dims = ("basin", "time")

@@ -179,8 +179,10 @@ class DataValidationError(ValueError):
     def __init__(self, source: str, problems: Sequence[str], report: ValidationReport):
         self.problems = list(problems)
         self.report = report
-        head = f"data validation failed for {source or 'the data set'}: {len(self.problems)} problem(s)"
-        body = "\n".join(f"  - {p}" for p in self.problems)
+        more = f" (and {len(self.problems) - 1} more problem(s), listed below)" if len(self.problems) > 1 else ""
+        first = self.problems[0] if self.problems else "no details"
+        head = f"data validation failed for {source or 'the data set'}: {first}{more}"
+        body = "\n".join(f"  - {p}" for p in self.problems[1:])
         tail = ("\n  (policies: " + ", ".join(f"{k}={v}" for k, v in report.policies.items())
                 + "; pass policies={...} to mask or interpolate a dynamic variable, or 'mean' to impute an attribute)")
         super().__init__(f"{head}\n{body}{tail}")

@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--models", help="comma-separated subset of the configured models")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (refused if the config changed)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--distributed", action="store_true",
+                   help="join a jax.distributed job detected from SLURM, Open MPI or a TPU pod (docs/scale.md)")
+    t.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 of a jax.distributed job")
+    t.add_argument("--num-processes", type=int, help="processes of the jax.distributed job")
+    t.add_argument("--process-id", type=int, help="this process's index in the jax.distributed job")
     e = sub.add_parser("evaluate", help="score a run's models on any basins and period")
     e.add_argument("run_dir")
     e.add_argument("--data-dir")
@@ -97,16 +102,35 @@ def main(argv=None) -> int:
         return 2
 
 
+def _join_job(args) -> None:
+    """``jax.distributed.initialize`` before any computation (CPU collectives over gloo)."""
+    manual = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in manual):
+        return
+    if not args.distributed and any(v is None for v in manual):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (or use --distributed)")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if args.distributed:
+        jax.distributed.initialize()
+    else:
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+
+
 def _train(args) -> int:
     from .run import train_run
 
+    _join_job(args)
     if not args.config and not args.resume:
         raise ValueError("train needs a CONFIG.yml (or --resume RUN_DIR)")
     if args.resume and args.out:
         raise ValueError("--out and --resume exclude each other (the run continues in RUN_DIR)")
     run_dir, table, failures = train_run(args.config, args.out, data_dir=args.data_dir, basin_file=args.basin_file,
                                          models=args.models, resume=args.resume, progress=not args.quiet)
-    print((Path(run_dir) / "summary.md").read_text())
+    if (Path(run_dir) / "summary.md").is_file():
+        print((Path(run_dir) / "summary.md").read_text())
     if failures:
         sys.stderr.write(f"difhydro train: {len(failures)} model run(s) failed or were not run; see {run_dir}/summary.md\n")
         return 1

@@ -44,6 +44,7 @@ __all__ = [
     "config_to_dict",
     "config_hash",
     "parse_period",
+    "model_training",
     "FORMATS",
     "PET_METHODS",
     "EVALUATIONS",
@@ -133,7 +134,9 @@ class Config:
     seeds: list = field([0], "seeds; several make an ensemble (mean of the members' predictions)")
     ensemble_models: list = field([], "models trained with every seed (others use the first seed only); "
                                       "empty: every trained model")
-    models: dict = field({}, "models of the registry with their options, e.g. {lstm: {hidden_size: 64}}; "
+    kfold_models: list = field([], "models of the ungauged (kfold) evaluation; empty: every trained model")
+    models: dict = field({}, "models of the registry with their options, e.g. {lstm: {hidden_size: 64}}, and "
+                             "optionally their own training settings, {lstm: {training: {steps_per_epoch: 200}}}; "
                              "empty: every registry entry with its defaults")
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     peers: PeersConfig = dataclasses.field(default_factory=PeersConfig)
@@ -236,13 +239,16 @@ def _check(cfg: Config) -> Config:
             options = {}
         if not isinstance(options, Mapping):
             raise ConfigError(f"models.{name}: expected a mapping of options, got {options!r}")
-        accepted = model_options(name)
+        accepted = list(model_options(name)) + ["training"]
         bad = [k for k in options if k not in accepted]
         if bad:
-            raise ConfigError(f"models.{name}.{bad[0]}: unknown option; accepted: {', '.join(accepted) or 'none'}")
-    for name in cfg.ensemble_models:
-        if name not in (cfg.models or MODELS):
-            raise ConfigError(f"ensemble_models: {name!r} is not a configured model")
+            raise ConfigError(f"models.{name}.{bad[0]}: unknown option; accepted: {', '.join(accepted)}")
+        if "training" in options:  # this model's own training settings over the training: section
+            _build(TrainingConfig, options["training"], f"models.{name}.training")
+    for key in ("ensemble_models", "kfold_models"):
+        for name in getattr(cfg, key):
+            if name not in (cfg.models or MODELS):
+                raise ConfigError(f"{key}: {name!r} is not a configured model")
     for name, policy in cfg.data.policies.items():
         action = str(policy).split(":")[0] if not isinstance(policy, Mapping) else policy.get("action", "")
         if action not in POLICIES:
@@ -279,6 +285,13 @@ def load_config(source: str | Path | Mapping, overrides: Mapping[str, Any] | Non
             node = node.setdefault(p, {})
         node[last] = value
     return _check(_build(Config, values, ""))
+
+
+def model_training(cfg: Config, name: str) -> TrainingConfig:
+    """The training settings of model ``name``: ``training:`` with its own overrides."""
+    own = cfg.models.get(name, {}).get("training") or {}
+    checked = _build(TrainingConfig, own, f"models.{name}.training")
+    return dataclasses.replace(cfg.training, **{k: getattr(checked, k) for k in own})
 
 
 def config_to_dict(cfg: Config) -> dict:

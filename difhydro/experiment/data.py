@@ -105,7 +105,7 @@ class ExperimentData:
 def resolve_source(cfg: Config, data_dir: str | None = None) -> tuple[str, Path | None, str]:
     """``(format, folder, note)``: where the data comes from (``data_dir`` overrides the config)."""
     root = data_dir or cfg.data.dir or os.environ.get("DIFHYDRO_DATA_DIR")
-    how = "--data-dir" if data_dir else "data.dir" if cfg.data.dir else "$DIFHYDRO_DATA_DIR" if root else ""
+    how = "--data-dir" if data_dir else "data.dir / --data-dir" if cfg.data.dir else "$DIFHYDRO_DATA_DIR" if root else ""
     if not root and cfg.data.format != "twin":
         beside = Path(__file__).resolve().parents[3] / "shared" / "data"
         if beside.is_dir():

@@ -320,14 +320,12 @@ def run_cudalstm(
     batches could not be full.
 
     Evaluation: NH's ``RegressionTester`` on the same basins over ``test_period``, with
-    the trained model in memory: one ``seq_length`` window ending on every test day.
-    NH reads the ``seq_length - predict_last_n`` days *before* the test period as warm-up
-    (``BaseDataset._load_or_create_xarray_dataset``), so its first window ends on test day
-    ``predict_last_n`` (1-based). ``simulated`` is the last step of the window ending on
-    each day (what NH's metrics use), hence NaN on the first ``predict_last_n - 1`` test
-    days (not ``seq_length - 1``: the earlier days are covered by the warm-up read from
-    before the period) and wherever a window's forcing has a gap. Simulations are not
-    clipped at 0.
+    the trained model in memory and ``predict_last_n`` set to 1 (Kratzert et al.'s
+    evaluation): one ``seq_length`` window ending on every test day, whose last step is
+    that day's prediction. NH reads the ``seq_length - 1`` days *before* the test period
+    as the first windows' history (``BaseDataset._load_or_create_xarray_dataset``), so every
+    test day is predicted; ``simulated`` is NaN only where a window's forcing has a gap.
+    Simulations are not clipped at 0.
 
     Files: everything goes to a new folder ``work_dir/nh_cudalstm_<stamp>/`` (basin file
     ``basins.txt``, NH config ``config.yml``, NH log ``neuralhydrology.log`` and NH's run
@@ -488,6 +486,9 @@ def run_cudalstm(
 
         say(f"trained in {train_seconds:.1f} s; evaluating {test[0].date()}..{test[1].date()}")
         t1 = time.perf_counter()
+        # evaluation scores the last day of a window ending on every test day, so that the
+        # whole test period is predicted (NH then reads seq_length - 1 days before it)
+        trainer.cfg.update_config({"predict_last_n": 1})
         tester = get_tester(cfg=trainer.cfg, run_dir=run_dir, period="test", init_model=False)
         try:
             results = tester.evaluate(save_results=True, metrics=trainer.cfg.metrics, model=trainer.model)

@@ -10,7 +10,9 @@
 - ``nse``, ``kge`` (2009), ``mnse``, ``fhv`` (%), ``r``: :mod:`difhydro.training.metrics`
   over the scored days (NaN observations skipped); ``days``: scored days;
 - ``train_seconds`` (whole training of that fold and seed), ``seconds_per_epoch``,
-  ``basin_days_per_second`` (training throughput: target days seen per second).
+  ``basin_days_per_second`` (training throughput: target days seen per second of
+  optimisation steps), ``compile_seconds`` (the first step's extra time: compilation),
+  ``step_seconds`` (median time of a training step).
 """
 
 from __future__ import annotations
@@ -169,21 +171,29 @@ def open_predictions(path) -> xr.Dataset:
 
 def summary_table(table: pd.DataFrame) -> list[str]:
     """Markdown rows: per evaluation and model, median/mean NSE and KGE, NSE < 0, worst NSE,
-    basins below NSE -1, seconds per epoch, total training seconds and throughput."""
+    basins below NSE -1, seconds per epoch, total training seconds and throughput. A model
+    trained with several seeds shows its lowest seed (``<model>_ensemble`` rows show the mean
+    of the seeds' predictions); ``train s`` sums the folds (and seeds) of that row."""
     lines = ["| evaluation | model | basins | median NSE | mean NSE | median KGE | mean KGE | NSE < 0 | NSE < -1 | "
-             "worst NSE | s / epoch | train s | basin-days / s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "worst NSE | compile s | s / step | train s | basin-days / s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (evaluation, model), g in table.groupby(["evaluation", "model"], sort=False):
         runs = g.drop_duplicates(["fold", "seed"])
-        per_epoch = runs.seconds_per_epoch.dropna()
+        g = g[g.seed == g.seed.min()]
         rate = runs.basin_days_per_second.dropna()
         lines.append(
             f"| {evaluation} | {model} | {g.basin.nunique()} | {np.nanmedian(g.nse):.3f} | {np.nanmean(g.nse):.3f} | "
             f"{np.nanmedian(g.kge):.3f} | {np.nanmean(g.kge):.3f} | {int((g.nse < 0).sum())} | {int((g.nse < -1).sum())} | "
-            f"{np.nanmin(g.nse):.2f} | {f'{per_epoch.mean():.1f}' if len(per_epoch) else '–'} | "
+            f"{np.nanmin(g.nse):.2f} | {_fmt(runs.get('compile_seconds'), 1)} | {_fmt(runs.get('step_seconds'), 3)} | "
             f"{runs.train_seconds.sum():.0f} | {f'{rate.mean():.0f}' if len(rate) else '–'} |"
         )
     return lines
+
+
+def _fmt(column, digits: int) -> str:
+    values = np.asarray(column if column is not None else [], float)
+    values = values[np.isfinite(values)]
+    return f"{values.max():.{digits}f}" if values.size else "–"
 
 
 def write_summary_md(path: Path, lines: Sequence[str]) -> Path:

@@ -23,12 +23,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import __version__
-from .._files import atomic_path, atomic_write_text
+from .._files import atomic_path, atomic_write_text, is_primary
 from ..data import fit_normalization, make_basin_data
 from ..hybrid import MODELS, build_model, model_options
 from ..training import TrainConfig, Trainer, gradient_calibration
 from . import outputs, plots
-from .config import Config, ConfigError, config_hash, config_to_dict, load_config
+from .config import Config, ConfigError, config_hash, config_to_dict, load_config, model_training
 from .data import PHYSICS_FORCING, ExperimentData, prepare_data
 from .models import SavedModel, predict_unit, save_params, window_period
 from .rundir import RunDirError, create_run_dir, default_run_dir, is_run_dir, read_marker, write_json
@@ -66,10 +66,11 @@ def plan_units(cfg: Config, basins: Sequence[str]) -> list[Unit]:
             test = tuple(basins[i] for i in sorted(chunk))
             experiments.append(("kfold", f, tuple(b for b in basins if b not in test), test))
     ensemble = set(cfg.ensemble_models or model_names(cfg))
+    ungauged = set(cfg.kfold_models or model_names(cfg))
     units = []
     for evaluation, fold, train, test in experiments:
         for name in model_names(cfg):
-            if MODELS[name].calibrated and evaluation != "temporal":
+            if evaluation != "temporal" and (MODELS[name].calibrated or name not in ungauged):
                 continue
             seeds = cfg.seeds if name in ensemble and not MODELS[name].calibrated else cfg.seeds[:1]
             units += [Unit(name, evaluation, fold, s, train, test) for s in seeds]
@@ -77,14 +78,14 @@ def plan_units(cfg: Config, basins: Sequence[str]) -> list[Unit]:
 
 
 def _options(cfg: Config, name: str) -> dict:
-    options = dict(cfg.models.get(name, {}))
+    options = {k: v for k, v in cfg.models.get(name, {}).items() if k != "training"}
     if "warmup_days" in model_options(name):
-        options.setdefault("warmup_days", cfg.training.warmup)
+        options.setdefault("warmup_days", model_training(cfg, name).warmup)
     return options
 
 
 def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, resume: bool, progress: bool) -> dict:
-    t = cfg.training
+    t = model_training(cfg, unit.model)
     ds, periods = data.ds, data.periods
     forcing = tuple(v for v in PHYSICS_FORCING if v in ds)
     stats = fit_normalization(ds, data.inputs, data.attributes, periods["train"], basins=list(unit.train_basins))
@@ -111,16 +112,21 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
     seconds = time.perf_counter() - t0
     save_params(folder / "params", fit["params"])
     pred = predict_unit(saved, ds, unit.test_basins, periods["test"], params=fit["params"])
-    epochs = [h["seconds"] for h in fit["history"]]
+    history = fit["history"]
+    epochs = [h["seconds"] for h in history]
     target_days = t.epochs * t.steps_per_epoch * t.batch_size * (t.window - t.warmup)
+    first = history[0] if history else {}
+    step = float(np.median([h["median_step_seconds"] for h in history])) if history else np.nan
     return {**pred, "train_seconds": seconds, "seconds_per_epoch": float(np.mean(epochs)) if epochs else np.nan,
-            "basin_days_per_second": target_days / seconds if seconds > 0 else np.nan}
+            "basin_days_per_second": target_days / (step * t.epochs * t.steps_per_epoch) if history else np.nan,
+            "compile_seconds": float(first.get("first_step_seconds", np.nan) - first.get("median_step_seconds", np.nan)),
+            "step_seconds": step}
 
 
 def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:
-    t = cfg.training
+    t = model_training(cfg, unit.model)
     ds, periods = data.ds, data.periods
-    model = build_model(unit.model, **cfg.models.get(unit.model, {}))
+    model = build_model(unit.model, **_options(cfg, unit.model))
     window, spin, _ = window_period(ds, periods["train"], t.warmup, unit.test_basins, model.forcing_names)
     sub = ds.sel(basin=list(unit.test_basins), time=slice(*window))
     forcing = {k: sub[k].transpose("basin", "time").values.astype(np.float32) for k in model.forcing_names}
@@ -132,7 +138,7 @@ def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path,
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "calibrated.npz") as tmp:
         np.savez(tmp, **{k: np.asarray(v) for k, v in result.params.items()})
-    saved = SavedModel(folder, {"name": unit.model, "options": dict(cfg.models.get(unit.model, {})), "flow_mean": 0.0,
+    saved = SavedModel(folder, {"name": unit.model, "options": _options(cfg, unit.model), "flow_mean": 0.0,
                                 "flow_std": 1.0, "inputs": [], "attributes": [], "forcing": list(model.forcing_names),
                                 "window": 0, "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.test_basins),
                                 "train_period": periods["train"], "evaluation": unit.evaluation, "fold": unit.fold,
@@ -147,6 +153,7 @@ def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path,
 def _save_result(folder: Path, result: dict) -> None:
     flat = {"simulated": result["simulated"], "time": np.asarray(result["time"], "datetime64[D]").astype(str),
             "spin_up_in_period": result.get("spin_up_in_period", 0),
+            "compile_seconds": result.get("compile_seconds", np.nan), "step_seconds": result.get("step_seconds", np.nan),
             "train_seconds": result["train_seconds"], "seconds_per_epoch": result["seconds_per_epoch"],
             "basin_days_per_second": result["basin_days_per_second"]}
     for group in ("params", "series", "final_state"):
@@ -166,8 +173,8 @@ def _load_result(folder: Path) -> dict:
             else:
                 out[k] = z[k]
     out["time"] = pd.DatetimeIndex(out["time"])
-    for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second"):
-        out[k] = float(out[k])
+    for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "compile_seconds", "step_seconds"):
+        out[k] = float(out.get(k, np.nan))
     out["spin_up_in_period"] = int(out.get("spin_up_in_period", 0))
     return out
 
@@ -221,10 +228,11 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
         run_dir = Path(out) if out else default_run_dir(cfg.name)
         from .rundir import check_new_run_dir
 
-        check_new_run_dir(run_dir)
+        if is_primary():
+            check_new_run_dir(run_dir)
     data = prepare_data(cfg)  # every data problem surfaces here, before the run directory exists
     log("\n".join(data.notes))
-    if resume is None:
+    if resume is None and is_primary():
         create_run_dir(run_dir, config_hash(cfg), __version__)
         import yaml
 
@@ -251,11 +259,21 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
             results[unit] = result
         except Exception as err:  # a failure is reported, never silently dropped
             failures.append((unit.model, f"{unit.evaluation} fold {unit.fold} seed {unit.seed}",
-                             f"{type(err).__name__}: {err}"))
-            traceback.print_exc()
+                             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
+            _log_failure(run_dir, unit.model, err)
     peer_rows = _peers(cfg, data, run_dir, failures, progress, log)
     table = aggregate(run_dir, cfg, data, results, peer_rows, failures, time.perf_counter() - t_start)
     return run_dir, table, failures
+
+
+def _log_failure(run_dir: Path, name: str, err: Exception) -> None:
+    """One line on stderr; the traceback in ``errors.log`` of the run directory."""
+    sys.stderr.write(f"difhydro train: {name} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                     f"(traceback in {run_dir / 'errors.log'})\n")
+    if not is_primary():
+        return
+    with open(run_dir / "errors.log", "a") as log:
+        log.write(f"--- {name} ---\n{''.join(traceback.format_exception(err))}\n")
 
 
 def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
@@ -267,7 +285,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
         return {}
     from .neuralhydrology import run_cudalstm
 
-    t, lstm = cfg.training, _options(cfg, "lstm") if "lstm" in model_names(cfg) else {}
+    t, lstm = model_training(cfg, "lstm"), _options(cfg, "lstm") if "lstm" in model_names(cfg) else {}
     names = {"precipitation": "total_precipitation_sum", "temperature": "temperature_2m_mean",
              "pet_era5": "potential_evaporation_sum"}
     folder = run_dir / "peers" / "nh_cudalstm"
@@ -284,7 +302,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
             seed=cfg.seeds[0], work_dir=folder, threads=cfg.peers.threads, progress=progress)
     except Exception as err:
         failures.append(("nh_cudalstm", "temporal", f"{type(err).__name__}: {err}"))
-        traceback.print_exc()
+        _log_failure(run_dir, "nh_cudalstm", err)
         return {}
     target_days = res["updates"] * t.batch_size * (t.window - t.warmup)
     result = {"simulated": res["simulated"], "time": pd.DatetimeIndex(res["time"]), "params": {}, "series": {},
@@ -319,7 +337,8 @@ def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, p
             rows.append({"evaluation": evaluation, "fold": fold, "model": name, "seed": seed, "basin": b,
                          **{m: float(sc[m][i]) for m in outputs.METRIC_NAMES}, "days": int(sc["days"][i]),
                          "train_seconds": res["train_seconds"], "seconds_per_epoch": res["seconds_per_epoch"],
-                         "basin_days_per_second": res["basin_days_per_second"]})
+                         "basin_days_per_second": res["basin_days_per_second"],
+                         "compile_seconds": res.get("compile_seconds", np.nan), "step_seconds": res.get("step_seconds", np.nan)})
 
     members: dict = {}
     for unit, res in results.items():
@@ -340,7 +359,8 @@ def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, p
             unit = next(u for u in results if (u.model, u.evaluation, u.fold) == (name, evaluation, fold))
             mean = np.mean([r["simulated"] for r in runs], axis=0)
             agg = {k: float(np.sum([r[k] for r in runs])) if k == "train_seconds" else float(np.nanmean([r[k] for r in runs]))
-                   for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "spin_up_in_period")}
+                   for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "spin_up_in_period",
+                             "compile_seconds", "step_seconds")}
             add_rows(f"{name}_ensemble", evaluation, fold, -1, unit.test_basins, mean, agg)
             key = (evaluation, f"{name}_ensemble")
             simulated.setdefault(key, np.full((len(basins), len(time_axis)), np.nan, np.float32))
@@ -370,7 +390,7 @@ def _units(cfg: Config) -> dict[str, str]:
     units = {}
     for name in model_names(cfg):
         try:
-            model = build_model(name, **{k: v for k, v in cfg.models.get(name, {}).items()})
+            model = build_model(name, **_options(cfg, name))
         except Exception:
             continue
         pm = model if hasattr(model, "param_spec") else getattr(model, "model", None)
@@ -390,7 +410,7 @@ def write_summary(run_dir: Path, cfg: Config, data: ExperimentData, table: pd.Da
     lines += [f"- {n}" for n in data.notes]
     lines += [f"- difhydro {__version__}, config hash `{config_hash(cfg)[:12]}`, total time {seconds:.0f} s", ""]
     lines += ["PET read by the process models: " + data.pet + ". The networks read " + ", ".join(data.inputs) + ".", ""]
-    lines += [f"Every model spins up on the {cfg.training.warmup} days before a test period (where the data start "
+    lines += [f"Every model spins up on its warm-up days (training.warmup: {cfg.training.warmup}) before a test period (where the data start "
               "later, on the first days of the period, which are then simulated but not scored).", ""]
     lines += ["The mean-flow benchmark has NSE = 0; models below it are worse than the test-period mean. "
               "`temporal` = gauged (training basins, test period); `kfold` = ungauged (held-out basins).", ""]
@@ -399,15 +419,19 @@ def write_summary(run_dir: Path, cfg: Config, data: ExperimentData, table: pd.Da
     if "nh_cudalstm" in peers:
         res = peers["nh_cudalstm"]
         lines += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
-                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation; it predicts from test day "
-                  f"{cfg.training.window - cfg.training.warmup} on (its first windows end there), so its scores "
-                  "cover fewer days.", ""]
+                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
+                  "day, the whole test period scored).", ""]
     if data.report is not None:
         lines += ["## Data validation", "", data.report.to_markdown(), ""]
     if failures:
         lines += ["## Failed or not run", "", "| model | unit | reason |", "|---|---|---|"]
         lines += [f"| {m} | {u} | {r} |" for m, u, r in failures] + [""]
     not_applicable = [m for m in model_names(cfg) if MODELS[m].calibrated and "kfold" in cfg.evaluations]
+    if cfg.kfold_models and "kfold" in cfg.evaluations:
+        skipped = [m for m in model_names(cfg) if m not in cfg.kfold_models and not MODELS[m].calibrated]
+        if skipped:
+            lines += [f"Ungauged (kfold) evaluation configured for {', '.join(cfg.kfold_models)} only "
+                      f"(not run for {', '.join(skipped)}).", ""]
     if not_applicable:
         lines += [f"Not applicable in the ungauged (kfold) evaluation: {', '.join(not_applicable)} (per-basin "
                   "calibration needs the basin's own streamflow).", ""]

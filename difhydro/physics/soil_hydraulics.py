@@ -10,9 +10,11 @@ through ``jit``, ``grad`` and ``vmap``) with three methods of the pressure head 
 
 The same formulas are exported as plain functions (``vg_water_content`` etc.).
 All functions keep value and gradient finite from saturation (h >= 0) to very dry soil
-(h ~ -1e7 cm): fractional powers are taken of clamped bases (:func:`safe_power`), and the
-Mualem conductivity uses an effective saturation clipped below 1 (its derivative dK/dSe is
-unbounded at Se = 1 for every n, process-models.md section 3.1).
+(h ~ -1e7 cm): fractional powers are taken of clamped bases (:func:`safe_power`: alpha|h|
+is floored at 1e-12, where the derivative dK/dSe of the Mualem conductivity, unbounded at
+Se = 1 for every n, docs/physics.md §3.1, is still finite), and the saturated
+branch (h >= 0: Se = 1, theta = theta_s, K = Ks and C = 0 exactly) is selected with the
+"double where" of the JAX FAQ.
 """
 
 from __future__ import annotations
@@ -45,10 +47,6 @@ __all__ = [
 # Floor of alpha*|h| inside fractional powers: keeps d/dn (alpha|h|)^n = x^n log x finite
 # at saturation, where alpha*|h| = 0.
 _SCALED_HEAD_FLOOR = 1e-12
-# Floor of (alpha|h|)^n in the Mualem term: Se <= (1 + 1e-7)^(-m) < 1. The Mualem factor
-# [1 - (x / (1 + x))^m]^2 is written in x = (alpha|h|)^n so that no 1 - Se cancellation
-# occurs in float32.
-_MUALEM_X_FLOOR = 1e-7
 # Se bounds before inverting theta -> h (section 3.1).
 _SE_INVERT_BOUNDS = (1e-6, 1.0 - 1e-7)
 
@@ -56,6 +54,13 @@ _SE_INVERT_BOUNDS = (1e-6, 1.0 - 1e-7)
 def _scaled_suction_power(h: Array, alpha: Array, n: Array) -> Array:
     """``x = (alpha * max(-h, 0))^n``, with a clamped base so gradients stay finite."""
     return safe_power(alpha * jnp.maximum(-h, 0.0), n, _SCALED_HEAD_FLOOR)
+
+
+def _unsaturated(h: Array) -> tuple[Array, Array]:
+    """``(h >= 0, h_u)``: the saturated mask and a head that is -1 cm where it is set, for
+    the unsaturated branch of a "double where" (its value and gradient there are unused)."""
+    saturated = h >= 0.0
+    return saturated, jnp.where(saturated, -1.0, h)
 
 
 # ----------------------------------------------------------------------------------------
@@ -72,7 +77,9 @@ def vg_effective_saturation(h: Array, alpha: Array, n: Array) -> Array:
         n: pore-size distribution index (> 1), -.
     """
     m = 1.0 - 1.0 / n
-    return jnp.power(1.0 + _scaled_suction_power(h, alpha, n), -m)
+    saturated, h_u = _unsaturated(h)
+    se = jnp.power(1.0 + _scaled_suction_power(h_u, alpha, n), -m)
+    return jnp.where(saturated, jnp.ones_like(se), se)
 
 
 def vg_water_content(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
@@ -81,24 +88,31 @@ def vg_water_content(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: 
 
 
 def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array) -> Array:
-    """Mualem conductivity ``K = Ks Se^0.5 [1 - (1 - Se^(1/m))^m]^2``.
+    """Mualem conductivity ``K = Ks Se^0.5 [1 - (1 - Se^(1/m))^m]^2``; exactly ``k_s`` for h >= 0.
 
-    Written with ``x = (alpha|h|)^n`` (``1 - Se^(1/m) = x / (1 + x)``) and ``x`` floored at
-    1e-7, i.e. Se clipped below 1: K(0) is within 0.7 % of ``k_s`` for n >= 1.5 and falls
-    below it for very small n (the steep vG-Mualem K near saturation). Units of ``k_s``.
+    Written as ``K = Ks Se^0.5 (1 - w Se)^2`` with ``w = (alpha|h|)^(n-1)`` (``(1 -
+    Se^(1/m))^m = w Se``): near saturation ``K ~ Ks (1 - 2w)``, whose slope in h is
+    unbounded for n < 2. ``alpha|h|`` is floored at 1e-12, which keeps value and gradient
+    finite; the curve is followed exactly down to that floor, so the limit h -> 0- is
+    ``k_s`` within 0.1 % for n >= 1.3, while for smaller n the vG-Mualem K itself is still
+    far below ``k_s`` there (0.83 ``k_s`` at n = 1.09, 0.56 at n = 1.05, at |h| = 1e-12 /
+    alpha cm) and jumps to ``k_s`` at h = 0. Units of ``k_s``.
     """
     m = 1.0 - 1.0 / n
-    x = jnp.maximum(_scaled_suction_power(h, alpha, n), _MUALEM_X_FLOOR)
-    se = jnp.power(1.0 + x, -m)
-    mualem = 1.0 - safe_power(x / (1.0 + x), m, _MUALEM_X_FLOOR)
-    return k_s * jnp.sqrt(se) * mualem**2
+    saturated, h_u = _unsaturated(h)
+    suction = alpha * jnp.maximum(-h_u, 0.0)
+    se = jnp.power(1.0 + safe_power(suction, n, _SCALED_HEAD_FLOOR), -m)
+    w = safe_power(suction, n - 1.0, _SCALED_HEAD_FLOOR)
+    k = jnp.sqrt(se) * (1.0 - w * se) ** 2
+    return jnp.where(saturated, jnp.ones_like(k), k) * k_s
 
 
 def vg_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
     """Specific moisture capacity ``C = (theta_s - theta_r) alpha n m (alpha|h|)^(n-1)
     [1 + (alpha|h|)^n]^(-m-1)``, cm-1; 0 for h >= 0."""
     m = 1.0 - 1.0 / n
-    ah = alpha * jnp.maximum(-h, 0.0)
+    saturated, h_u = _unsaturated(h)
+    ah = alpha * jnp.maximum(-h_u, 0.0)
     c = (
         (theta_s - theta_r)
         * alpha
@@ -107,7 +121,7 @@ def vg_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array
         * safe_power(ah, n - 1.0, _SCALED_HEAD_FLOOR)
         * jnp.power(1.0 + safe_power(ah, n, _SCALED_HEAD_FLOOR), -m - 1.0)
     )
-    return jnp.where(h < 0.0, c, 0.0)
+    return jnp.where(saturated, 0.0, c)
 
 
 def vg_pressure_head(theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
@@ -148,6 +162,12 @@ class VanGenuchten(eqx.Module):
 
     def pressure_head(self, theta: Array) -> Array:
         return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n)
+
+    def inflection_head(self) -> Array:
+        """Head of the largest capacity C (the inflection of theta(h)), ``(alpha|h|)^n = m``:
+        ``h* = -m^(1/n) / alpha`` (cm). Drier than h*, C falls steeply with |h|."""
+        m = 1.0 - 1.0 / self.n
+        return -jnp.power(m, 1.0 / self.n) / self.alpha
 
 
 # ----------------------------------------------------------------------------------------

@@ -382,13 +382,16 @@ class Trainer:
         for epoch in range(meta["epoch"], cfg.epochs):
             t0 = time.perf_counter()
             bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-            total = 0.0
+            total, step_times = 0.0, []
             for i in bar:
+                t_step = time.perf_counter()
                 state, value = self.train_step(state)
+                total += float(value)  # waits for the step: the times below are real
+                step_times.append(time.perf_counter() - t_step)
                 if i % 10 == 0 or i == cfg.steps_per_epoch - 1:
                     bar.set_postfix(loss=f"{float(value):.4f}")
-                total += float(value)
-            row = {"epoch": epoch + 1, "train_loss": total / cfg.steps_per_epoch, "seconds": time.perf_counter() - t0}
+            row = {"epoch": epoch + 1, "train_loss": total / cfg.steps_per_epoch, "seconds": time.perf_counter() - t0,
+                   "first_step_seconds": step_times[0], "median_step_seconds": float(np.median(step_times))}
             improved = True
             if self.validation is not None:
                 scores = self.evaluate(state["params"], self.validation)
