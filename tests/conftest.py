@@ -27,3 +27,22 @@ def x64():
     """Run the test body in float64 without leaking the setting into other tests."""
     with jax.enable_x64(True):
         yield
+
+
+def _subset(data_dir: Path, name: str, marker: str) -> Path:
+    root = data_dir / name
+    if not (root / marker).exists():
+        pytest.skip(f"{name} subset not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def camels(data_dir) -> Path:
+    """The shared CAMELS-US subset (original layout)."""
+    return _subset(data_dir, "camels_us", "basin_mean_forcing")
+
+
+@pytest.fixture(scope="session")
+def caravan(data_dir) -> Path:
+    """The shared Caravan subset (230 basins, CSV)."""
+    return _subset(data_dir, "camels_caravan", "timeseries/csv/camels")

@@ -183,22 +183,14 @@ def test_cache_is_reused_and_invalidated(tmp_path):
 # -- integration tests on the shared CAMELS-US subset -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def camels_root(data_dir):
-    root = data_dir / "camels_us"
-    if not root.is_dir():
-        pytest.skip(f"CAMELS-US subset not found at {root}")
-    return root
-
-
-def test_streamflow_conversion_matches_raw_files(camels_root):
-    ds = load_camels_us(camels_root, forcing="nldas")
+def test_streamflow_conversion_matches_raw_files(camels):
+    ds = load_camels_us(camels, forcing="nldas")
     assert ds.sizes["basin"] == 22
     for basin in ds["basin"].values:
-        path = next((camels_root / "usgs_streamflow").rglob(f"{basin}_streamflow_qc.txt"))
+        path = next((camels / "usgs_streamflow").rglob(f"{basin}_streamflow_qc.txt"))
         raw = pd.read_csv(path, sep=r"\s+", header=None)
         dates = pd.to_datetime(dict(year=raw[1], month=raw[2], day=raw[3]))
-        forcing = next((camels_root / "basin_mean_forcing/nldas").rglob(f"{basin}_*.txt"))
+        forcing = next((camels / "basin_mean_forcing/nldas").rglob(f"{basin}_*.txt"))
         area = float(forcing.read_text().splitlines()[2])
         cfs = raw[4].to_numpy(float)
         expected = np.where(cfs == -999, np.nan, cfs * 0.0283168466 * 86400 * 1000 / area)
@@ -210,9 +202,9 @@ def test_streamflow_conversion_matches_raw_files(camels_root):
 
 
 @pytest.mark.parametrize("basin, forcing, area_var", [("01022500", "nldas", "area_gages2"), ("01031500", "daymet", "area_gages2")])
-def test_long_term_mean_flow_matches_camels_q_mean(camels_root, basin, forcing, area_var):
+def test_long_term_mean_flow_matches_camels_q_mean(camels, basin, forcing, area_var):
     """q_mean of camels_hydro.txt is the 1989-10-01..2009-09-30 mean (Addor et al. 2017)."""
-    ds = load_camels_us(camels_root, basins=[basin], forcing=forcing).sel(basin=basin)
+    ds = load_camels_us(camels, basins=[basin], forcing=forcing).sel(basin=basin)
     q = ds["streamflow"].sel(time=slice("1989-10-01", "2009-09-30"))
     assert int(np.isfinite(q).sum()) > 7000
     ours = float(q.mean())
@@ -224,10 +216,10 @@ def test_long_term_mean_flow_matches_camels_q_mean(camels_root, basin, forcing, 
     assert rescaled == pytest.approx(q_mean, rel=1e-4)
 
 
-def test_all_shared_basins_load_in_seconds(camels_root):
+def test_all_shared_basins_load_in_seconds(camels):
     t0 = time.perf_counter()
-    nldas = load_camels_us(camels_root, forcing="nldas")
-    daymet = load_camels_us(camels_root, forcing="daymet")
+    nldas = load_camels_us(camels, forcing="nldas")
+    daymet = load_camels_us(camels, forcing="daymet")
     seconds = time.perf_counter() - t0
     assert seconds < 10.0, seconds
     assert nldas.sizes["basin"] == 22 and daymet.sizes["basin"] == 6

@@ -140,27 +140,35 @@ def expected_header_line(dropped: set[int]) -> int:
     raise AssertionError("nothing dropped")
 
 
+def line_corruption(draw, kind, lines, first, sep, wrong, columns):
+    """The corruptions every format has: a line with another delimiter, text in a numeric
+    column, a duplicated or swapped line (``first``: 1-based line of the first record).
+    Returns ``(lines, newline, line)`` or None for another kind."""
+    if kind == "delimiter-line":
+        return wrong_delimiter_line(draw, lines, first, sep, draw(st.sampled_from(wrong)))
+    if kind == "text":
+        return text_in_column(draw, lines, first, sep, columns)
+    if kind == "duplicate":
+        return duplicate_line(draw, lines, first)
+    if kind == "unordered":
+        return swap_lines(draw, lines, first)
+    return None
+
+
 @st.composite
 def corrupt_forcing(draw):
     dates, p, t = draw(records())
     lines = forcing_lines(dates, p, t)
     kind = draw(st.sampled_from(["cut", "delimiter-line", "delimiter-file", "text", "header", "duplicate", "unordered"]))
+    out = line_corruption(draw, kind, lines, 5, "whitespace", [",", ";"], list(range(11)))
     if kind == "cut":
         out = cut_last_line(draw, lines, 5)
-    elif kind == "delimiter-line":
-        out = wrong_delimiter_line(draw, lines, 5, "whitespace", draw(st.sampled_from([",", ";"])))
     elif kind == "delimiter-file":
         sep = draw(st.sampled_from([",", ";"]))
         out = lines[:3] + [sep.join(l.split()) for l in lines[3:]], True, 4
-    elif kind == "text":
-        out = text_in_column(draw, lines, 5, "whitespace", list(range(11)))
     elif kind == "header":
         dropped = draw(st.sets(st.sampled_from([1, 2, 3, 4]), min_size=1))
         out = [l for i, l in enumerate(lines, start=1) if i not in dropped], True, expected_header_line(dropped)
-    elif kind == "duplicate":
-        out = duplicate_line(draw, lines, 5)
-    else:
-        out = swap_lines(draw, lines, 5)
     return (kind,) + out
 
 
@@ -200,15 +208,8 @@ def corrupt_flow(draw):
     dates, p, _ = draw(records())
     lines = flow_lines(dates, p)
     kind = draw(st.sampled_from(["cut", "delimiter-line", "text", "duplicate", "unordered"]))
-    if kind == "cut":
-        return (kind,) + cut_last_line(draw, lines, 1)
-    if kind == "delimiter-line":
-        return (kind,) + wrong_delimiter_line(draw, lines, 1, "whitespace", draw(st.sampled_from([",", ";"])))
-    if kind == "text":
-        return (kind,) + text_in_column(draw, lines, 1, "whitespace", [1, 2, 3, 4])
-    if kind == "duplicate":
-        return (kind,) + duplicate_line(draw, lines, 1)
-    return (kind,) + swap_lines(draw, lines, 1)
+    out = line_corruption(draw, kind, lines, 1, "whitespace", [",", ";"], [1, 2, 3, 4])
+    return (kind,) + (out or cut_last_line(draw, lines, 1))
 
 
 @FUZZ
@@ -229,21 +230,16 @@ def corrupt_caravan(draw):
     dates, p, t = draw(records())
     lines = caravan_lines(dates, p, t)
     kind = draw(st.sampled_from(["cut", "delimiter-line", "delimiter-file", "text", "header", "duplicate", "unordered"]))
+    out = line_corruption(draw, kind, lines, 2, ",", [";", "\t", " "], [1, 2, 3, 4])
     if kind == "cut":  # anywhere in the last line, the line break included
         k = draw(st.integers(1, len(lines[-1])))
-        return kind, lines[:-1] + [lines[-1][:k]], False, len(lines)
-    if kind == "delimiter-line":
-        return (kind,) + wrong_delimiter_line(draw, lines, 2, ",", draw(st.sampled_from([";", "\t", " "])))
-    if kind == "delimiter-file":
+        out = lines[:-1] + [lines[-1][:k]], False, len(lines)
+    elif kind == "delimiter-file":
         sep = draw(st.sampled_from([";", "\t"]))
-        return kind, [sep.join(l.split(",")) for l in lines], True, 1
-    if kind == "text":
-        return (kind,) + text_in_column(draw, lines, 2, ",", [1, 2, 3, 4])
-    if kind == "header":
-        return kind, lines[1:], True, 1
-    if kind == "duplicate":
-        return (kind,) + duplicate_line(draw, lines, 2)
-    return (kind,) + swap_lines(draw, lines, 2)
+        out = [sep.join(l.split(",")) for l in lines], True, 1
+    elif kind == "header":
+        out = lines[1:], True, 1
+    return (kind,) + out
 
 
 @FUZZ

@@ -220,14 +220,12 @@ def test_clip_policy_and_policy_parsing():
 
 
 @pytest.fixture(scope="module")
-def caravan(data_dir):
-    root = data_dir / "camels_caravan"
-    if not root.is_dir():
-        pytest.skip(f"Caravan subset not found at {root}")
-    return load_caravan(root, validate=False)
+def caravan_raw(caravan):
+    return load_caravan(caravan, validate=False)
 
 
-def test_validate_over_the_230_shared_caravan_basins(caravan):
+def test_validate_over_the_230_shared_caravan_basins(caravan_raw):
+    caravan = caravan_raw
     clean, report = validate(caravan, source="shared Caravan")
     assert report.ok and caravan.sizes["basin"] == 230
     tot = report.totals().set_index("variable")

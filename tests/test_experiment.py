@@ -25,14 +25,6 @@ UNSEEN = ["04015330", "05057200"]  # eligible CAMELS-US basins outside the smoke
 
 
 @pytest.fixture(scope="module")
-def camels(data_dir):
-    root = data_dir / "camels_us"
-    if not root.is_dir():
-        pytest.skip(f"CAMELS-US subset not found at {root}")
-    return root
-
-
-@pytest.fixture(scope="module")
 def smoke_run(camels, tmp_path_factory):
     """The main job with the smoke preset (every model, gauged and ungauged)."""
     out = tmp_path_factory.mktemp("smoke") / "run"

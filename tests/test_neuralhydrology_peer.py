@@ -20,14 +20,6 @@ INPUTS = ["total_precipitation_sum", "temperature_2m_mean", "potential_evaporati
 ATTRIBUTES = ["p_mean", "area"]
 
 
-@pytest.fixture(scope="module")
-def caravan(data_dir):
-    root = data_dir / "camels_caravan"
-    if not (root / "timeseries" / "csv" / "camels").is_dir():
-        pytest.skip(f"no Caravan data at {root}")
-    return root
-
-
 def run(caravan, work_dir, **overrides):
     kwargs = dict(
         dynamic_inputs=INPUTS, static_attributes=ATTRIBUTES, hidden_size=8, seq_length=SEQ,
@@ -105,7 +97,7 @@ def test_writes_only_a_new_folder_in_work_dir(result, caravan):
     [
         ({"basins": ["camels_00000000"]}, "unknown basin 'camels_00000000'"),
         ({"basins": ["01022500"]}, "unknown basin '01022500'"),
-        ({"test_period": ("1996-01-31", "1995-10-01")}, "empty test period"),
+        ({"test_period": ("1996-01-31", "1995-10-01")}, "test_period: the period ends (1995-10-01) before its start"),
         ({"train_period": ("2030-01-01", "2030-12-31")}, "empty train period"),
         ({"static_attributes": ["no_such_attribute"]}, "static attributes ['no_such_attribute']"),
     ],

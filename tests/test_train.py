@@ -88,29 +88,35 @@ def test_bad_configuration_fails_before_compiling(twin):
         make_basin_data(twin, stats, ("1979-01-01", "1986-12-31"), window=730, warmup=365, static=["attribute_9"])
 
 
-SHARDED = textwrap.dedent(
+# the twin, the data and a loop of training steps, shared by the device and process scripts
+TWIN_STEPS = textwrap.dedent(
     """
     import json, sys, jax, numpy as np
     from difhydro.data import fit_normalization, fulda_twin, make_basin_data
     from difhydro.hybrid import HybridPRNN
     from difhydro.physics import ExpHydro
     from difhydro.training import TrainConfig, Trainer, basin_mesh
-    assert jax.device_count() == 2, jax.devices()
     ds = fulda_twin(ExpHydro(), n_basins=6, seed=5)
     attrs = [f"attribute_{k}" for k in range(5)]
     period = ("1979-01-01", "1986-12-31")
     stats = fit_normalization(ds, ["precipitation", "temperature", "day_length"], attrs, period)
     data = make_basin_data(ds, stats, period, window=500, warmup=200)
-    cfg = TrainConfig(epochs=1, steps_per_epoch=6, batch_size=8, learning_rate=3e-3, progress=False)
-    out = {}
-    for name, devices in (("one", jax.devices()[:1]), ("two", jax.devices())):
-        trainer = Trainer(HybridPRNN(mode="regional"), data, cfg, mesh=basin_mesh(devices))
-        state = trainer.init_state()
-        losses = []
-        for _ in range(cfg.steps_per_epoch):
+
+    def run(steps, mesh=None):
+        cfg = TrainConfig(epochs=1, steps_per_epoch=steps, batch_size=8, learning_rate=3e-3, progress=False)
+        trainer = Trainer(HybridPRNN(mode="regional"), data, cfg, mesh=mesh)
+        state, losses = trainer.init_state(), []
+        for _ in range(steps):
             state, loss = trainer.train_step(state)
             losses.append(float(loss))
-        out[name] = {"losses": losses, "params": [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(state["params"])]}
+        return {"losses": losses, "params": [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(state["params"])]}
+    """
+)
+
+SHARDED = TWIN_STEPS + textwrap.dedent(
+    """
+    assert jax.device_count() == 2, jax.devices()
+    out = {name: run(6, basin_mesh(devices)) for name, devices in (("one", jax.devices()[:1]), ("two", jax.devices()))}
     json.dump(out, sys.stdout)
     """
 )
@@ -152,31 +158,17 @@ def test_regional_dpl_recovers_held_out_basins_parameters():
 
 DISTRIBUTED = textwrap.dedent(
     """
-    import json, sys, jax
+    import sys, jax
     pid, n, port = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     if n > 1:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
-    import numpy as np
-    from difhydro.data import fit_normalization, fulda_twin, make_basin_data
-    from difhydro.hybrid import HybridPRNN
-    from difhydro.physics import ExpHydro
-    from difhydro.training import TrainConfig, Trainer
+    """
+) + TWIN_STEPS + textwrap.dedent(
+    """
     assert jax.device_count() == n and jax.local_device_count() == 1
-    ds = fulda_twin(ExpHydro(), n_basins=6, seed=5)
-    attrs = [f"attribute_{k}" for k in range(5)]
-    period = ("1979-01-01", "1986-12-31")
-    stats = fit_normalization(ds, ["precipitation", "temperature", "day_length"], attrs, period)
-    data = make_basin_data(ds, stats, period, window=500, warmup=200)
-    cfg = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=8, learning_rate=3e-3, progress=False)
-    trainer = Trainer(HybridPRNN(mode="regional"), data, cfg)  # the mesh spans both processes' devices
-    state = trainer.init_state()
-    losses = []
-    for _ in range(cfg.steps_per_epoch):
-        state, loss = trainer.train_step(state)
-        losses.append(float(loss))
-    params = [np.asarray(x).ravel().tolist() for x in jax.tree.leaves(state["params"])]
-    print("RESULT " + json.dumps({"losses": losses, "params": params}), flush=True)
+    result = run(4)  # the default mesh spans both processes' devices
+    print("RESULT " + json.dumps(result), flush=True)
     if n > 1:
         jax.distributed.shutdown()
     """

@@ -57,18 +57,30 @@ CAMELS_PERIODS: dict[str, tuple[str, str]] = {
 }
 
 
-def resolve_period(period: str | tuple) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """A named preset of :data:`CAMELS_PERIODS` or a user ``(start, end)`` (inclusive)."""
-    if isinstance(period, str):
+def resolve_period(period: str | tuple, name: str = "period") -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(start, end)`` timestamps (both days included) of a preset of :data:`CAMELS_PERIODS`,
+    a ``"START:END"`` string or a ``(start, end)`` pair of dates.
+
+    Raises a ValueError naming ``name`` (e.g. ``periods.train``, ``--period``) and the accepted
+    form: an unknown preset, a period without both ends, a bad date, an end before the start.
+    """
+    if isinstance(period, str) and ":" not in period:
         if period not in CAMELS_PERIODS:
-            raise ValueError(f"unknown period {period!r}; presets are {list(CAMELS_PERIODS)} or pass (start, end)")
+            raise ValueError(f"{name}: unknown period {period!r}: a period needs both ends as START:END "
+                             f"(e.g. 1999-10-01:2008-09-30) or is a preset, {list(CAMELS_PERIODS)}")
         period = CAMELS_PERIODS[period]
-    try:
-        start, end = (pd.Timestamp(p) for p in period)
-    except (TypeError, ValueError):
-        raise ValueError(f"period must be a preset name or (start, end) dates, got {period!r}") from None
+    parts = period.split(":") if isinstance(period, str) else list(period) if isinstance(period, (list, tuple)) else None
+    if parts is None or len(parts) != 2 or not all(str(p).strip() for p in parts):
+        raise ValueError(f"{name}: a period needs both ends as START:END (e.g. 1999-10-01:2008-09-30), got {period!r}")
+    days = []
+    for p in parts:
+        try:
+            days.append(pd.Timestamp(str(p).strip()))
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: {str(p).strip()!r} is not a date (use YYYY-MM-DD)") from None
+    start, end = days
     if end < start:
-        raise ValueError(f"period end {end.date()} lies before its start {start.date()}")
+        raise ValueError(f"{name}: the period ends ({end.date()}) before its start ({start.date()})")
     return start, end
 
 

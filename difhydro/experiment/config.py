@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 
+from ..data.batching import resolve_period
 from ..hybrid import MODELS, model_options
 
 __all__ = [
@@ -148,24 +148,13 @@ class Config:
 
 
 def parse_period(value, key: str) -> tuple[str, str]:
-    """``"START:END"`` or ``[START, END]`` -> ``(start, end)`` ISO dates, both ends required."""
-    if isinstance(value, str):
-        parts = value.split(":")
-    elif isinstance(value, (list, tuple)):
-        parts = [str(v) for v in value]
-    else:
-        raise ConfigError(f"{key}: expected START:END (e.g. 1999-10-01:2008-09-30), got {value!r}")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise ConfigError(f"{key}: a period needs both ends as START:END (e.g. 1999-10-01:2008-09-30), got {value!r}")
-    days = []
-    for p in parts:
-        try:
-            days.append(pd.Timestamp(p.strip()))
-        except (ValueError, TypeError):
-            raise ConfigError(f"{key}: {p.strip()!r} is not a date (use YYYY-MM-DD)") from None
-    if days[1] < days[0]:
-        raise ConfigError(f"{key}: the period ends ({days[1].date()}) before it starts ({days[0].date()})")
-    return str(days[0].date()), str(days[1].date())
+    """``"START:END"`` or ``[START, END]`` -> ``(start, end)`` ISO dates, both ends required
+    (:func:`difhydro.data.resolve_period`, its errors as :class:`ConfigError`)."""
+    try:
+        start, end = resolve_period(value if isinstance(value, (str, list, tuple)) else repr(value), key)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return str(start.date()), str(end.date())
 
 
 def _expected(tp) -> tuple:

@@ -112,13 +112,9 @@ def _register_csv_caravan() -> type:
 
 
 def _period(period: Sequence[str], name: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    try:
-        start, end = (pd.Timestamp(p) for p in period)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}_period must be ('YYYY-MM-DD', 'YYYY-MM-DD'), got {period!r}") from None
-    if end < start:
-        raise ValueError(f"empty {name} period: {start.date()} is after {end.date()}")
-    return start, end
+    from ..data.batching import resolve_period
+
+    return resolve_period(tuple(period), f"{name}_period")
 
 
 def _source(basin: str) -> str:

@@ -336,6 +336,12 @@ class AttributeTransformer(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
+    def encoder(self, name: str) -> TransformerEncoder:
+        """A :class:`TransformerEncoder` with this module's sizes (inside a compact call)."""
+        return TransformerEncoder(num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                                  dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
+                                  name=name)
+
     @nn.compact
     def __call__(self, attributes: Array, *, deterministic: bool = True) -> Array:
         if attributes.ndim != 2:
@@ -345,11 +351,7 @@ class AttributeTransformer(nn.Module):
         if self.num_params < 1:
             raise ValueError(f"num_params must be >= 1, got {self.num_params}")
         tokens, mask = attribute_tokens(self, attributes, self.d_model)
-        x = TransformerEncoder(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
-            name="encoder",
-        )(tokens, mask, deterministic=deterministic)
+        x = self.encoder("encoder")(tokens, mask, deterministic=deterministic)
         return QueryReadout(
             self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
             self.dtype, self.param_dtype, name="readout",

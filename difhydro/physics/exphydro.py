@@ -103,18 +103,8 @@ class ExpHydro(ProcessModel):
     }
     state_names = ("snow_storage", "soil_storage")
     output_names = (
-        "streamflow",
-        "baseflow",
-        "surface_runoff",
-        "evapotranspiration",
-        "snowmelt",
-        "pet",
-        "rainfall",
-        "snowfall",
-        "snowmelt_flux",
-        "evapotranspiration_flux",
-        "baseflow_flux",
-        "surface_runoff_flux",
+        "streamflow", "baseflow", "surface_runoff", "evapotranspiration", "snowmelt", "pet", "rainfall", "snowfall",
+        "snowmelt_flux", "evapotranspiration_flux", "baseflow_flux", "surface_runoff_flux",
     )
 
     @property

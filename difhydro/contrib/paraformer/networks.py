@@ -25,7 +25,6 @@ from ...nn import (
     CrossAttentionBlock,
     PositionalEncoding,
     QueryReadout,
-    TransformerEncoder,
     attribute_tokens,
     zero_padding,
 )
@@ -60,14 +59,8 @@ class ParaFormerZ(AttributeTransformer):
     """
 
     @nn.compact
-    def __call__(
-        self,
-        inputs: Array,
-        mask: Array | None = None,
-        attributes: Array | None = None,
-        *,
-        deterministic: bool = True,
-    ) -> Array:
+    def __call__(self, inputs: Array, mask: Array | None = None, attributes: Array | None = None, *,
+                 deterministic: bool = True) -> Array:
         check_sequence(inputs, "inputs")
         if self.num_params < 1:
             raise ValueError(f"num_params must be >= 1, got {self.num_params}")
@@ -75,11 +68,7 @@ class ParaFormerZ(AttributeTransformer):
         x = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype,
                      name="embed")(x)
         x = PositionalEncoding(self.dropout_rate)(x, deterministic=deterministic)
-        x = TransformerEncoder(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
-            name="encoder",
-        )(x, mask, deterministic=deterministic)
+        x = self.encoder("encoder")(x, mask, deterministic=deterministic)
         readout = QueryReadout(
             self.num_params, self.num_heads, self.mlp_dim, self.dropout_rate,
             self.dtype, self.param_dtype, name="readout",
@@ -92,11 +81,7 @@ class ParaFormerZ(AttributeTransformer):
                 f"got shape {attributes.shape}"
             )
         tokens, attribute_mask = attribute_tokens(self, attributes, self.d_model)
-        queries = TransformerEncoder(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-            dropout_rate=self.dropout_rate, dtype=self.dtype, param_dtype=self.param_dtype,
-            name="attribute_encoder",
-        )(tokens, attribute_mask, deterministic=deterministic)
+        queries = self.encoder("attribute_encoder")(tokens, attribute_mask, deterministic=deterministic)
         fused = CrossAttentionBlock(
             num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
             dtype=self.dtype, param_dtype=self.param_dtype, name="history_attention",
@@ -148,14 +133,8 @@ class ParameterNetwork(nn.Module):
     dropout_rate: float = 0.0
 
     @nn.compact
-    def __call__(
-        self,
-        attributes: Array,
-        history: Array | None = None,
-        history_mask: Array | None = None,
-        *,
-        deterministic: bool = True,
-    ) -> Array:
+    def __call__(self, attributes: Array, history: Array | None = None, history_mask: Array | None = None, *,
+                 deterministic: bool = True) -> Array:
         """``attributes`` [batch, n_attributes] (standardised), ``history``
         [batch, H, features] (standardised forcing + observations), ``history_mask``
         [batch, H] (True = valid step)."""
