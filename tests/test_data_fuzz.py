@@ -13,7 +13,7 @@ import string
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from difhydro.data import (
@@ -244,6 +244,10 @@ def corrupt_caravan(draw):
 
 @FUZZ
 @given(case=corrupt_caravan())
+# found by CI: a tab-separated line whose last field (streamflow) is empty
+@example(case=("delimiter-line", [
+    "date,total_precipitation_sum,temperature_2m_mean,potential_evaporation_sum,streamflow",
+    "2000-01-01,0.00,0.00,1.50,0.00", "2000-01-02\t0.00\t0.00\t1.60\t", "2000-01-03,0.00,0.00,1.70,0.00"], True, 3))
 def test_corrupt_caravan_csv_names_file_and_line(tmp_path_factory, case):
     kind, lines, newline, line = case
     path = write(tmp_path_factory.getbasetemp() / f"camels_{G}.csv", lines, newline)

@@ -1,4 +1,4 @@
-"""Tests of the 1-D Richards solver against process-models.md section 3.
+"""Tests of the 1-D Richards solver against docs/physics.md §3.
 
 Reference numbers: Celia et al. (1990) P1/P2 tables (section 3.4), Gardner's steady state
 and Philip's early-time infiltration (section 3.5), the residual examples (section 3.6).

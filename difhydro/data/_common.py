@@ -235,7 +235,8 @@ def _delimiter_hint(line: str, expected: str, n: int | None = None) -> str:
     the other one together gives ``n`` fields. Without: the line does not split on the
     expected delimiter at all but does on the other one (a header line).
     """
-    line = line.strip()
+    # an empty last field is data (a missing value), so only whitespace files are stripped
+    line = line.strip() if expected == "whitespace" else line.rstrip("\r\n")
 
     def split(text, delims):
         for d in delims[1:]:
@@ -292,7 +293,7 @@ def locate_bad_line(
                 f"line {lineno} is empty (blank lines are allowed only at the end of the file)", path, basin, line=lineno
             )
         if len(fields) != n:
-            hint = _delimiter_hint(text, delimiter, n) if len(fields) < n else ""
+            hint = _delimiter_hint(lines[k], delimiter, n) if len(fields) < n else ""
             if not hint and k == last and len(fields) < n:
                 hint = "; the last line is incomplete: the file looks truncated"
             return DataFileError(
