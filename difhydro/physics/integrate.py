@@ -16,6 +16,7 @@ measured preference :attr:`~difhydro.physics.ProcessModel.default_checkpoint`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,7 +29,12 @@ State = TypeVar("State")
 Fluxes = Any
 
 
-def substeps(substep: Callable[[State], tuple[State, Fluxes]], state: State, n: int) -> tuple[State, Fluxes]:
+def substeps(
+    substep: Callable[[State], tuple[State, Fluxes]],
+    state: State,
+    n: int,
+    combine: Callable[[Fluxes, Fluxes], Fluxes] | None = None,
+) -> tuple[State, Fluxes]:
     """Apply ``substep`` ``n`` times and sum the amounts it returns.
 
     Args:
@@ -36,9 +42,12 @@ def substeps(substep: Callable[[State], tuple[State, Fluxes]], state: State, n: 
             one sub-step (amounts, e.g. mm, not rates), shaped like the batch.
         state: pytree of storages at the start of the interval.
         n: number of sub-steps (a static int >= 1).
+        combine: ``(running total, fluxes) -> running total``; the default adds leaf by
+            leaf. A model that also reports diagnostics (the Richards solver's iteration
+            count and convergence flag) passes its own.
 
     Returns:
-        ``(state after n sub-steps, fluxes summed over the sub-steps)``. With ``n == 1``
+        ``(state after n sub-steps, fluxes combined over the sub-steps)``. With ``n == 1``
         it is ``substep(state)`` itself (no loop is traced).
     """
     n = int(n)
@@ -46,15 +55,20 @@ def substeps(substep: Callable[[State], tuple[State, Fluxes]], state: State, n: 
         raise ValueError(f"the number of sub-steps must be >= 1, got {n}")
     if n == 1:
         return substep(state)
+    if combine is None:
+        combine = functools.partial(jax.tree.map, jnp.add)
     shapes = jax.eval_shape(substep, state)[1]
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-    def body(carry, _):
+    def body(carry, i):
         current, total = carry
         current, fluxes = substep(current)
-        return (current, jax.tree.map(jnp.add, total, fluxes)), None
+        # the first sub-step starts the total, so any combine (sum, max, min) works
+        combined = combine(total, fluxes)
+        total = jax.tree.map(lambda c, f: jnp.where(i == 0, f, c), combined, fluxes)
+        return (current, total), None
 
-    (state, total), _ = jax.lax.scan(body, (state, zeros), None, length=n)
+    (state, total), _ = jax.lax.scan(body, (state, zeros), jnp.arange(n))
     return state, total
 
 

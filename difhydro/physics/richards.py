@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import ParamSpec, ProcessModel, safe_power
+from .integrate import substeps
 from .soil_hydraulics import VanGenuchten
 
 Array = jax.Array
@@ -78,11 +79,6 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def _check_interface(interface: str):
-    if interface not in _INTERFACES:
-        raise ValueError(f"interface must be one of {_INTERFACES}, got {interface!r}")
-
-
 class SubstepFluxes(NamedTuple):
     """Face fluxes of one sub-step (cm per time unit, positive downward), ``[*batch]``.
 
@@ -100,6 +96,19 @@ class SubstepFluxes(NamedTuple):
     runoff: Array
     iterations: Array | None = None
     converged: Array | None = None
+
+
+def _combine_substeps(total: SubstepFluxes, step: SubstepFluxes) -> SubstepFluxes:
+    """Fluxes add up over sub-steps; the iteration count is the largest, convergence the
+    weakest (a day converged when every sub-step did)."""
+    return SubstepFluxes(
+        top=total.top + step.top,
+        bottom=total.bottom + step.bottom,
+        uptake=total.uptake + step.uptake,
+        runoff=total.runoff + step.runoff,
+        iterations=jnp.maximum(total.iterations, step.iterations),
+        converged=jnp.minimum(total.converged, step.converged),
+    )
 
 
 def _interface_weights(k_a, k_b, k_face, interface):
@@ -478,7 +487,7 @@ def richards_substep(
     """
     if (top_flux is None) == (top_head is None):
         raise ValueError("richards_substep needs exactly one of top_flux or top_head")
-    _check_interface(interface)
+    _check_choice("interface", interface, _INTERFACES)
     _check_choice("capacity", capacity, _CAPACITIES)
     _check_choice("jacobian", jacobian, _JACOBIANS)
     _check_choice("gradient", gradient, _GRADIENTS)
@@ -606,8 +615,9 @@ class Richards1D(ProcessModel):
     ``potential_transpiration`` T_p (cm d-1). Each forcing step of length ``dt`` is split
     into ``n_substeps`` equal backward-Euler sub-steps (inner ``lax.scan``) with forcing held
     constant; each sub-step iterates until every cell's mass residual is within ``tol``
-    (at most ``n_iter`` iterations; see :func:`richards_substep`); each step is wrapped in
-    ``jax.checkpoint`` when ``checkpoint`` is set (bounded memory).
+    (at most ``n_iter`` iterations; see :func:`richards_substep`). :func:`simulate`
+    checkpoints each forcing step by default (``default_checkpoint``): the sub-step
+    iterations would otherwise be stored for the backward pass.
 
     The default iteration is Newton's (exact tridiagonal Jacobian, dK/dh and the sink
     derivative included) with a backtracking line search on the scaled residual, taken in
@@ -673,7 +683,6 @@ class Richards1D(ProcessModel):
         max_head_change: ``(a, b)``: each update of a cell's head is limited to ``a + b
             |h|`` cm (damping; the default (50 cm, 0.5) cuts the non-converged days of a
             box sweep fivefold); ``None`` is undamped.
-        checkpoint: wrap each forcing step in ``jax.checkpoint``.
         tol: convergence tolerance of a sub-step (``richards_substep``'s ``tol``:
             residual of each cell within ``tol`` of its content plus throughput);
             ``None`` runs exactly ``n_iter`` iterations (convergence is still reported,
@@ -690,6 +699,8 @@ class Richards1D(ProcessModel):
     0.2) it is more. The while loop stops when the slowest profile of the batch has
     converged, so one hard profile makes the whole batch iterate up to ``n_iter``.
     """
+
+    default_checkpoint: ClassVar[bool] = True
 
     thickness: tuple[float, ...] = eqx.field(static=True, default=(10.0,) * 10)
     dt: float = eqx.field(static=True, default=1.0)
@@ -709,7 +720,6 @@ class Richards1D(ProcessModel):
     capacity: str = eqx.field(static=True, default="tangent")
     diagonal_shift: float = eqx.field(static=True, default=1e-5)
     max_head_change: tuple[float, float] | None = eqx.field(static=True, default=(50.0, 0.5))
-    checkpoint: bool = eqx.field(static=True, default=True)
     tol: float | None = eqx.field(static=True, default=1e-6)
     gradient: str = eqx.field(static=True, default="implicit")
     update: str = eqx.field(static=True, default="mixed")
@@ -746,7 +756,7 @@ class Richards1D(ProcessModel):
             raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
         if self.tol is not None and not self.tol > 0:
             raise ValueError(f"tol must be positive or None, got {self.tol}")
-        _check_interface(self.interface)
+        _check_choice("interface", self.interface, _INTERFACES)
         _check_choice("gradient", self.gradient, _GRADIENTS)
         _check_choice("update", self.update, _UPDATES)
         _check_choice("jacobian", self.jacobian, _JACOBIANS)
@@ -808,7 +818,7 @@ class Richards1D(ProcessModel):
         def uptake(h_):
             return tp[..., None] * roots * feddes_reduction(h_, self.feddes_heads)
 
-        def substep(carry, _):
+        def substep(carry):
             h_, theta_ = carry
             h_, theta_, f = richards_substep(
                 h_,
@@ -835,8 +845,8 @@ class Richards1D(ProcessModel):
             return (h_, theta_), f
 
         theta_start = theta
-        (h, theta), f = jax.lax.scan(substep, (h, theta), None, length=int(self.n_substeps))
-        mean = jax.tree_util.tree_map(lambda x: x.mean(0), f)
+        (h, theta), f = substeps(substep, (h, theta), self.n_substeps, combine=_combine_substeps)
+        mean = f._replace(**{k: getattr(f, k) / int(self.n_substeps) for k in ("top", "bottom", "uptake", "runoff")})
         thick = jnp.asarray(delta, theta.dtype)
         change = ((theta - theta_start) * thick).sum(-1)  # cell by cell: no cancellation
         outputs = {
@@ -846,15 +856,14 @@ class Richards1D(ProcessModel):
             "root_water_uptake": mean.uptake,
             "soil_water": (theta * thick).sum(-1),
             "water_balance_error": change / self.dt - (mean.top - mean.bottom - mean.uptake),
-            "iterations": f.iterations.max(0),
-            "converged": f.converged.min(0),
+            "iterations": f.iterations,
+            "converged": f.converged,
         }
         return h, theta, outputs
 
     def step(self, state, forcing, params):
         """Advance one forcing step (``dt``, 1 d) in ``n_substeps`` Picard sub-steps."""
-        advance = jax.checkpoint(self._advance) if self.checkpoint else self._advance
-        h, theta, outputs = advance(state["pressure_head"], state["water_content"], forcing, params)
+        h, theta, outputs = self._advance(state["pressure_head"], state["water_content"], forcing, params)
         return {"water_content": theta, "pressure_head": h}, outputs
 
 
@@ -890,7 +899,7 @@ def richards_residual(
     Returns:
         R at the interior nodes, ``[*batch, n_depths - 2]`` (per time unit).
     """
-    _check_interface(interface)
+    _check_choice("interface", interface, _INTERFACES)
     if isinstance(soil, Mapping):
         missing = [k for k in _SOIL_NAMES if k not in soil]
         if missing:
