@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
@@ -20,3 +21,21 @@ def best_time(fn, *args, repeat: int = 3) -> float:
 
 def ns_per(seconds: float, count: int) -> float:
     return 1e9 * seconds / count
+
+
+def processor() -> str:
+    """The processor model and its widest vector units, from ``/proc/cpuinfo``."""
+    model, flags = "unknown processor", set()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    units = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{model} ({', '.join(units) or 'no AVX2'}), {os.cpu_count()} logical CPUs"

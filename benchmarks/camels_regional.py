@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from difhydro.experiment.cli import main as difhydro
+from difhydro.experiment.cli import relaunch_with_huge_pages
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -43,6 +44,8 @@ def main(argv=None) -> int:
             command += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     if args.quiet:
         command.append("--quiet")
+    if argv is None:  # from the command line: train on huge pages, as the difhydro command does
+        relaunch_with_huge_pages(command)
     return difhydro(command)
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import best_time, ns_per  # noqa: E402
+from _timing import best_time, ns_per, processor  # noqa: E402
 
 from difhydro.physics import ExpHydro, day_length, simulate  # noqa: E402
 
@@ -108,7 +108,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes, n_days = ((1, 64), 730) if args.quick else ((1, 64, 512), 3650)
     wanted = [s for s in args.only.split(",") if s] or [*SECTIONS, *EXTERNAL]
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}; {processor()}")
     for name in wanted:
         if name in SECTIONS:
             SECTIONS[name](sizes, n_days)

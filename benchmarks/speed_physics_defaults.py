@@ -12,24 +12,13 @@ from it (see docs/speed.md for the rule and the measured numbers).
 from __future__ import annotations
 
 import argparse
-import platform
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from _timing import best_time, ns_per
+from _timing import best_time, ns_per, processor
 from difhydro.physics import HBV, ExpHydro, Richards1D, VicBucket, simulate
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _forcing(model, n_days, n_basins, seed=0):
@@ -76,13 +65,14 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
-    print(f"processor: {_cpu()}; jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
+    print(f"processor: {processor()}; jax {jax.__version__} on {jax.devices()[0].platform} x{jax.device_count()}")
     settings = [(False, 1), (True, 1), (False, 4), (True, 4)]
     print(f"\n{'model':<36} {'days':>5} {'basins':>6} " + " ".join(f"{f'ckpt={c},unroll={u}':>18}" for c, u in settings)
           + "   fastest   ns/basin-day")
     for name, (model, lengths, basins) in MODELS.items():
+        basins = 32 if args.quick else basins
         for n_days in lengths[:1] if args.quick else lengths:
-            times = time_settings(model, n_days, 32 if args.quick else basins, settings)
+            times = time_settings(model, n_days, basins, settings)
             best = min(times, key=times.get)
             cells = " ".join(f"{1e3 * times[s]:>15.1f} ms" for s in settings)
             print(f"{name:<36} {n_days:>5} {basins:>6} {cells}   ckpt={best[0]},u={best[1]}   "

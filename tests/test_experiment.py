@@ -182,6 +182,11 @@ def test_kill_and_resume_gives_identical_results_and_a_changed_config_is_refused
     proc.send_signal(signal.SIGKILL)  # mid-training of the first model: some epochs saved, none of its results
     proc.wait()
     assert not (killed / "metrics.csv").exists()
+    # the command re-launched itself on huge pages where glibc and the kernel allow it
+    from difhydro.experiment.cli import HUGE_PAGES_TUNABLE, huge_pages_environment
+
+    tunables = json.loads((killed / "provenance.json").read_text())["glibc_tunables"]
+    assert (HUGE_PAGES_TUNABLE in tunables) == (huge_pages_environment(env) is not None or "hugetlb=1" in tunables)
     assert difhydro(["train", "--resume", str(killed), "--quiet"]) == 0
     a, b = _metrics(straight / "metrics.csv"), _metrics(killed / "metrics.csv")
     timing = ["train_seconds", "seconds_per_epoch", "basin_days_per_second", "compile_seconds", "step_seconds"]
@@ -236,3 +241,22 @@ def test_command_errors_are_one_line(argv, words, tmp_path, capsys):
     assert difhydro(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_huge_pages_environment_adds_the_tunable_once(monkeypatch):
+    from difhydro.experiment.cli import HUGE_PAGES_TUNABLE, huge_pages_environment
+
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else ""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    supported = (glibc.startswith("glibc") and tuple(map(int, glibc.split()[1].split(".")[:2])) >= (2, 35)
+                 and thp.is_file() and "[never]" not in thp.read_text())
+    if not supported:
+        assert huge_pages_environment({"PATH": "/bin"}) is None
+        return
+    env = huge_pages_environment({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": HUGE_PAGES_TUNABLE}
+    # other tunables are kept; a set tunable or DIFHYDRO_HUGE_PAGES=0 leaves the process alone
+    env = huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGES_TUNABLE}"
+    assert huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
+    assert huge_pages_environment({"DIFHYDRO_HUGE_PAGES": "0"}) is None

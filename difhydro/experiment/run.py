@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 import traceback
@@ -27,6 +28,7 @@ from .._files import atomic_path, atomic_write_text, is_primary
 from ..data import fit_normalization, make_basin_data
 from ..hybrid import MODELS, build_model, model_options
 from ..training import TrainConfig, Trainer, gradient_calibration
+from ..training.metrics import nse
 from . import outputs, plots
 from .config import Config, ConfigError, config_hash, config_to_dict, load_config, model_training
 from .data import PHYSICS_FORCING, ExperimentData, prepare_data
@@ -239,7 +241,8 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
         atomic_write_text(run_dir / "config.yml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         atomic_write_text(run_dir / "config.sha256", config_hash(cfg) + "\n")
     write_json(run_dir / "provenance.json", {"difhydro": __version__, **data.provenance(),
-                                             "command": " ".join(sys.argv)})
+                                             "command": " ".join(sys.argv),
+                                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")})
     if data.report is not None:
         data.report.to_csv(run_dir / "data_validation.csv")
     units = plan_units(cfg, data.basins)
@@ -257,6 +260,8 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
                 result = _run_trained(unit, cfg, data, folder, resume is not None, progress)
             _save_result(folder, result)
             results[unit] = result
+            observed = data.ds["streamflow"].sel(basin=list(unit.test_basins), time=result["time"])
+            log(_unit_line(unit, result, observed.transpose("basin", "time").values))
         except Exception as err:  # a failure is reported, never silently dropped
             failures.append((unit.model, f"{unit.evaluation} fold {unit.fold} seed {unit.seed}",
                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"))
@@ -264,6 +269,20 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
     peer_rows = _peers(cfg, data, run_dir, failures, progress, log)
     table = aggregate(run_dir, cfg, data, results, peer_rows, failures, time.perf_counter() - t_start)
     return run_dir, table, failures
+
+
+def _unit_line(unit, result: dict, observed: np.ndarray) -> str:
+    """One line per trained unit: training time, throughput, compilation, median test NSE
+    (``observed`` ``[basin, time]`` mm d-1, NaN where missing)."""
+    parts = [f"{result['train_seconds']:.0f} s training"]
+    if np.isfinite(result.get("basin_days_per_second", np.nan)):
+        parts.append(f"{result['basin_days_per_second']:.0f} basin-days/s")
+    if np.isfinite(result.get("compile_seconds", np.nan)):
+        parts.append(f"first step +{result['compile_seconds']:.1f} s (compilation)")
+    scores = np.asarray(nse(result["simulated"], observed))
+    if np.isfinite(scores).any():
+        parts.append(f"median test NSE {np.nanmedian(scores):.3f}")
+    return f"{unit.model} {unit.evaluation} fold {unit.fold} seed {unit.seed}: " + ", ".join(parts)
 
 
 def _log_failure(run_dir: Path, name: str, err: Exception) -> None:
