@@ -8,13 +8,15 @@ import time
 import jax
 
 
-def best_time(fn, *args, repeat: int = 3) -> float:
-    """Best wall-clock seconds of ``fn(*args)`` over ``repeat`` runs (after one warm-up)."""
-    jax.block_until_ready(fn(*args))
+def best_time(fn, *args, repeat: int = 3, sync=jax.block_until_ready) -> float:
+    """Best wall-clock seconds of ``sync(fn(*args))`` over ``repeat`` runs (after one
+    warm-up). ``sync`` waits for the result: JAX's by default; eager torch needs none
+    (``sync=lambda out: out``)."""
+    sync(fn(*args))
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
+        sync(fn(*args))
         best = min(best, time.perf_counter() - t0)
     return best
 

@@ -11,6 +11,7 @@ cases.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import shutil
@@ -246,6 +247,7 @@ def _run_dir(t: Path) -> Path:
     """A small finished run (made once per session)."""
     if "dir" not in _RUN:
         base = Path(tempfile.mkdtemp(prefix="difhydro_bad_inputs_"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)  # the folder this script made
         run = base / "run"
         from difhydro.experiment.cli import main
 

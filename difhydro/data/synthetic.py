@@ -306,11 +306,11 @@ def richards_twin(
     water, swe = degree_day_snow(p, temp)
 
     model = Richards1D(thickness=TWIN_THICKNESS_CM, n_substeps=n_substeps, n_iter=5, flux_update=False,
-                       root_depth=50.0, initial_head=-100.0, checkpoint=False)
+                       root_depth=50.0, initial_head=-100.0)
     params = {k: jnp.asarray(soil[:, j:j + 1], jnp.float32) for j, k in enumerate(keys)}
     forcing = {"precipitation": jnp.asarray(water / 10.0, jnp.float32),
                "potential_transpiration": jnp.asarray(0.8 * pet / 10.0, jnp.float32)}
-    _, out = jax.jit(lambda f, q: simulate(model, q, f, check=False))(forcing, params)
+    _, out = jax.jit(lambda f, q: simulate(model, q, f, check=False, checkpoint=False))(forcing, params)
     theta = np.asarray(out["water_content"])  # [time, pixel, layer]
     if not np.all(np.isfinite(theta)):
         raise FloatingPointError("the Richards twin produced non-finite water content")

@@ -95,6 +95,10 @@ class ExpHydro(ProcessModel):
     atol: float = eqx.field(static=True, default=1e-3)
     pet_source: str = eqx.field(static=True, default="hamon")
 
+    #: measured: forward + backward 3.5x (EXP-HYDRO) / 1.6x (HBV) faster checkpointed
+    #: (benchmarks/speed_physics_defaults.py, docs/speed.md)
+    default_checkpoint = True
+
     param_spec = {
         "f": ParamSpec(0.0, 0.1, "mm-1", 0.05, "decline rate of baseflow with storage deficit (f)"),
         "smax": ParamSpec(100.0, 1500.0, "mm", 750.0, "catchment bucket capacity (Smax)"),

@@ -103,6 +103,10 @@ class HBV(ProcessModel):
     k: float = eqx.field(static=True, default=5.0)
     initial_storage: float = eqx.field(static=True, default=0.001)
 
+    #: measured: forward + backward 3.5x (EXP-HYDRO) / 1.6x (HBV) faster checkpointed
+    #: (benchmarks/speed_physics_defaults.py, docs/speed.md)
+    default_checkpoint = True
+
     forcing_names = {"precipitation": "mm d-1", "temperature": "degC", "pet": "mm d-1"}
     state_names = ("snowpack", "meltwater", "soil_moisture", "upper_zone", "lower_zone")
     output_names = (
