@@ -46,6 +46,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import best_time, processor  # noqa: E402
 
+from difhydro.experiment.cli import launch_environment  # noqa: E402
 from difhydro.hybrid import DifferentiableParameterLearning  # noqa: E402
 from difhydro.nn import LSTM  # noqa: E402
 from difhydro.physics import HBV, ExpHydro, day_length, simulate  # noqa: E402
@@ -171,6 +172,8 @@ JAX_VARIANTS = {
     # XLA allocates its temporaries afresh each step; with 4 KiB pages that is ~2e5 page
     # faults per LSTM step, with transparent huge pages a few hundred.
     "huge pages (glibc.malloc.hugetlb=1)": ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, {}),
+    # what the difhydro command sets for itself (difhydro.experiment.cli.launch_environment)
+    "the difhydro command's environment": (launch_environment({}) or {}, {}),
     "bfloat16 matmuls": ({}, {"dtype": "bfloat16"}),
 }
 
@@ -276,6 +279,10 @@ def print_comparison(label_torch: str, times: dict[str, float], t_jax: float, va
     if float32:
         ratios["fastest_torch_over_fastest_jax_float32"] = best / min(t_jax, *float32)
         print(f"  fastest torch / fastest difhydro float32 setting = {best / min(t_jax, *float32):.2f}x")
+    command = variants.get("the difhydro command's environment", (None, ""))[0]
+    if command is not None:
+        ratios["fastest_torch_over_difhydro_command"] = best / command
+        print(f"  fastest torch / difhydro in the difhydro command's environment = {best / command:.2f}x")
     one = variants.get("one core (sched_setaffinity)", (None, ""))[0]
     if one is not None and "set_num_threads(1)" in times:
         ratios["one_thread_each"] = times["set_num_threads(1)"] / one
@@ -595,24 +602,25 @@ def memory_section(n_basins: int, n_days: int, repeat: int) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def run(quick: bool = False) -> dict:
-    """Print all three sections; return the measured figures."""
+def run(quick: bool = False, only: tuple[str, ...] = ("lstm", "dpl", "memory")) -> dict:
+    """Print the sections in ``only``; return the measured figures."""
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, float32; {processor()}")
     print(f"{load_average()}; GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
     if quick:
-        results = {
-            "lstm": lstm_section(batch=32, days=90, features=5, hidden=64, repeat=2),
-            "dpl": dpl_section(n_basins=20, warmup=60, days=60, hidden=64, n_components=16,
-                               repeat=2, torch_repeat=1),
-            "memory": memory_section(n_basins=64, n_days=730, repeat=1),
+        sections = {
+            "lstm": lambda: lstm_section(batch=32, days=90, features=5, hidden=64, repeat=2),
+            "dpl": lambda: dpl_section(n_basins=20, warmup=60, days=60, hidden=64, n_components=16,
+                                       repeat=2, torch_repeat=1),
+            "memory": lambda: memory_section(n_basins=64, n_days=730, repeat=1),
         }
     else:
-        results = {
-            "lstm": lstm_section(batch=256, days=365, features=5, hidden=256, repeat=3),
-            "dpl": dpl_section(n_basins=100, warmup=365, days=365, hidden=256, n_components=16,
-                               repeat=3, torch_repeat=2),
-            "memory": memory_section(n_basins=512, n_days=3650, repeat=2),
+        sections = {
+            "lstm": lambda: lstm_section(batch=256, days=365, features=5, hidden=256, repeat=3),
+            "dpl": lambda: dpl_section(n_basins=100, warmup=365, days=365, hidden=256, n_components=16,
+                                       repeat=3, torch_repeat=2),
+            "memory": lambda: memory_section(n_basins=512, n_days=3650, repeat=2),
         }
+    results = {name: sections[name]() for name in only}
     print(f"\ndone; {load_average()}")
     return results
 
@@ -620,6 +628,7 @@ def run(quick: bool = False) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small shapes (about a minute)")
+    parser.add_argument("--only", default="lstm,dpl,memory", help="comma-separated sections (default: all)")
     parser.add_argument("--rss-child", choices=("base", "plain", "checkpoint"), help=argparse.SUPPRESS)
     parser.add_argument("--basins", type=int, default=512, help=argparse.SUPPRESS)
     parser.add_argument("--days", type=int, default=3650, help=argparse.SUPPRESS)
@@ -631,4 +640,4 @@ if __name__ == "__main__":
     elif args.rss_child:
         rss_child(args.basins, args.days, {"base": None, "plain": False, "checkpoint": True}[args.rss_child])
     else:
-        run(quick=args.quick)
+        run(quick=args.quick, only=tuple(args.only.split(",")))

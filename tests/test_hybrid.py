@@ -107,7 +107,7 @@ def test_local_prnn_recovers_twin_parameters_within_a_few_percent():
         return optax.apply_updates(p, u), s
 
     state = opt.init(params)
-    for _ in range(70):
+    for _ in range(100):  # converged by 100 with and without checkpointing (70 was the edge)
         params, state = step(params, state)
     got = {k: float(ExpHydro.param_spec[k].to_physical(v)) for k, v in params["params"].items()}
     for k in ExpHydro.param_spec:

@@ -242,7 +242,8 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
         atomic_write_text(run_dir / "config.sha256", config_hash(cfg) + "\n")
     write_json(run_dir / "provenance.json", {"difhydro": __version__, **data.provenance(),
                                              "command": " ".join(sys.argv),
-                                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")})
+                                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+                                             "xla_flags": os.environ.get("XLA_FLAGS", "")})
     if data.report is not None:
         data.report.to_csv(run_dir / "data_validation.csv")
     units = plan_units(cfg, data.basins)

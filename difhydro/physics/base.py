@@ -157,8 +157,10 @@ class ProcessModel(eqx.Module):
     forcing_names: ClassVar[Mapping[str, str]] = {}
     state_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ()
-    #: whether :func:`simulate` wraps each step in ``jax.checkpoint`` unless told otherwise
-    #: (chosen per model by measurement, see ``docs/physics.md`` §0)
+    #: whether :func:`simulate` wraps each step in ``jax.checkpoint`` unless told otherwise.
+    #: The rule: checkpoint unless it is measurably slower (> 10 %) for forward + backward
+    #: over 1-10 years (a tie goes to checkpointing, for its memory); measured per model by
+    #: ``benchmarks/speed_physics_defaults.py`` (``docs/speed.md``, ``docs/physics.md`` §0).
     default_checkpoint: ClassVar[bool] = False
 
     def param_event_shape(self, name: str) -> tuple[int, ...]:
