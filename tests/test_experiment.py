@@ -261,13 +261,3 @@ def test_huge_pages_environment_adds_the_tunable_once(monkeypatch):
     assert env["GLIBC_TUNABLES"] == f"glibc.malloc.arena_max=2:{HUGE_PAGES_TUNABLE}"
     assert huge_pages_environment({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) is None
     assert huge_pages_environment({"DIFHYDRO_HUGE_PAGES": "0"}) is None
-
-
-def test_launch_environment_adds_512_bit_vectors_only_on_avx512():
-    from difhydro.experiment.cli import VECTOR_WIDTH_FLAG, launch_environment
-
-    base = {"DIFHYDRO_HUGE_PAGES": "0", "XLA_FLAGS": "--xla_cpu_enable_fast_math=false"}
-    assert launch_environment(base, avx512=True)["XLA_FLAGS"] == f"--xla_cpu_enable_fast_math=false {VECTOR_WIDTH_FLAG}"
-    assert launch_environment(base, avx512=False) is None  # nothing to change: no re-launch
-    own = {"DIFHYDRO_HUGE_PAGES": "0", "XLA_FLAGS": "--xla_cpu_prefer_vector_width=256"}
-    assert launch_environment(own, avx512=True) is None  # the user's choice stands

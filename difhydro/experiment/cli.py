@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "relaunch_with_huge_pages", "launch_environment"]
+__all__ = ["main", "relaunch_with_huge_pages"]
 
 #: glibc tunable that makes malloc ask for transparent huge pages (glibc >= 2.35)
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
@@ -50,38 +50,15 @@ def huge_pages_environment(environ=None) -> dict[str, str] | None:
     return environ
 
 
-#: XLA:CPU flag measured 4-6 % faster on the regional LSTM step (2-3 % on dPL) on AVX-512
-VECTOR_WIDTH_FLAG = "--xla_cpu_prefer_vector_width=512"
-
-
-def _has_avx512() -> bool:
-    try:
-        with open("/proc/cpuinfo") as info:
-            return any(line.startswith("flags") and " avx512f" in line for line in info)
-    except OSError:
-        return False
-
-
-def launch_environment(environ=None, avx512: bool | None = None) -> dict[str, str] | None:
-    """``environ`` tuned for training, or ``None`` if it already is (see docs/speed.md).
-
-    Huge pages for glibc's malloc (:func:`huge_pages_environment`) and, on a processor with
-    AVX-512, XLA's 512-bit vectors (:data:`VECTOR_WIDTH_FLAG`). ``DIFHYDRO_HUGE_PAGES=0``
-    and a user's own ``xla_cpu_prefer_vector_width`` are respected.
-    """
-    environ = dict(os.environ if environ is None else environ)
-    tuned = huge_pages_environment(environ) or dict(environ)
-    avx512 = _has_avx512() if avx512 is None else avx512
-    flags = tuned.get("XLA_FLAGS", "")
-    if avx512 and "xla_cpu_prefer_vector_width" not in flags:
-        tuned["XLA_FLAGS"] = f"{flags} {VECTOR_WIDTH_FLAG}".strip()
-    return None if tuned == environ else tuned
-
-
 def relaunch_with_huge_pages(argv: list[str]) -> None:
-    """Replace this process by ``python -m difhydro ARGV`` in the tuned environment (see
-    :func:`launch_environment`); returns only when there is nothing to do."""
-    environ = launch_environment()
+    """Replace this process by ``python -m difhydro ARGV`` on huge pages (see
+    :func:`huge_pages_environment`); returns only when there is nothing to do.
+
+    Only the allocator changes, so results stay bit-identical to the Python API's. XLA
+    flags that change the generated code (``--xla_cpu_prefer_vector_width=512``, 4-6 %
+    faster on AVX-512, docs/speed.md) change the last bits too and are left to the user.
+    """
+    environ = huge_pages_environment()
     if environ is None:
         return
     sys.stdout.flush()
