@@ -34,6 +34,7 @@ def substeps(
     state: State,
     n: int,
     combine: Callable[[Fluxes, Fluxes], Fluxes] | None = None,
+    identity: Fluxes | None = None,
 ) -> tuple[State, Fluxes]:
     """Apply ``substep`` ``n`` times and sum the amounts it returns.
 
@@ -45,6 +46,8 @@ def substeps(
         combine: ``(running total, fluxes) -> running total``; the default adds leaf by
             leaf. A model that also reports diagnostics (the Richards solver's iteration
             count and convergence flag) passes its own.
+        identity: pytree of scalars, one per leaf of ``fluxes``, that ``combine`` leaves
+            unchanged (the running total starts there); default 0 for every leaf.
 
     Returns:
         ``(state after n sub-steps, fluxes combined over the sub-steps)``. With ``n == 1``
@@ -58,17 +61,16 @@ def substeps(
     if combine is None:
         combine = functools.partial(jax.tree.map, jnp.add)
     shapes = jax.eval_shape(substep, state)[1]
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    if identity is None:
+        identity = jax.tree.map(lambda _: 0, shapes)
+    start = jax.tree.map(lambda s, v: jnp.full(s.shape, v, s.dtype), shapes, identity)
 
-    def body(carry, i):
+    def body(carry, _):
         current, total = carry
         current, fluxes = substep(current)
-        # the first sub-step starts the total, so any combine (sum, max, min) works
-        combined = combine(total, fluxes)
-        total = jax.tree.map(lambda c, f: jnp.where(i == 0, f, c), combined, fluxes)
-        return (current, total), None
+        return (current, combine(total, fluxes)), None
 
-    (state, total), _ = jax.lax.scan(body, (state, zeros), jnp.arange(n))
+    (state, total), _ = jax.lax.scan(body, (state, start), None, length=n)
     return state, total
 
 

@@ -111,6 +111,10 @@ def _combine_substeps(total: SubstepFluxes, step: SubstepFluxes) -> SubstepFluxe
     )
 
 
+#: what :func:`_combine_substeps` leaves unchanged: no water moved, 0 iterations, converged
+_SUBSTEP_IDENTITY = SubstepFluxes(top=0, bottom=0, uptake=0, runoff=0, iterations=0, converged=1)
+
+
 def _interface_weights(k_a, k_b, k_face, interface):
     """Partial derivatives of K_{i+1/2} with respect to K_a (above) and K_b (below)."""
     if interface == "arithmetic":
@@ -848,7 +852,7 @@ class Richards1D(ProcessModel):
             return (h_, theta_), f
 
         theta_start = theta
-        (h, theta), f = substeps(substep, (h, theta), self.n_substeps, combine=_combine_substeps)
+        (h, theta), f = substeps(substep, (h, theta), self.n_substeps, _combine_substeps, _SUBSTEP_IDENTITY)
         mean = f._replace(**{k: getattr(f, k) / int(self.n_substeps) for k in ("top", "bottom", "uptake", "runoff")})
         thick = jnp.asarray(delta, theta.dtype)
         change = ((theta - theta_start) * thick).sum(-1)  # cell by cell: no cancellation
