@@ -296,6 +296,14 @@ def _log_failure(run_dir: Path, name: str, err: Exception) -> None:
         log.write(f"--- {name} ---\n{''.join(traceback.format_exception(err))}\n")
 
 
+def peer_network(cfg: Config) -> dict:
+    """``hidden_size`` and ``dropout`` of neuralhydrology's cudalstm: those of the ``lstm``
+    model this config builds (its options, else the registry defaults), read off the built
+    module so that an explicit ``dropout: 0.0`` stays 0.0."""
+    lstm = build_model("lstm", **(_options(cfg, "lstm") if "lstm" in model_names(cfg) else {}))
+    return {"hidden_size": int(lstm.hidden_size), "dropout": float(lstm.dropout_rate)}
+
+
 def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
     """neuralhydrology's cudalstm on the gauged evaluation (Caravan data), matched budget."""
     if not cfg.peers.neuralhydrology:
@@ -305,7 +313,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
         return {}
     from .neuralhydrology import run_cudalstm
 
-    t, lstm = model_training(cfg, "lstm"), _options(cfg, "lstm") if "lstm" in model_names(cfg) else {}
+    t = model_training(cfg, "lstm")
     names = {"precipitation": "total_precipitation_sum", "temperature": "temperature_2m_mean",
              "pet_era5": "potential_evaporation_sum"}
     folder = run_dir / "peers" / "nh_cudalstm"
@@ -316,10 +324,9 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
         res = run_cudalstm(
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
             dynamic_inputs=[names[v] for v in data.inputs if v in names], static_attributes=data.attributes,
-            hidden_size=lstm.get("hidden_size", model_options("lstm")["hidden_size"]), seq_length=t.window,
-            predict_last_n=t.window - t.warmup, batch_size=t.batch_size, updates=t.epochs * t.steps_per_epoch,
-            learning_rate=t.learning_rate, dropout=lstm.get("dropout") or (0.4 if lstm.get("hidden_size", 256) >= 128 else 0.1),
-            seed=cfg.seeds[0], work_dir=folder, threads=cfg.peers.threads, progress=progress)
+            seq_length=t.window, predict_last_n=t.window - t.warmup, batch_size=t.batch_size,
+            updates=t.epochs * t.steps_per_epoch, learning_rate=t.learning_rate, seed=cfg.seeds[0],
+            work_dir=folder, threads=cfg.peers.threads, progress=progress, **peer_network(cfg))
     except Exception as err:
         failures.append(("nh_cudalstm", "temporal", f"{type(err).__name__}: {err}"))
         _log_failure(run_dir, "nh_cudalstm", err)
