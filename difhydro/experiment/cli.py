@@ -168,9 +168,11 @@ def check_arguments(args) -> None:
     from .config import check_name, load_config, parse_period, select_models
     from .rundir import check_new_run_dir, read_marker
 
-    if getattr(args, "data_dir", None):
+    if args.command != "train":
+        read_marker(args.run_dir)
+    if args.data_dir:
         _existing(args.data_dir, "--data-dir", "folder")
-    if getattr(args, "basin_file", None):
+    if args.basin_file:
         _existing(args.basin_file, "--basin-file")
     if args.command == "train":
         _check_job(args)
@@ -189,7 +191,6 @@ def check_arguments(args) -> None:
         if args.out and not _in_job(args):  # in a job, process 0 may have made it already
             check_new_run_dir(args.out)
         return
-    read_marker(args.run_dir)
     select_models(load_config(Path(args.run_dir) / "config.yml"), args.models, of=f"the run {args.run_dir}")
     if args.period is not None:
         parse_period(args.period, "--period")

@@ -127,7 +127,8 @@ def option_types(name: str) -> dict[str, tuple[type, ...] | None]:
 def _type_names(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", type(None): "null",
              list: "a list", dict: "a mapping"}
-    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types if t is not tuple))
+    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types
+                                     if t is not tuple and not (t is int and float in types)))
 
 
 def check_model_options(name: str, options: Mapping[str, Any], where: str | None = None) -> None:
