@@ -153,6 +153,7 @@ def test_folder_section_is_checked_like_any_other():
     _refused(_with("data.folder", {**folder, "area_units": "ha"}), "data.folder.area_units", "choose from")
     _refused(_with("data.folder", {**folder, "day_length": "no"}), "data.folder.day_length", "true/false")
     _refused(_with("data.folder", [1]), "data.folder", "mapping")
+    _refused(_with("data.format", "folder"), "data.folder.variables", "variable: column")
     # the keys given are kept as given (load_folder's defaults apply to the others), null included
     cfg = load_config(_with("data.folder", {**folder, "attributes_file": None, "latitude": "lat"}))
     assert cfg.data.folder == {**folder, "attributes_file": None, "latitude": "lat"}

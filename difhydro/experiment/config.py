@@ -182,6 +182,11 @@ class DataConfig:
                          schema=FolderConfig)
     twin_basins: int = field(24, "basins of the synthetic twin when no data is configured", ge=1)
 
+    def check(self, key: str) -> None:
+        if self.format == "folder" and not self.folder.get("variables"):
+            raise ConfigError(f"{key}.folder.variables: a generic folder needs the mapping {{variable: column}} "
+                              "(see difhydro config)")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
