@@ -83,9 +83,6 @@ class ConfigError(ValueError):
     """A configuration problem, in one line naming the key and the accepted form."""
 
 
-_META = ("choices", "ge", "gt", "le", "lt", "unique", "nonempty", "items", "kind", "schema")
-
-
 def field(default, doc: str, choices: tuple = (), *, ge=None, gt=None, le=None, lt=None, unique: bool = False,
           nonempty: bool = False, items: type | None = None, kind: str | None = None, schema: type | None = None):
     """A config key: its default, documentation and checks (applied by :func:`load_config`).
@@ -327,7 +324,7 @@ def _policies(value, key):
 def _columns(value, key):
     for name, column in value.items():
         if not isinstance(name, str) or not isinstance(column, str) or not column:
-            raise ConfigError(f"{key}.{name}: expected a name: text mapping, got {column!r}")
+            raise ConfigError(f"{key}.{name}: expected a column name (text), got {column!r}")
     return value
 
 
@@ -389,7 +386,7 @@ def _type_error(key: str, accepted: tuple, value) -> ConfigError:
     if isinstance(value, str) and float in accepted:
         try:
             float(value)
-            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+            hint = f" (YAML reads {value} as text: write a decimal point, e.g. 1.0e-3)"
         except ValueError:
             pass
     return ConfigError(f"{key}: expected {wanted}, got {value!r}{hint}")
