@@ -16,12 +16,25 @@ inside :func:`difhydro.physics.simulate` (see ``docs/architecture.md``).
 
 __version__ = "0.2.0"
 
-from . import data as data
-from . import experiment as experiment
-from . import hybrid as hybrid
-from . import nn as nn
-from . import physics as physics
-from . import training as training
-from .experiment import load_run as load_run
+from importlib import import_module
+
+_SUBPACKAGES = ("data", "experiment", "hybrid", "nn", "physics", "training")
 
 __all__ = ["data", "experiment", "hybrid", "nn", "physics", "training", "load_run", "__version__"]
+
+
+def __getattr__(name):
+    """Subpackages and ``load_run`` on first use (PEP 562): ``import difhydro`` and the
+    ``difhydro`` command's help, config listing and config checks import neither JAX nor
+    xarray, and importing difhydro changes no global state."""
+    if name in _SUBPACKAGES:
+        return import_module(f".{name}", __name__)
+    if name == "load_run":
+        value = import_module(".experiment.api", __name__).load_run
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

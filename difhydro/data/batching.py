@@ -35,6 +35,7 @@ import pandas as pd
 import xarray as xr
 
 from .._files import atomic_write_text
+from .periods import CAMELS_PERIODS, resolve_period  # jax-free, re-exported here
 
 __all__ = [
     "CAMELS_PERIODS",
@@ -48,40 +49,6 @@ __all__ = [
     "make_sampler",
     "full_period_batch",
 ]
-
-# Standard CAMELS split (Kratzert et al. 2019, Newman et al. 2017): water years.
-CAMELS_PERIODS: dict[str, tuple[str, str]] = {
-    "train": ("1999-10-01", "2008-09-30"),
-    "validation": ("1980-10-01", "1989-09-30"),
-    "test": ("1989-10-01", "1999-09-30"),
-}
-
-
-def resolve_period(period: str | tuple, name: str = "period") -> tuple[pd.Timestamp, pd.Timestamp]:
-    """``(start, end)`` timestamps (both days included) of a preset of :data:`CAMELS_PERIODS`,
-    a ``"START:END"`` string or a ``(start, end)`` pair of dates.
-
-    Raises a ValueError naming ``name`` (e.g. ``periods.train``, ``--period``) and the accepted
-    form: an unknown preset, a period without both ends, a bad date, an end before the start.
-    """
-    if isinstance(period, str) and ":" not in period:
-        if period not in CAMELS_PERIODS:
-            raise ValueError(f"{name}: unknown period {period!r}: a period needs both ends as START:END "
-                             f"(e.g. 1999-10-01:2008-09-30) or is a preset, {list(CAMELS_PERIODS)}")
-        period = CAMELS_PERIODS[period]
-    parts = period.split(":") if isinstance(period, str) else list(period) if isinstance(period, (list, tuple)) else None
-    if parts is None or len(parts) != 2 or not all(str(p).strip() for p in parts):
-        raise ValueError(f"{name}: a period needs both ends as START:END (e.g. 1999-10-01:2008-09-30), got {period!r}")
-    days = []
-    for p in parts:
-        try:
-            days.append(pd.Timestamp(str(p).strip()))
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {str(p).strip()!r} is not a date (use YYYY-MM-DD)") from None
-    start, end = days
-    if end < start:
-        raise ValueError(f"{name}: the period ends ({end.date()}) before its start ({start.date()})")
-    return start, end
 
 
 def _select(ds: xr.Dataset, period, basins) -> xr.Dataset:

@@ -48,7 +48,6 @@ missing, and an axis that ends early is a truncated record (error).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -60,6 +59,7 @@ import pandas as pd
 import xarray as xr
 
 from ._common import SENTINELS, decode_counts, decode_spans
+from .policies import policy_fields
 from .variables import VARIABLES, VariableSpec
 
 __all__ = [
@@ -113,26 +113,7 @@ class Policy:
         mean ``impute``; ``"interpolate:5"`` sets ``max_gap``) or a mapping (a config)."""
         if isinstance(value, Policy):
             return value
-        if isinstance(value, Mapping):
-            fields = {f.name for f in dataclasses.fields(cls)}
-            unknown = set(value) - fields
-            if unknown:
-                raise ValueError(f"unknown policy field(s) {sorted(unknown)}; known: {sorted(fields)}")
-            kw = dict(value)
-            for k in ("clip", "range"):
-                if kw.get(k) is not None:
-                    kw[k] = tuple(kw[k])
-            return cls(**kw)
-        if isinstance(value, str):
-            action, _, arg = value.partition(":")
-            if action in ("mean", "median"):
-                return cls("impute", impute=action)
-            if arg:
-                if action != "interpolate":
-                    raise ValueError(f"only 'interpolate:<max_gap>' takes an argument, got {value!r}")
-                return cls(action, max_gap=int(arg))
-            return cls(action)
-        raise TypeError(f"a policy is a Policy, a string or a mapping, got {type(value).__name__}")
+        return cls(**policy_fields(value))  # the one grammar, shared with the config
 
     def describe(self) -> str:
         text = self.action

@@ -1,18 +1,31 @@
 """The experiment layer: configs, run directories, train / evaluate / predict, outputs.
 
-- :func:`load_config` (``config.py``): the YAML schema, defaults and validation;
+- :func:`load_config` (``config.py``): the YAML schema, defaults and validation (no JAX,
+  no xarray: the ``difhydro`` command checks a config before it imports them);
 - :func:`train_run` (``run.py``): ``difhydro train``;
 - :func:`load_run` (``api.py``): a trained run with ``predict`` and ``evaluate``;
 - ``outputs.py`` (metrics.csv, CF-1.8 netCDF, summary.md), ``plots.py``, ``rundir.py``;
 - ``neuralhydrology.py``: neuralhydrology's cudalstm as the peer of the regional LSTM;
 - the ``difhydro`` command (``cli.py``) is a thin layer over these.
+
+Names are imported on first use (PEP 562).
 """
 
-from .api import Run as Run
-from .api import load_run as load_run
-from .config import Config as Config
-from .config import ConfigError as ConfigError
-from .config import load_config as load_config
-from .run import train_run as train_run
+from importlib import import_module
+
+_WHERE = {"Config": "config", "ConfigError": "config", "load_config": "config", "train_run": "run",
+          "Run": "api", "load_run": "api"}
 
 __all__ = ["Config", "ConfigError", "load_config", "train_run", "Run", "load_run"]
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

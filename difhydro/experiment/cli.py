@@ -7,9 +7,12 @@
     difhydro evaluate RUN_DIR [--data-dir DIR] [--basin-file FILE] [--period START:END] [--name NAME]
     difhydro predict RUN_DIR --data-dir DIR [--basin-file FILE] --period START:END --out FILE.nc [--hot-start FILE.nc]
     difhydro config               # every config key with its default
+    difhydro --version
 
 Every input error is one line on stderr naming the option or key and the accepted form,
-with exit status 2; a run in which any model failed exits with status 1.
+with exit status 2; a run in which any model failed exits with status 1. The help, the
+config listing and every check of the config and of the options (:func:`check_arguments`)
+run before JAX, Flax or xarray are imported: a mistake is reported at once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "relaunch_with_huge_pages"]
+from .. import __version__
+
+__all__ = ["main", "check_arguments", "relaunch_with_huge_pages"]
 
 #: glibc tunable that makes malloc ask for transparent huge pages (glibc >= 2.35)
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
@@ -74,6 +79,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="difhydro", description="Differentiable hydrology: train, evaluate and reuse models.")
+    p.add_argument("--version", action="version", version=f"difhydro {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train the configured models into a run directory")
     t.add_argument("config", nargs="?", help="YAML config (see 'difhydro config')")
@@ -120,22 +126,19 @@ def _enable_compilation_cache() -> None:
 
 def main(argv=None) -> int:
     """Run the command; ``argv`` defaults to the command line, and then the work runs on
-    huge pages (:func:`relaunch_with_huge_pages`)."""
+    huge pages (:func:`relaunch_with_huge_pages`) once the arguments passed their checks."""
     args = _parser().parse_args(argv)
-    if argv is None and args.command != "config":
-        relaunch_with_huge_pages(sys.argv[1:])
-    from ..data import DataFileError, DataValidationError
-    from .config import ConfigError
-    from .data import DataError
-    from .rundir import RunDirError
-
-    expected = (ConfigError, DataError, DataFileError, DataValidationError, RunDirError, FileNotFoundError, ValueError)
+    # every difhydro input error is a ValueError (ConfigError, RunDirError, DataError, ...)
+    expected = (ValueError, FileNotFoundError)
     try:
         if args.command == "config":
             from .config import describe
 
             print(describe())
             return 0
+        check_arguments(args)  # before JAX, Flax or xarray are imported
+        if argv is None:
+            relaunch_with_huge_pages(sys.argv[1:])
         _enable_compilation_cache()
         if args.command == "train":
             return _train(args)
@@ -150,13 +153,83 @@ def main(argv=None) -> int:
         return 2
 
 
+def _existing(path, option: str, kind: str = "file") -> Path:
+    path = Path(path)
+    if not (path.is_file() if kind == "file" else path.is_dir()):
+        raise FileNotFoundError(f"{option} {path}: no such {kind}")
+    return path
+
+
+def check_arguments(args) -> None:
+    """Every check of the command's arguments that needs no data: the config with the
+    command-line overrides (train) or the run's config (evaluate, predict), ``--models``
+    against those models, ``--period``, ``--name``, the files and folders named, ``--out``.
+    Imports no JAX, Flax or xarray; raises a ValueError (or FileNotFoundError) in one line."""
+    from .config import check_name, load_config, parse_period, select_models
+    from .rundir import check_new_run_dir, read_marker
+
+    if args.command != "train":
+        read_marker(args.run_dir)
+    if args.data_dir:
+        _existing(args.data_dir, "--data-dir", "folder")
+    if args.basin_file:
+        _existing(args.basin_file, "--basin-file")
+    if args.command == "train":
+        _check_job(args)
+        if not args.config and not args.resume:
+            raise ValueError("train needs a CONFIG.yml (or --resume RUN_DIR)")
+        if args.resume and args.out:
+            raise ValueError("--out and --resume exclude each other (the run continues in RUN_DIR)")
+        if args.resume:
+            read_marker(args.resume)
+        overrides = {"data.dir": str(Path(args.data_dir).expanduser().resolve())} if args.data_dir else {}
+        cfg = load_config(args.config or Path(args.resume) / "config.yml", overrides)
+        select_models(cfg, args.models)
+        basins = cfg.data.basins
+        if not args.basin_file and isinstance(basins, str) and basins != "all" and not Path(basins).is_file():
+            raise FileNotFoundError(f"data.basins: basin file {basins} not found (or give 'all', a number or a list)")
+        if args.out and not _in_job(args):  # in a job, process 0 may have made it already
+            check_new_run_dir(args.out)
+        return
+    select_models(load_config(Path(args.run_dir) / "config.yml"), args.models, of=f"the run {args.run_dir}")
+    if args.period is not None:
+        parse_period(args.period, "--period")
+    if args.command == "evaluate":
+        check_name(args.name, "--name")
+        return
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f"--out {out} exists; difhydro does not overwrite files it may not have created")
+    if out.suffix != ".nc":
+        raise ValueError(f"--out {out}: give a netCDF file name ending in .nc")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist")
+    if args.hot_start:
+        _existing(args.hot_start, "--hot-start")
+
+
+def _in_job(args) -> bool:
+    return bool(args.distributed or args.coordinator or args.num_processes is not None or args.process_id is not None)
+
+
+def _check_job(args) -> None:
+    """The options of a jax.distributed job: all three together (or --distributed), in range."""
+    manual = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or all(v is None for v in manual):
+        return
+    if any(v is None for v in manual):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (or use --distributed)")
+    if args.num_processes < 1:
+        raise ValueError(f"--num-processes: must be >= 1, got {args.num_processes}")
+    if not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"--process-id: must lie in [0, --num-processes) = [0, {args.num_processes}), "
+                         f"got {args.process_id}")
+
+
 def _join_job(args) -> None:
     """``jax.distributed.initialize`` before any computation (CPU collectives over gloo)."""
-    manual = (args.coordinator, args.num_processes, args.process_id)
-    if not args.distributed and all(v is None for v in manual):
+    if not _in_job(args):
         return
-    if not args.distributed and any(v is None for v in manual):
-        raise ValueError("--coordinator, --num-processes and --process-id go together (or use --distributed)")
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -171,10 +244,6 @@ def _train(args) -> int:
     from .run import train_run
 
     _join_job(args)
-    if not args.config and not args.resume:
-        raise ValueError("train needs a CONFIG.yml (or --resume RUN_DIR)")
-    if args.resume and args.out:
-        raise ValueError("--out and --resume exclude each other (the run continues in RUN_DIR)")
     run_dir, table, failures = train_run(args.config, args.out, data_dir=args.data_dir, basin_file=args.basin_file,
                                          models=args.models, resume=args.resume, progress=not args.quiet)
     if (Path(run_dir) / "summary.md").is_file():
@@ -204,10 +273,6 @@ def _predict(args) -> int:
     from .outputs import write_netcdf
 
     out = Path(args.out)
-    if out.exists():
-        raise ValueError(f"--out {out} exists; difhydro does not overwrite files it may not have created")
-    if out.suffix != ".nc":
-        raise ValueError(f"--out {out}: give a netCDF file name ending in .nc")
     ds = load_run(args.run_dir).predict(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period,
                                         hot_start=args.hot_start, models=_models(args.models), progress=not args.quiet)
     write_netcdf(ds, out)

@@ -1,11 +1,15 @@
 """Experiment configuration: one schema, its defaults and its validation.
 
-A config is a YAML file whose sections mirror :class:`Config`; every key and its default is
-documented in the dataclasses below (this module is the one place where defaults live).
-:func:`load_config` reads a file (or a mapping), validates it in full and returns a frozen
-:class:`Config`; any problem is a :class:`ConfigError` with one line that names the key and
-the accepted values. :func:`config_hash` identifies a resolved config (run directories keep
-it, so that ``--resume`` refuses a changed configuration).
+A config is a YAML file whose sections mirror :class:`Config`; every key, its default and
+its checks are declared once, by :func:`field` in the dataclasses below (this module is the
+one place where defaults live). :func:`load_config` reads a file (or a mapping), validates
+it in full and returns a frozen :class:`Config`; any problem is a :class:`ConfigError` with
+one line that names the key and the accepted values. :func:`config_hash` identifies a
+resolved config (run directories keep it, so that ``--resume`` refuses a changed
+configuration).
+
+The module imports neither JAX nor xarray (the registry, the period and the policy grammars
+it checks against are light), so the ``difhydro`` command reports a config error at once.
 
 Example (``benchmarks/configs/smoke.yml``)::
 
@@ -17,6 +21,15 @@ Example (``benchmarks/configs/smoke.yml``)::
       lstm: {hidden_size: 32}
       dpl_hbv: {hidden_size: 32, components: 2}
     training: {epochs: 2, steps_per_epoch: 30, batch_size: 16, window: 400, warmup: 200}
+
+How a key is checked (the metadata of :func:`field`): its annotation gives the accepted
+YAML types (an ``int`` accepts neither ``true``, ``3.0``, ``"10"`` nor ``null``; a ``float``
+accepts an integer, never NaN or infinity); ``choices``, ``ge``/``gt``/``le``/``lt`` bound
+a value or every item of a list; ``unique`` and ``nonempty`` constrain lists; ``items`` is
+the type of a list's items; ``kind`` names a value form (``name``, ``period``, ``basins``,
+``names``, ``policies``, ``columns``, ``models``) and ``schema`` a section kept as a
+mapping of the keys given (``periods``, ``data.folder``). A section's ``check`` method holds
+its cross-key rules (``training.warmup < training.window``).
 """
 
 from __future__ import annotations
@@ -24,19 +37,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 
-from ..data.batching import resolve_period
-from ..hybrid import MODELS, model_options
+from ..data.periods import period_bounds
+from ..data.policies import policy_fields
+from ..hybrid.registry import MODELS, check_model_options, model_options, option_types, reserved_name
 
 __all__ = [
     "ConfigError",
     "DataConfig",
+    "FolderConfig",
+    "PeriodsConfig",
     "TrainingConfig",
     "PeersConfig",
     "Config",
@@ -44,31 +62,99 @@ __all__ = [
     "config_to_dict",
     "config_hash",
     "parse_period",
+    "check_name",
+    "select_models",
     "model_training",
+    "describe",
     "FORMATS",
+    "FORCINGS",
     "PET_METHODS",
     "EVALUATIONS",
 ]
 
 FORMATS = ("auto", "camels_us", "caravan", "folder", "twin")
+#: CAMELS-US forcing products (difhydro.data.FORCING_PRODUCTS) and auto
+FORCINGS = ("auto", "daymet", "maurer", "maurer_extended", "nldas")
 PET_METHODS = ("auto", "oudin", "hargreaves", "hamon", "data")
 EVALUATIONS = ("temporal", "kfold")
-POLICIES = ("error", "mask", "interpolate", "impute")
 
 
 class ConfigError(ValueError):
     """A configuration problem, in one line naming the key and the accepted form."""
 
 
-def _doc(text: str, choices: tuple = (), **kw) -> dict:
-    return {"metadata": {"doc": text, "choices": choices}, **kw}
+def field(default, doc: str, choices: tuple = (), *, ge=None, gt=None, le=None, lt=None, unique: bool = False,
+          nonempty: bool = False, items: type | None = None, kind: str | None = None, schema: type | None = None):
+    """A config key: its default, documentation and checks (applied by :func:`load_config`).
 
-
-def field(default, doc: str, choices: tuple = ()):
-    """A config key with its default, documentation and (optionally) accepted values."""
+    Args:
+        choices: accepted values (of the value, or of each item of a list).
+        ge, gt, le, lt: bounds of a number (or of each number of a list).
+        unique, nonempty: a list without repeated items, a list with at least one item.
+        items: the type of a list's items.
+        kind: a value form checked by a function of :data:`_KINDS` (e.g. ``"period"``).
+        schema: a dataclass describing the keys of a mapping-valued key (``data.folder``);
+            the resolved value keeps only the keys given.
+    """
+    meta = {"doc": doc, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "unique": unique,
+            "nonempty": nonempty, "items": items, "kind": kind, "schema": schema}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), **_doc(doc, choices))
-    return dataclasses.field(default=default, **_doc(doc, choices))
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def section(cls):
+    """A nested section (``data:``, ``training:``) with its own defaults."""
+    return dataclasses.field(default_factory=cls, metadata={"section": cls})
+
+
+# ----------------------------------------------------------------------------------------
+# The schema
+# ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderConfig:
+    """``data.folder:`` a generic folder (``timeseries/<basin>.csv|.nc`` and an attribute table),
+    the keyword arguments of :func:`difhydro.data.load_folder` (defaults the same)."""
+
+    variables: dict = field({}, "package variable -> file column, e.g. {precipitation: P, streamflow: Q} (required "
+                                "for a generic folder)", kind="columns")
+    units: dict = field({}, "package variable -> units of its file column, for every variable, e.g. "
+                            "{precipitation: mm/d, temperature: K}", kind="columns")
+    attributes_file: str | None = field("attributes.csv", "the attribute CSV below the folder (null: no attributes)")
+    basin_column: str | None = field(None, "basin id column of the attribute table (default: basin, else gauge_id)")
+    time_column: str = field("date", "date column (CSV) or dimension (netCDF)")
+    area: str | None = field(None, "attribute column with the catchment area (needed to turn a discharge into mm d-1)")
+    area_units: str = field("km2", "units of the area column", ("km2", "m2"))
+    latitude: str | None = field(None, "attribute column in degrees north (gauge latitude; day length, PET); default: "
+                                       "the first of gauge_lat, latitude, lat")
+    longitude: str | None = field(None, "attribute column in degrees east (gauge longitude); default: the first of "
+                                        "gauge_lon, longitude, lon")
+    day_length: bool = field(True, "add day_length (h, FAO-56) unless a variable provides it")
+    date_format: str | None = field("%Y-%m-%d", "strftime format of the CSV date column (null: any ISO 8601 date)")
+    delimiter: str = field(",", "delimiter of the CSV files")
+
+    def check(self, key: str) -> None:
+        no_units = [v for v in self.variables if v not in self.units]
+        if no_units:
+            raise ConfigError(f"{key}.units: no units for variable {no_units[0]!r}; give the units of every column of "
+                              f"{key}.variables")
+        extra = [v for v in self.units if v not in self.variables]
+        if extra:
+            raise ConfigError(f"{key}.units.{extra[0]}: unknown variable; it is not in {key}.variables "
+                              f"({', '.join(self.variables) or 'empty'})")
+        if not self.delimiter:
+            raise ConfigError(f"{key}.delimiter: an empty delimiter")
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodsConfig:
+    """``periods:`` START:END (YYYY-MM-DD:YYYY-MM-DD) or [START, END]; missing ones take the data
+    format's defaults (CAMELS: train 1999-10-01:2008-09-30, test 1989-10-01:1999-09-30)."""
+
+    train: str | list = field(None, "training period", kind="period")
+    test: str | list = field(None, "test period (gauged evaluation; also the default of evaluate)", kind="period")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,37 +164,48 @@ class DataConfig:
     dir: str | None = field(None, "data folder (CAMELS-US, Caravan or a generic folder); default: $DIFHYDRO_DATA_DIR, "
                                   "then ../shared/data beside the checkout, else the synthetic twin")
     format: str = field("auto", "data layout; auto detects it from the folder", FORMATS)
-    forcing: str = field("auto", "CAMELS-US forcing product (daymet, nldas, maurer, maurer_extended); auto: the one "
-                                 "with the most basins")
-    basins: int | list | str = field("all", "basins: 'all', the first N eligible ones, a list of ids, or a file with one id per line")
+    forcing: str = field("auto", "CAMELS-US forcing product; auto: the one with the most basins", FORCINGS)
+    basins: int | list | str = field("all", "basins: 'all', the first N eligible ones, a list of ids (quoted: "
+                                            "'01013500'), or a file with one id per line", kind="basins")
     pet: str = field("auto", "PET the process models read: auto = Oudin for Caravan, Hargreaves (Hamon where tmax == tmin) "
                              "for CAMELS-US, Hamon for the twin; 'data' reads the data set's own pet", PET_METHODS)
-    attributes: str | list = field("auto", "static attributes of the networks: auto (per format) or a list")
-    inputs: str | list = field("auto", "dynamic network inputs: auto (per format) or a list")
-    policies: dict = field({}, "validation policy per variable (error, mask, interpolate[:max_gap], impute); "
-                               "forcing defaults to error, streamflow to mask")
-    folder: dict = field({}, "generic folder: {variables: {name: column}, units: {name: units}, attributes_file, "
-                             "area, latitude} (see difhydro.data.load_folder)")
-    twin_basins: int = field(24, "basins of the synthetic twin when no data is configured")
+    attributes: str | list = field("auto", "static attributes of the networks: auto (per format) or a list", kind="names")
+    inputs: str | list = field("auto", "dynamic network inputs: auto (per format) or a list", kind="names")
+    policies: dict = field({}, "validation policy per variable, attribute or group (forcing, target, attributes): "
+                               "error, mask, interpolate[:max_gap], impute, mean, median, or a mapping {action, "
+                               "max_gap, clip, impute, range}; forcing defaults to error, streamflow to mask",
+                           kind="policies")
+    folder: dict = field({}, "a generic folder: the keys data.folder.* below (see difhydro.data.load_folder)",
+                         schema=FolderConfig)
+    twin_basins: int = field(24, "basins of the synthetic twin when no data is configured", ge=1)
+
+    def check(self, key: str) -> None:
+        if self.format == "folder" and not self.folder.get("variables"):
+            raise ConfigError(f"{key}.folder.variables: a generic folder needs the mapping {{variable: column}} "
+                              "(see difhydro config)")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """``training:`` the optimisation of every trained model."""
 
-    epochs: int = field(12, "epochs per model")
-    steps_per_epoch: int = field(40, "optimiser steps per epoch")
-    batch_size: int = field(32, "windows per step")
-    window: int = field(730, "days per training window, warm-up included")
-    warmup: int = field(365, "leading days of each window that spin up states and are not scored; also the spin-up "
-                             "before every evaluation and prediction period")
-    learning_rate: float = field(2e-3, "peak Adam learning rate")
+    epochs: int = field(12, "epochs per model", ge=1)
+    steps_per_epoch: int = field(40, "optimiser steps per epoch", ge=1)
+    batch_size: int = field(32, "windows per step", ge=1)
+    window: int = field(730, "days per training window, warm-up included", ge=1)
+    warmup: int = field(365, "leading days of each window that spin up states and are not scored (< window); also "
+                             "the spin-up before every evaluation and prediction period", ge=0)
+    learning_rate: float = field(2e-3, "peak Adam learning rate", gt=0)
     schedule: str = field("cosine", "learning-rate schedule", ("constant", "cosine", "warmup_cosine"))
-    clip_norm: float = field(1.0, "global gradient-norm clipping")
+    clip_norm: float | None = field(1.0, "global gradient-norm clipping (null: none)", gt=0)
     loss: str = field("nse_star", "training loss", ("nse_star", "mse", "rmse"))
-    calibration_steps: int = field(300, "Adam steps of the per-basin calibration")
-    calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)")
-    min_observations: int = field(30, "observed days a training window needs after its warm-up")
+    calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
+    calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
+    min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)
+
+    def check(self, key: str) -> None:
+        if self.warmup >= self.window:
+            raise ConfigError(f"{key}.warmup: must lie in [0, {key}.window) = [0, {self.window}), got {self.warmup}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,44 +214,154 @@ class PeersConfig:
 
     neuralhydrology: bool = field(False, "train neuralhydrology's cudalstm with the same basins, periods, inputs, "
                                          "attributes and budget as the lstm model")
-    threads: int = field(1, "torch threads of the peer")
+    threads: int = field(1, "torch threads of the peer", ge=1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """The whole experiment. Sections: :class:`DataConfig`, :class:`TrainingConfig`, :class:`PeersConfig`."""
+    """The whole experiment. Sections: :class:`DataConfig`, :class:`PeriodsConfig`,
+    :class:`TrainingConfig`, :class:`PeersConfig`."""
 
-    name: str = field("experiment", "a short name, used in titles")
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    periods: dict = field({}, "train and test periods as START:END (YYYY-MM-DD:YYYY-MM-DD); missing ones take the "
-                              "data format's defaults (CAMELS: train 1999-10-01:2008-09-30, test 1989-10-01:1999-09-30)")
+    name: str = field("experiment", "a short name, used in titles and in the default run folder runs/<name>_<time> "
+                                    "(no /, \\, .., leading dot)", kind="name")
+    data: DataConfig = section(DataConfig)
+    periods: dict = field({}, "train and test periods (the keys periods.* below)", schema=PeriodsConfig)
     evaluations: list = field(["temporal", "kfold"], "temporal = gauged (test period, training basins); kfold = "
-                                                     "ungauged (k-fold over basins)", EVALUATIONS)
-    folds: int = field(5, "k of the k-fold evaluation")
-    seeds: list = field([0], "seeds; several make an ensemble (mean of the members' predictions)")
+                                                     "ungauged (k-fold over basins)", EVALUATIONS,
+                              unique=True, nonempty=True, items=str)
+    folds: int = field(5, "k of the k-fold evaluation (>= 2 with kfold)", ge=1)
+    seeds: list = field([0], "seeds; several make an ensemble (mean of the members' predictions)", ge=0,
+                        unique=True, nonempty=True, items=int)
     ensemble_models: list = field([], "models trained with every seed (others use the first seed only); "
-                                      "empty: every trained model")
-    kfold_models: list = field([], "models of the ungauged (kfold) evaluation; empty: every trained model")
+                                      "empty: every trained model", unique=True, items=str)
+    kfold_models: list = field([], "models of the ungauged (kfold) evaluation; empty: every trained model",
+                               unique=True, items=str)
     models: dict = field({}, "models of the registry with their options, e.g. {lstm: {hidden_size: 64}}, and "
                              "optionally their own training settings, {lstm: {training: {steps_per_epoch: 200}}}; "
-                             "empty: every registry entry with its defaults")
-    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    peers: PeersConfig = dataclasses.field(default_factory=PeersConfig)
+                             "empty: every registry entry with its defaults (entries and options below)",
+                         kind="models")
+    training: TrainingConfig = section(TrainingConfig)
+    peers: PeersConfig = section(PeersConfig)
+
+    def check(self, key: str) -> None:
+        if "kfold" in self.evaluations and self.folds < 2:
+            raise ConfigError(f"folds: the kfold evaluation needs at least 2 folds, got {self.folds}")
+        configured = list(self.models) or list(MODELS)
+        for list_key in ("ensemble_models", "kfold_models"):
+            for name in getattr(self, list_key):
+                if name not in configured:
+                    raise ConfigError(f"{list_key}: {name!r} is not a configured model; choose from "
+                                      f"{', '.join(configured)}")
+        for name in self.models:  # each model's own training settings, merged with training:, checked
+            model_training(self, name)
+
+
+# ----------------------------------------------------------------------------------------
+# Value forms (field(kind=...))
+# ----------------------------------------------------------------------------------------
+
+
+def check_name(value: str, key: str) -> str:
+    """``value`` if it is a safe folder name: not empty, no ``/``, ``\\``, ``..``, NUL or
+    other control characters, no leading dot (it must not escape or hide in a run folder)."""
+    bad = (not value.strip() or "/" in value or "\\" in value or ".." in value or value.startswith(".")
+           or any(ord(c) < 32 for c in value))
+    if bad:
+        raise ConfigError(f"{key}: {value!r} is not a safe folder name (no /, \\, .., control characters or "
+                          f"leading dot; not empty)")
+    return value
+
+
+def parse_period(value, key: str) -> tuple[str, str]:
+    """``"START:END"`` or ``[START, END]`` -> ``(start, end)`` ISO dates, both ends required
+    (:func:`difhydro.data.periods.period_bounds`, its errors as :class:`ConfigError`)."""
+    try:
+        start, end = period_bounds(value if isinstance(value, (str, list, tuple)) else repr(value), key)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return str(start.date()), str(end.date())
+
+
+def _basins(value, key):
+    if isinstance(value, int) and value < 1:
+        raise ConfigError(f"{key}: the first N eligible basins needs N >= 1, got {value}")
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{key}: give 'all', a number, a list of ids or a basin file")
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{key}: an empty list of basins")
+        for i, b in enumerate(value):
+            if not isinstance(b, str):
+                raise ConfigError(f"{key}[{i}]: {b!r} is not a quoted id; write basin ids as strings ('01013500'): "
+                                  "YAML reads 01013500 as a number and drops its leading zero")
+        _unique(value, key)
+    return value
+
+
+def _names(value, key):
+    if isinstance(value, str):
+        if value != "auto":
+            raise ConfigError(f"{key}: 'auto' or a list of names, got {value!r}")
+        return value
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{key}[{i}]: expected a name, got {v!r}")
+    _unique(value, key)
+    return value
+
+
+def _policies(value, key):
+    for name, policy in value.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}: {name!r} is not a variable name")
+        try:
+            policy_fields(policy)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{key}.{name}: {err}") from None
+    return value
+
+
+def _columns(value, key):
+    for name, column in value.items():
+        if not isinstance(name, str) or not isinstance(column, str) or not column:
+            raise ConfigError(f"{key}.{name}: expected a column name (text), got {column!r}")
+    return value
+
+
+def _models(value, key):
+    out = {}
+    for name, options in value.items():
+        name_key = f"{key}.{name}"
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}: {name!r} is not a model name")
+        why = reserved_name(name)
+        if why:
+            raise ConfigError(f"{name_key}: not a model name ({why})")
+        if name not in MODELS:
+            raise ConfigError(f"{name_key}: unknown model; choose from {', '.join(sorted(MODELS))}")
+        options = {} if options is None else options
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{name_key}: expected a mapping of options, got {options!r}")
+        try:
+            check_model_options(name, {k: v for k, v in options.items() if k != "training"}, name_key)
+        except ValueError as err:
+            message = str(err)
+            if "unknown option" in message:
+                message += ", training"
+            raise ConfigError(message) from None
+        if "training" in options:  # its keys; merged with training: they are checked by Config.check
+            _build(TrainingConfig, options["training"], f"{name_key}.training", cross_checks=False)
+        out[name] = dict(options)
+    return out
+
+
+_KINDS = {"name": check_name, "period": parse_period, "basins": _basins, "names": _names,
+          "policies": _policies, "columns": _columns, "models": _models}
 
 
 # ----------------------------------------------------------------------------------------
 # Reading and validating
 # ----------------------------------------------------------------------------------------
-
-
-def parse_period(value, key: str) -> tuple[str, str]:
-    """``"START:END"`` or ``[START, END]`` -> ``(start, end)`` ISO dates, both ends required
-    (:func:`difhydro.data.resolve_period`, its errors as :class:`ConfigError`)."""
-    try:
-        start, end = resolve_period(value if isinstance(value, (str, list, tuple)) else repr(value), key)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    return str(start.date()), str(end.date())
 
 
 def _expected(tp) -> tuple:
@@ -171,115 +378,182 @@ def _expected(tp) -> tuple:
     return (origin or tp,)
 
 
-def _build(cls, values, path: str):
+def _type_error(key: str, accepted: tuple, value) -> ConfigError:
+    names = {int: "an integer", float: "a number", str: "text", bool: "true/false", list: "a list",
+             dict: "a mapping", type(None): "null"}
+    wanted = " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in accepted if not (t is int and float in accepted)))
+    hint = ""
+    if isinstance(value, str) and float in accepted:
+        try:
+            float(value)
+            hint = f" (YAML reads {value} as text: write a decimal point, e.g. 1.0e-3)"
+        except ValueError:
+            pass
+    return ConfigError(f"{key}: expected {wanted}, got {value!r}{hint}")
+
+
+def _unique(values: list, key: str) -> None:
+    seen = []
+    for v in values:
+        if v in seen:
+            raise ConfigError(f"{key}: {v!r} is listed twice")
+        seen.append(v)
+
+
+def _bounds(value, meta: dict, key: str) -> None:
+    for op, sign, ok in (("ge", ">=", lambda a, b: a >= b), ("gt", ">", lambda a, b: a > b),
+                         ("le", "<=", lambda a, b: a <= b), ("lt", "<", lambda a, b: a < b)):
+        if meta.get(op) is not None and not ok(value, meta[op]):
+            raise ConfigError(f"{key}: must be {sign} {meta[op]}, got {value!r}")
+
+
+def _scalar(value, meta: dict, key: str) -> None:
+    """Choices, finiteness and bounds of one value (of a key or of a list item)."""
+    choices = meta.get("choices") or ()
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not accepted; choose from {', '.join(map(str, choices))}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        _bounds(value, meta, key)
+
+
+def _value(f: dataclasses.Field, value, key: str):
+    """One key's value, checked against its field's type and metadata; returns it resolved."""
+    accepted = _expected(f.type)
+    if (isinstance(value, bool) and bool not in accepted) or not isinstance(value, accepted):
+        raise _type_error(key, accepted, value)
+    meta = f.metadata
+    if meta.get("schema") is not None:
+        given = _build(meta["schema"], value, key)
+        return {k: getattr(given, k) for k in value}  # the keys given (the reader's defaults apply)
+    if isinstance(value, list):
+        if meta.get("nonempty") and not value:
+            raise ConfigError(f"{key}: an empty list")
+        item_type = meta.get("items")
+        for i, v in enumerate(value):
+            if item_type is not None and (isinstance(v, bool) or not isinstance(v, item_type)):
+                raise _type_error(f"{key}[{i}]", (item_type,), v)
+            _scalar(v, meta, key)
+        if meta.get("unique"):
+            _unique(value, key)
+    elif value is not None:
+        _scalar(value, meta, key)
+    if meta.get("kind") is not None and value is not None:
+        value = _KINDS[meta["kind"]](value, key)
+    return float(value) if float in accepted and isinstance(value, int) else value
+
+
+def _build(cls, values, path: str, cross_checks: bool = True):
+    """An instance of the section ``cls`` from a mapping, every key checked, then (with
+    ``cross_checks``) the section's ``check``."""
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{path or 'config'}: expected a mapping of keys, got {type(values).__name__}")
+        raise ConfigError(f"{path or 'config'}: expected a mapping of keys, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in values if k not in fields]
     if unknown:
         raise ConfigError(f"{path + '.' if path else ''}{unknown[0]}: unknown key; accepted keys: {', '.join(fields)}")
     out = {}
-    for name, f in fields.items():
+    for name, value in values.items():
+        f = fields[name]
         key = f"{path}.{name}" if path else name
-        if name not in values:
-            continue
-        value = values[name]
-        if dataclasses.is_dataclass(f.default_factory() if f.default_factory is not dataclasses.MISSING else None):
-            out[name] = _build(f.default_factory().__class__, value, key)
-            continue
-        types_ = _expected(f.type)
-        if isinstance(value, bool) and bool not in types_:
-            raise ConfigError(f"{key}: expected {'/'.join(t.__name__ for t in types_)}, got {value!r}")
-        if not isinstance(value, types_):
-            raise ConfigError(f"{key}: expected {'/'.join(t.__name__ for t in types_)}, got {value!r}")
-        choices = f.metadata.get("choices", ())
-        if choices:
-            for v in value if isinstance(value, list) else [value]:
-                if v not in choices:
-                    raise ConfigError(f"{key}: {v!r} is not accepted; choose from {', '.join(map(str, choices))}")
-        out[name] = float(value) if f.type in ("float", float) else value
-    return cls(**out)
+        sub = f.metadata.get("section")
+        out[name] = _build(sub, value, key) if sub is not None else _value(f, value, key)
+    built = cls(**out)
+    if cross_checks and hasattr(built, "check"):
+        built.check(path)
+    return built
 
 
-def _check(cfg: Config) -> Config:
-    """Cross-key checks: periods, models and their options, sizes."""
-    t = cfg.training
-    for key, value in (("training.epochs", t.epochs), ("training.steps_per_epoch", t.steps_per_epoch),
-                       ("training.batch_size", t.batch_size), ("training.window", t.window),
-                       ("training.calibration_steps", t.calibration_steps), ("folds", cfg.folds)):
-        if value < 1:
-            raise ConfigError(f"{key}: must be >= 1, got {value}")
-    if not 0 <= t.warmup < t.window:
-        raise ConfigError(f"training.warmup: must lie in [0, training.window) = [0, {t.window}), got {t.warmup}")
-    if "kfold" in cfg.evaluations and cfg.folds < 2:
-        raise ConfigError(f"folds: the kfold evaluation needs at least 2 folds, got {cfg.folds}")
-    if not cfg.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds):
-        raise ConfigError(f"seeds: expected a non-empty list of integers, got {cfg.seeds!r}")
-    unknown = [k for k in cfg.periods if k not in ("train", "test")]
-    if unknown:
-        raise ConfigError(f"periods.{unknown[0]}: unknown period; accepted: train, test")
-    periods = {k: parse_period(v, f"periods.{k}") for k, v in cfg.periods.items()}
-    for name, options in cfg.models.items():
-        if name not in MODELS:
-            raise ConfigError(f"models.{name}: unknown model; choose from {', '.join(sorted(MODELS))}")
-        if options is None:
-            options = {}
-        if not isinstance(options, Mapping):
-            raise ConfigError(f"models.{name}: expected a mapping of options, got {options!r}")
-        accepted = list(model_options(name)) + ["training"]
-        bad = [k for k in options if k not in accepted]
-        if bad:
-            raise ConfigError(f"models.{name}.{bad[0]}: unknown option; accepted: {', '.join(accepted)}")
-        if "training" in options:  # this model's own training settings over the training: section
-            _build(TrainingConfig, options["training"], f"models.{name}.training")
-    for key in ("ensemble_models", "kfold_models"):
-        for name in getattr(cfg, key):
-            if name not in (cfg.models or MODELS):
-                raise ConfigError(f"{key}: {name!r} is not a configured model")
-    for name, policy in cfg.data.policies.items():
-        action = str(policy).split(":")[0] if not isinstance(policy, Mapping) else policy.get("action", "")
-        if action not in POLICIES:
-            raise ConfigError(f"data.policies.{name}: {policy!r} is not a policy; choose from {', '.join(POLICIES)}")
-    return dataclasses.replace(cfg, periods=periods, models={k: dict(v or {}) for k, v in cfg.models.items()})
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # PyYAML itself refuses an unhashable key below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str | Path):
+    """The YAML document of ``path`` (a duplicated key is an error naming both lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file ({err.reason})") from None
 
 
 def load_config(source: str | Path | Mapping, overrides: Mapping[str, Any] | None = None) -> Config:
     """Read, merge ``overrides`` (dotted keys, e.g. ``{"data.dir": "..."}``) and validate a config.
 
     Raises:
-        ConfigError: one line naming the key and the accepted values (unknown key, wrong
-            type, bad date, reversed period, unknown model, option or policy).
+        ConfigError: one line naming the key and the accepted values (unknown key at any
+            depth, wrong type, out of range, repeated list item, bad date, reversed period,
+            unknown model, option or policy, a key given twice in the YAML).
         FileNotFoundError: the file does not exist.
     """
     if isinstance(source, Mapping):
         values = json.loads(json.dumps(source, default=str))
     else:
-        import yaml
-
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        values = read_yaml(source)
+        values = {} if values is None else values
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{source}: a config is a mapping of keys (name:, data:, models: ...), got "
+                          f"{type(values).__name__}")
     for dotted, value in (overrides or {}).items():
-        node = values
+        node, path = values, []
         *parents, last = dotted.split(".")
         for p in parents:
-            node = node.setdefault(p, {})
+            path.append(p)
+            if node.get(p) is None:
+                node[p] = {}
+            node = node[p]
+            if not isinstance(node, Mapping):
+                raise ConfigError(f"{'.'.join(path)}: expected a mapping of keys, got {node!r}")
         node[last] = value
-    return _check(_build(Config, values, ""))
+    return _build(Config, values, "")
+
+
+def select_models(cfg: Config, text: str | None, of: str = "the config") -> Config:
+    """``cfg`` restricted to the comma-separated model names of ``--models`` ``text``: each
+    one of the configured models (every registry entry when none is configured; ``of`` says
+    whose models they are in the message), none twice."""
+    if not text:
+        return cfg
+    names = [m.strip() for m in text.split(",")]
+    available = list(cfg.models or MODELS)
+    for name in names:
+        if not name:
+            raise ConfigError(f"--models: an empty name in {text!r}; give comma-separated model names")
+        if name not in available:
+            raise ConfigError(f"--models: {name!r} is not a model of {of}; choose from {', '.join(available)}")
+    _unique(names, "--models")
+    return dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names})
 
 
 def model_training(cfg: Config, name: str) -> TrainingConfig:
     """The training settings of model ``name``: ``training:`` with its own overrides."""
     own = cfg.models.get(name, {}).get("training") or {}
-    checked = _build(TrainingConfig, own, f"models.{name}.training")
+    checked = _build(TrainingConfig, {**dataclasses.asdict(cfg.training), **own}, f"models.{name}.training")
     return dataclasses.replace(cfg.training, **{k: getattr(checked, k) for k in own})
 
 
@@ -293,19 +567,50 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(config_to_dict(cfg), sort_keys=True).encode()).hexdigest()
 
 
+# ----------------------------------------------------------------------------------------
+# Listing (difhydro config)
+# ----------------------------------------------------------------------------------------
+
+
+def _checks_text(meta: Mapping) -> str:
+    parts = []
+    if meta.get("choices"):
+        parts.append("one of: " + ", ".join(map(str, meta["choices"])))
+    for op, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if meta.get(op) is not None:
+            parts.append(f"{sign} {meta[op]}")
+    if meta.get("unique"):
+        parts.append("no repeats")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def describe() -> str:
-    """Every key with its default and documentation (for ``difhydro config --help`` and the README)."""
+    """Every key with its default, meaning and checks, then the registry's models and their
+    options (``difhydro config``)."""
     lines = []
 
     def walk(cls, prefix):
         for f in dataclasses.fields(cls):
-            if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory()):
-                walk(type(f.default_factory()), f"{prefix}{f.name}.")
+            if f.metadata.get("section") is not None:
+                walk(f.metadata["section"], f"{prefix}{f.name}.")
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            choices = f.metadata.get("choices") or ()
-            extra = f" (one of: {', '.join(map(str, choices))})" if choices else ""
-            lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('doc', '')}{extra}")
+            lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('doc', '')}{_checks_text(f.metadata)}")
+            if f.metadata.get("schema") is not None:
+                walk(f.metadata["schema"], f"{prefix}{f.name}.")
 
     walk(Config, "")
+    lines += ["", "Models of the registry (models.<name>.<option> = default; models.<name>.training.* overrides "
+                  "training.* for that model):"]
+    for name, entry in MODELS.items():
+        lines.append(f"models.{name}: {entry.doc}{' (calibrated per basin)' if entry.calibrated else ''}")
+        accepted = option_types(name)
+        words = {"int": "integer", "float": "number", "str": "text", "NoneType": "null", "list": "list", "bool": "bool"}
+        for option, default in model_options(name).items():
+            limits = dict(entry.limits.get(option, {}))
+            if isinstance(default, (int, float)) and not isinstance(default, bool) and default >= 0:
+                limits.setdefault("ge", 0)
+            kinds = " or ".join(dict.fromkeys(words.get(t.__name__, t.__name__) for t in accepted[option] or ()
+                                              if t is not tuple and not (t is int and float in accepted[option])))
+            lines.append(f"  models.{name}.{option} = {default!r}{f' [{kinds}]' if kinds else ''}{_checks_text(limits)}")
     return "\n".join(lines)

@@ -3,28 +3,24 @@
 - :class:`ParamHead` (``params.py``): network output -> named raw values -> physical values;
 - :class:`PRNN` and :func:`run_physics` (``layer.py``): the only bridge to
   :func:`~difhydro.physics.simulate` and the only place that moves the time axis;
-- :class:`HybridPRNN`, :class:`DifferentiableParameterLearning`, :class:`RegionalLSTM` and
-  the model registry :data:`MODELS` (``models.py``).
+- :class:`HybridPRNN`, :class:`DifferentiableParameterLearning`, :class:`RegionalLSTM`
+  (``models.py``) and the model registry :data:`MODELS` (``registry.py``, readable without
+  Flax: the ``difhydro`` command lists and checks models before it imports JAX).
 
-Every array here is basin-first: ``[basin, time, ...]``.
+Every array here is basin-first: ``[basin, time, ...]``. Names are imported on first use
+(PEP 562), so that ``from difhydro.hybrid import MODELS`` stays light.
 """
 
-from .layer import PRNN as PRNN
-from .layer import run_physics as run_physics
-from .models import MODELS as MODELS
-from .models import DifferentiableParameterLearning as DifferentiableParameterLearning
-from .models import HybridPRNN as HybridPRNN
-from .models import RegionalLSTM as RegionalLSTM
-from .models import RegisteredModel as RegisteredModel
-from .models import build_model as build_model
-from .models import check_batch as check_batch
-from .models import field as field
-from .models import inputs_with_attributes as inputs_with_attributes
-from .models import model_options as model_options
-from .models import register_model as register_model
-from .params import ROUTING_SPECS as ROUTING_SPECS
-from .params import ParamHead as ParamHead
-from .params import split_last_axis as split_last_axis
+from importlib import import_module
+
+_WHERE = {
+    "ParamHead": "params", "ROUTING_SPECS": "params", "split_last_axis": "params",
+    "PRNN": "layer", "run_physics": "layer",
+    "HybridPRNN": "models", "DifferentiableParameterLearning": "models", "RegionalLSTM": "models",
+    "field": "models", "check_batch": "models", "inputs_with_attributes": "models",
+    "MODELS": "registry", "RegisteredModel": "registry", "register_model": "registry",
+    "build_model": "registry", "model_options": "registry",
+}
 
 __all__ = [
     "ParamHead", "ROUTING_SPECS", "split_last_axis", "PRNN", "run_physics", "HybridPRNN",
@@ -32,3 +28,15 @@ __all__ = [
     "register_model", "build_model", "model_options", "field", "check_batch",
     "inputs_with_attributes",
 ]
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

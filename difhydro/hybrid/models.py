@@ -22,16 +22,15 @@ Models:
   :class:`~difhydro.hybrid.ParamHead` -> process model -> flow, no surrogate.
 - :class:`RegionalLSTM`: Kratzert et al. (2019): attributes concatenated to forcings.
 
-:data:`MODELS` is the registry: name -> :class:`RegisteredModel`, whose ``build(**options)``
-makes the model; the experiment layer, the benchmarks and the tests all build from it.
+:data:`MODELS` (``registry.py``, re-exported here) is the registry: name ->
+:class:`RegisteredModel`, whose ``build(**options)`` makes the model; the experiment layer,
+the benchmarks and the tests all build from it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -41,7 +40,6 @@ import jax.numpy as jnp
 from ..nn import LSTM, MLP, AttributeTransformer, CausalConvHead
 from ..physics.base import Array, ProcessModel
 from ..physics.exphydro import ExpHydro
-from ..physics.hbv import HBV
 from .layer import PRNN
 from .params import ParamHead, split_last_axis
 
@@ -280,109 +278,5 @@ class RegionalLSTM(nn.Module):
         return {"streamflow": jax.nn.relu(q)}
 
 
-# ----------------------------------------------------------------------------------------
-# The registry
-# ----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RegisteredModel:
-    """One entry of :data:`MODELS`.
-
-    Attributes:
-        build: ``build(flow_mean, flow_std, **options)`` -> a Flax module trained by the
-            :class:`~difhydro.training.Trainer`, or (``calibrated``) a process model that is
-            calibrated basin by basin. ``flow_mean``/``flow_std`` (mm d-1) are the training
-            data's streamflow statistics; the options and their defaults are the keyword
-            arguments of ``build`` (:func:`model_options`).
-        doc: one line for listings and summaries.
-
-    The EXP-HYDRO entries read the ``pet`` forcing (``pet_source="forcing"``), so that
-    every process model of an experiment reads the same PET (``pet_source="hamon"`` is
-    P-RNN's own Hamon PET), and report the water that left the buckets during each day
-    (``output_timing="update"``): P-RNN's ``"updated"`` evaluation reports flow from an
-    empty bucket (``H_5(0) = 0.5``), water that never existed.
-        calibrated: per-basin calibration of a process model (gauged basins only).
-    """
-
-    build: Callable[..., Any]
-    doc: str
-    calibrated: bool = False
-
-
-MODELS: dict[str, RegisteredModel] = {}
-
-
-def register_model(name: str, build: Callable[..., Any], doc: str, *, calibrated: bool = False) -> None:
-    """Add (or replace) a registry entry; a contrib package registers its models this way."""
-    MODELS[name] = RegisteredModel(build, doc, calibrated)
-
-
-def model_options(name: str) -> dict[str, Any]:
-    """The options of ``name`` and their defaults (keyword arguments of its ``build``)."""
-    _entry(name)
-    sig = inspect.signature(MODELS[name].build)
-    return {k: p.default for k, p in sig.parameters.items() if k not in ("flow_mean", "flow_std")}
-
-
-def build_model(name: str, *, flow_mean: float = 0.0, flow_std: float = 1.0, **options) -> Any:
-    """Build the registry entry ``name`` with its ``options`` (unknown names and options
-    raise a ValueError listing the accepted ones)."""
-    entry = _entry(name)
-    accepted = model_options(name)
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise ValueError(f"model {name!r} has no option(s) {unknown}; accepted: {sorted(accepted)}")
-    return entry.build(flow_mean=flow_mean, flow_std=flow_std, **options)
-
-
-def _entry(name: str) -> RegisteredModel:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
-    return MODELS[name]
-
-
-def _exphydro(pet_source: str) -> ExpHydro:
-    return ExpHydro(pet_source=pet_source, output_timing="update")
-
-
-def _hybrid(flow_mean, flow_std, hidden_size: int = 64, head_hidden: int = 8, lag_days: int = 10,
-            head: str = "bounded", pet_source: str = "forcing"):
-    return HybridPRNN(_exphydro(pet_source), mode="regional", q_scale=flow_std,
-                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days, head=head)
-
-
-def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10, head: str = "bounded",
-                   pet_source: str = "forcing"):
-    return HybridPRNN(_exphydro(pet_source), mode="pseudo_regional", q_scale=flow_std,
-                      head_hidden=head_hidden, lag_days=lag_days, head=head)
-
-
-def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None):
-    dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
-    return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean)
-
-
-def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp", pet_source: str = "forcing"):
-    sizes = (hidden_size,) if network == "attention" else (hidden_size, hidden_size)
-    return DifferentiableParameterLearning(_exphydro(pet_source), network=network, hidden_sizes=sizes)
-
-
-def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
-             dynamic_params: tuple[str, ...] = ("beta", "betaet"), lstm_input_layer: bool = False):
-    return DifferentiableParameterLearning(
-        HBV(n_components=components, use_betaet=True), network="lstm", hidden_sizes=(hidden_size,),
-        dynamic_params=tuple(dynamic_params), routing="gamma", warmup_days=warmup_days, warmup_gradient=False,
-        lstm_input_layer=lstm_input_layer,
-    )
-
-
-register_model("hybrid", _hybrid, "EXP-HYDRO PRNN + causal Conv1D head; attributes -> physical parameters and head weights (Jiang et al. 2020)")
-register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter set for all basins (Jiang et al. 2020)")
-register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)")
-register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, Feng et al. 2022)")
-register_model("dpl_exphydro", _dpl_exphydro, "dPL: MLP on attributes -> EXP-HYDRO (Tsai et al. 2021)")
-register_model("exphydro_calibrated", lambda flow_mean, flow_std, pet_source="forcing": _exphydro(pet_source),
-               "EXP-HYDRO calibrated per basin by gradient descent", calibrated=True)
-register_model("hbv_calibrated", lambda flow_mean, flow_std: HBV(),
-               "HBV calibrated per basin by gradient descent", calibrated=True)
+# The registry lives in registry.py (readable without Flax); re-exported here.
+from .registry import MODELS, RegisteredModel, build_model, model_options, register_model  # noqa: E402
