@@ -109,6 +109,11 @@ class TrainingConfig:
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration")
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)")
     min_observations: int = field(30, "observed days a training window needs after its warm-up")
+    monitor: str = field("nse", "what picks the kept epoch on periods.validation: 'loss' (lowest validation loss) or "
+                                "a metric whose basin median is maximised (nse, kge, mnse, r)")
+    patience: int | None = field(None, "early stopping: epochs without a better validation score before training "
+                                       "stops (null = off; needs periods.validation)")
+    validate_every: int = field(1, "score the validation period every this many epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +132,10 @@ class Config:
     name: str = field("experiment", "a short name, used in titles")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     periods: dict = field({}, "train and test periods as START:END (YYYY-MM-DD:YYYY-MM-DD); missing ones take the "
-                              "data format's defaults (CAMELS: train 1999-10-01:2008-09-30, test 1989-10-01:1999-09-30)")
+                              "data format's defaults (CAMELS: train 1999-10-01:2008-09-30, test 1989-10-01:1999-09-30); "
+                              "optional validation: START:END, scored every training.validate_every epochs on the "
+                              "training basins to keep the best epoch (training.monitor) and stop early "
+                              "(training.patience); it must not overlap train or test")
     evaluations: list = field(["temporal", "kfold"], "temporal = gauged (test period, training basins); kfold = "
                                                      "ungauged (k-fold over basins)", EVALUATIONS)
     folds: int = field(5, "k of the k-fold evaluation")
@@ -217,10 +225,17 @@ def _check(cfg: Config) -> Config:
         raise ConfigError(f"folds: the kfold evaluation needs at least 2 folds, got {cfg.folds}")
     if not cfg.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds):
         raise ConfigError(f"seeds: expected a non-empty list of integers, got {cfg.seeds!r}")
-    unknown = [k for k in cfg.periods if k not in ("train", "test")]
+    unknown = [k for k in cfg.periods if k not in ("train", "test", "validation")]
     if unknown:
-        raise ConfigError(f"periods.{unknown[0]}: unknown period; accepted: train, test")
+        raise ConfigError(f"periods.{unknown[0]}: unknown period; accepted: train, test, validation")
     periods = {k: parse_period(v, f"periods.{k}") for k, v in cfg.periods.items()}
+    check_validation_period(periods)
+    _check_early_stopping(t, "training", "validation" in periods)
+    for name, options in cfg.models.items():
+        if isinstance(options, Mapping) and isinstance(options.get("training"), Mapping):
+            own = _build(TrainingConfig, options["training"], f"models.{name}.training")
+            merged = dataclasses.replace(t, **{k: getattr(own, k) for k in options["training"]})
+            _check_early_stopping(merged, f"models.{name}.training", "validation" in periods)
     for name, options in cfg.models.items():
         if name not in MODELS:
             raise ConfigError(f"models.{name}: unknown model; choose from {', '.join(sorted(MODELS))}")
@@ -243,6 +258,33 @@ def _check(cfg: Config) -> Config:
         if action not in POLICIES:
             raise ConfigError(f"data.policies.{name}: {policy!r} is not a policy; choose from {', '.join(POLICIES)}")
     return dataclasses.replace(cfg, periods=periods, models={k: dict(v or {}) for k, v in cfg.models.items()})
+
+
+def check_validation_period(periods: Mapping[str, tuple[str, str]]) -> None:
+    """Refuse a ``periods.validation`` that overlaps ``train`` or ``test`` (ISO dates), one line."""
+    if "validation" not in periods:
+        return
+    v0, v1 = periods["validation"]
+    for other in ("train", "test"):
+        if other in periods:
+            o0, o1 = periods[other]
+            if v0 <= o1 and o0 <= v1:
+                raise ConfigError(f"periods.validation: {v0}:{v1} overlaps periods.{other} {o0}:{o1}; "
+                                  "give a validation period outside both")
+
+
+def _check_early_stopping(t: TrainingConfig, key: str, has_validation: bool) -> None:
+    from ..training.metrics import METRICS
+
+    maximised = [m for m in ("nse", "kge", "kge_2012", "mnse", "r", "r_squared", "r2_cod") if m in METRICS]
+    if t.monitor != "loss" and t.monitor not in maximised:  # the Trainer maximises the metric's basin median
+        raise ConfigError(f"{key}.monitor: {t.monitor!r} is not accepted; choose 'loss' or one of {', '.join(maximised)}")
+    if t.patience is not None and t.patience < 1:
+        raise ConfigError(f"{key}.patience: must be null (off) or >= 1, got {t.patience}")
+    if t.patience is not None and not has_validation:
+        raise ConfigError(f"{key}.patience: early stopping needs a validation period; add periods.validation: START:END")
+    if t.validate_every < 1:
+        raise ConfigError(f"{key}.validate_every: must be >= 1, got {t.validate_every}")
 
 
 def load_config(source: str | Path | Mapping, overrides: Mapping[str, Any] | None = None) -> Config:
