@@ -137,6 +137,9 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     data, and the string labels of ``basin``, ``model``, ``evaluation`` as the label
     variables ``basin_id``, ``model_name``, ``evaluation_name`` (CF coordinate variables are
     numeric). :func:`open_predictions` reads it back with the labels as indexes."""
+    from .rundir import check_parent
+
+    check_parent(path)  # one line, not a traceback, when a parent of path is a file
     out = ds.copy()
     for dim, label in LABELS.items():
         if dim in out.dims:

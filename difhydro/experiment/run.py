@@ -31,9 +31,10 @@ from ..training import TrainConfig, Trainer, gradient_calibration
 from ..training.metrics import nse
 from . import reporting
 from .config import Config, ConfigError, TrainingConfig, config_hash, config_to_dict, load_config, model_training
-from .data import PHYSICS_FORCING, ExperimentData, prepare_data
+from .data import PHYSICS_FORCING, ExperimentData, data_files, prepare_data
 from .models import SavedModel, predict_unit, save_params, window_period
-from .rundir import RunDirError, create_run_dir, default_run_dir, is_run_dir, read_marker, write_json
+from .rundir import (RunDirError, changed_data_file, create_run_dir, data_checksums, default_run_dir, is_run_dir,
+                     read_marker, write_json)
 
 __all__ = ["Unit", "plan_units", "train_run", "resolve_config"]
 
@@ -266,28 +267,35 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
 
         if is_primary():
             check_new_run_dir(run_dir)
+    provenance = _check_resumable(run_dir, log) if resume is not None else None
     data = prepare_data(cfg)  # every data problem surfaces here, before the run directory exists
     log("\n".join(data.notes))
+    units = plan_units(cfg, data.basins)
+    finished = _read_finished(run_dir, units, data) if resume is not None else {}
+    command = {"command": " ".join(sys.argv), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+               "xla_flags": os.environ.get("XLA_FLAGS", "")}
     if resume is None and is_primary():
         create_run_dir(run_dir, config_hash(cfg), __version__)
         import yaml
 
         atomic_write_text(run_dir / "config.yml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         atomic_write_text(run_dir / "config.sha256", config_hash(cfg) + "\n")
-    write_json(run_dir / "provenance.json", {"difhydro": __version__, **data.provenance(),
-                                             "command": " ".join(sys.argv),
-                                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-                                             "xla_flags": os.environ.get("XLA_FLAGS", "")})
+        files = {}
+        if data.root is not None:  # the data a resume must find unchanged
+            files = data_checksums(data.root, data_files(data.root, data.ds["basin"].values.astype(str)))
+        provenance = {"difhydro": __version__, **data.provenance(), **command, "data_files": files}
+    else:  # resumed: the provenance of the start stays, each resume is added
+        provenance = {**provenance, "resumed": provenance.get("resumed", []) + [
+            {"difhydro": __version__, "time": pd.Timestamp.now().isoformat(timespec="seconds"), **command}]}
+    write_json(run_dir / "provenance.json", provenance)
     if data.report is not None:
         data.report.to_csv(run_dir / "data_validation.csv")
-    units = plan_units(cfg, data.basins)
-    failures, results = [], {}
+    failures, results = [], dict(finished)
     t_start = time.perf_counter()
     for unit in tqdm(units, desc="models", disable=not progress):
         folder = unit.folder(run_dir)
         try:
-            if resume is not None and (folder / "result.npz").is_file():
-                results[unit] = _load_result(folder)
+            if unit in finished:
                 continue
             if MODELS[unit.model].calibrated:
                 result = _run_calibrated(unit, cfg, data, folder, progress)
@@ -304,6 +312,52 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
     peer_rows = _peers(cfg, data, run_dir, failures, progress, log)
     table = aggregate(run_dir, cfg, data, results, peer_rows, failures, time.perf_counter() - t_start)
     return run_dir, table, failures
+
+
+def _check_resumable(run_dir: Path, log) -> dict:
+    """The stored provenance of a run to resume, after checking that every data file it
+    recorded is unchanged (a :class:`RunDirError` naming the first changed file)."""
+    path = run_dir / "provenance.json"
+    try:
+        provenance = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"--resume {run_dir}: {path} cannot be read ({type(err).__name__}: {err}); nothing was "
+                          "changed") from None
+    recorded, root = provenance.get("data_files"), provenance.get("root")
+    if recorded is None:
+        log(f"difhydro train: {path} records no data checksums (an older run): the data are not verified")
+    elif recorded and root:
+        changed = changed_data_file(root, recorded)
+        if changed:
+            raise RunDirError(f"--resume {run_dir}: the data changed since the run started: {changed}; nothing was "
+                              "changed (restore the data, or start a new run)")
+    return provenance
+
+
+def _read_finished(run_dir: Path, units: Sequence[Unit], data: ExperimentData) -> dict:
+    """The results of the units a resumed run finished, every file read and checked; a
+    :class:`RunDirError` names the first one that cannot be read, before anything is written
+    (a damaged result is never silently dropped from the new ``metrics.csv``)."""
+    days = len(pd.date_range(*data.periods["test"]))
+    finished = {}
+    for unit in units:
+        folder = unit.folder(run_dir)
+        if not (folder / "result.npz").is_file():
+            continue
+        for name, read in (("model.json", lambda: SavedModel.load(folder)), ("result.npz", lambda: _load_result(folder))):
+            try:
+                value = read()
+            except Exception as err:  # noqa: BLE001 - any unreadable file is named
+                raise RunDirError(f"--resume {run_dir}: {folder / name} cannot be read ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}); nothing was changed (move it "
+                                  "aside to train that unit again)") from None
+        expected = (len(unit.test_basins), days)
+        if np.shape(value["simulated"]) != expected:
+            raise RunDirError(f"--resume {run_dir}: {folder / 'result.npz'} holds simulated streamflow of shape "
+                              f"{np.shape(value['simulated'])}, expected {expected} (basins, test days); nothing was "
+                              "changed (move it aside to train that unit again)")
+        finished[unit] = value
+    return finished
 
 
 def _unit_line(unit, result: dict, observed: np.ndarray) -> str:
@@ -345,7 +399,11 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     folder = run_dir / "peers" / "nh_cudalstm"
     done = folder / "result.npz"
     if done.is_file():
-        return {"nh_cudalstm": _load_result(folder)}
+        try:
+            return {"nh_cudalstm": _load_result(folder)}
+        except Exception as err:  # noqa: BLE001 - a damaged result is named, never dropped
+            raise RunDirError(f"{done} cannot be read ({type(err).__name__}); move it aside to run the peer "
+                              "again") from None
     try:
         res = run_cudalstm(
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
