@@ -133,7 +133,8 @@ def run_figures(run_dir, table, simulated, observed, dates, basins, params, seri
     run_dir = Path(run_dir)
     figures = {}
     for evaluation, sub in table.groupby("evaluation"):
-        cdf = {m: g["nse"].values for m, g in sub[sub.seed >= sub.seed.min()].groupby("model", sort=False)}
+        # one curve per model: its first seed's basins (the rows come in the config's seed order)
+        cdf = {m: g["nse"].values[(g.seed == g.seed.iloc[0]).values] for m, g in sub.groupby("model", sort=False)}
         figures[f"NSE CDF ({evaluation})"] = metric_cdf(cdf, run_dir / f"nse_cdf_{evaluation}.png").name
         ref = "hybrid" if "hybrid" in cdf else next(iter(cdf))
         ranked = sub[sub.model == ref].drop_duplicates("basin").sort_values("nse", ascending=False)
