@@ -43,7 +43,10 @@ def read_marker(path: str | Path) -> dict:
     path = Path(path)
     if not is_run_dir(path):
         raise RunDirError(f"{path} is not a difhydro run directory (no {MARKER})")
-    return json.loads((path / MARKER).read_text())
+    try:
+        return json.loads((path / MARKER).read_text())
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{path / MARKER} cannot be read ({type(err).__name__}: {err}); nothing was changed") from None
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
