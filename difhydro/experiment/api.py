@@ -43,7 +43,10 @@ class Run:
     def __post_init__(self):
         self.marker = read_marker(self.folder)
         self.config: Config = load_config(self.folder / "config.yml")
-        self.provenance = json.loads((self.folder / "provenance.json").read_text())
+        try:
+            self.provenance = json.loads((self.folder / "provenance.json").read_text())
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{self.folder / 'provenance.json'} cannot be read ({type(err).__name__}: {err})") from None
 
     def models(self, evaluation: str = "temporal") -> dict[str, list[SavedModel]]:
         """name -> saved models of ``evaluation`` (fold 0), one per seed, in the order of the
