@@ -259,7 +259,78 @@ def cases(data: Path):
         ("predict --out in a folder that does not exist", lambda t: cli("predict", _run_dir(t), "--data-dir", camels, "--period", "1990-01-01:1990-12-31", "--out", t / "no" / "p.nc")),
         ("predict --hot-start that does not exist", lambda t: cli("predict", _run_dir(t), "--data-dir", camels, "--period", "1990-01-01:1990-12-31", "--out", t / "p.nc", "--hot-start", t / "old.nc")),
         ("predict --models of a model the run did not train", lambda t: cli("predict", _run_dir(t), "--data-dir", camels, "--period", "1990-01-01:1990-12-31", "--out", t / "p.nc", "--models", "dpl_hbv")),
+        # -- run directories, evaluate, predict (issue 19)
+        ("--out below an existing regular file", lambda t: cli("train", config(t), "--data-dir", camels, "--out", _write(t / "notes.txt", "mine") / "run")),
+        ("evaluate --name of an evaluation that exists", lambda t: _evaluate_twice(t)),
+        ("--resume over a truncated result file", lambda t: _resume_truncated(t)),
+        ("--resume after a data file changed", lambda t: _resume_changed_data(t, camels)),
+        ("periods.validation overlapping periods.train", lambda t: cli("train", config(t, **{"periods.train": "1999-10-01:2004-09-30", "periods.validation": "2004-01-01:2005-09-30"}))),
+        ("training.patience without a validation period", lambda t: cli("train", config(t, **{"training.patience": 3}))),
+        ("training.monitor that is not a metric", lambda t: cli("train", config(t, **{"training.monitor": "nash"}))),
+        ("predict a period reaching beyond the data", lambda t: _predict_beyond(t, camels)),
+        ("predict --hot-start from states that do not precede the period", lambda t: _hot_start_same_period(t, camels)),
     ]
+
+
+def _run_copy(t: Path) -> Path:
+    copy = t / "run"
+    shutil.copytree(_run_dir(t), copy)
+    return copy
+
+
+def _evaluate_twice(t):
+    from difhydro.experiment.cli import main
+
+    run = _run_copy(t)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["evaluate", str(run), "--name", "later", "--quiet"]) == 0
+    return cli("evaluate", run, "--name", "later", "--quiet")
+
+
+def _resume_truncated(t):
+    run = _run_copy(t)
+    result = next((run / "models").rglob("result.npz"))
+    result.write_bytes(result.read_bytes()[:500])
+    return cli("train", "--resume", run, "--quiet")
+
+
+def _resume_changed_data(t, camels):
+    """A run on a copy of three basins' files; one forcing file changes before the resume."""
+    from difhydro.experiment.cli import main
+
+    data = t / "camels"
+    shutil.copytree(camels / "camels_attributes_v2.0", data / "camels_attributes_v2.0")
+    for sub in ("basin_mean_forcing", "usgs_streamflow"):
+        for path in (camels / sub).rglob("*.txt"):
+            if path.name.split("_")[0] in (G, "01333000", "02046000"):
+                (data / path.relative_to(camels)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, data / path.relative_to(camels))
+    run = t / "run"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", str(config(t)), "--data-dir", str(data), "--out", str(run), "--quiet"]) == 0
+    forcing = next(data.rglob(f"{G}_lump_*forcing_leap.txt"))
+    forcing.write_text(forcing.read_text().replace("\t0.00\t", "\t0.01\t", 1))
+    return cli("train", "--resume", run, "--quiet")
+
+
+def _predict_beyond(t, camels):
+    from difhydro import load_run
+
+    said = []
+    load_run(_run_dir(t)).predict(data_dir=camels, basins=[G], period="2014-01-01:2016-12-31", progress=False,
+                                  log=said.append)
+    raise Handled(said[0] if said else "predicted without a word")
+
+
+def _hot_start_same_period(t, camels):
+    from difhydro.experiment.cli import main
+
+    first = t / "first.nc"
+    argv = ["predict", str(_run_dir(t)), "--data-dir", str(camels), "--period", "1990-01-01:1990-12-31", "--quiet",
+            "--basin-file", str(_write(t / "b.txt", G + "\n"))]
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(argv + ["--out", str(first)]) == 0
+    return cli(*argv, "--out", t / "second.nc", "--hot-start", first)
 
 
 def _write(path: Path, text: str) -> Path:

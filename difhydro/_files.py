@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "is_primary"]
+__all__ = ["atomic_path", "atomic_write_text", "is_primary", "umask"]
 
 
 def is_primary() -> bool:
@@ -15,6 +15,21 @@ def is_primary() -> bool:
     import jax
 
     return jax.process_count() == 1 or jax.process_index() == 0
+
+
+def umask() -> int:
+    """The process's file-mode creation mask (read from /proc where possible: setting it to
+    read it back is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -30,6 +45,7 @@ def atomic_path(path: str | Path, suffix: str = ""):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; the file gets the mode open() would give it
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -282,3 +282,10 @@ def test_describe_lists_every_key_with_its_checks():
                 "training.learning_rate", "models.lstm.hidden_size", "models.dpl_hbv.components"):
         assert f"\n{key} = " in text or f"  {key} = " in text, key
     assert "training.learning_rate = 0.002: peak Adam learning rate (> 0)" in text
+
+
+def test_the_monitor_choices_are_the_validation_loss_and_every_metric():
+    from difhydro.experiment.config import MONITORS
+    from difhydro.training.metrics import METRICS
+
+    assert MONITORS[0] == "loss" and sorted(MONITORS[1:]) == sorted(METRICS)

@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..hybrid import MODELS
-from . import outputs, plots
-from .config import Config, config_hash, load_config, parse_period
+from . import outputs, reporting
+from .config import Config, check_name, config_hash, load_config, parse_period
 from .data import ExperimentData, prepare_data, read_basin_file
 from .models import SavedModel, predict_unit
-from .rundir import RunDirError, read_marker, write_json
+from .rundir import RunDirError, claim_folder, read_marker, write_json
 
 __all__ = ["Run", "load_run"]
 
@@ -43,22 +43,29 @@ class Run:
     def __post_init__(self):
         self.marker = read_marker(self.folder)
         self.config: Config = load_config(self.folder / "config.yml")
-        self.provenance = json.loads((self.folder / "provenance.json").read_text())
+        try:
+            self.provenance = json.loads((self.folder / "provenance.json").read_text())
+        except (OSError, ValueError) as err:
+            raise RunDirError(f"{self.folder / 'provenance.json'} cannot be read ({type(err).__name__}: {err})") from None
 
     def models(self, evaluation: str = "temporal") -> dict[str, list[SavedModel]]:
-        """name -> saved models (one per seed) of ``evaluation`` (fold 0)."""
+        """name -> saved models of ``evaluation`` (fold 0), one per seed, in the order of the
+        config's ``seeds`` (the first is the one ``predictions.nc`` shows beside the ensemble)."""
         found: dict[str, list[SavedModel]] = {}
-        for folder in sorted((self.folder / "models").glob(f"*/{evaluation}_fold0/seed*")):
+        for folder in (self.folder / "models").glob(f"*/{evaluation}_fold0/seed*"):
             if (folder / "result.npz").is_file():
                 saved = SavedModel.load(folder)
                 found.setdefault(saved.name, []).append(saved)
         if not found:
             raise RunDirError(f"{self.folder} has no finished {evaluation} models (train it, or --resume it)")
-        return found
+        seeds = list(self.config.seeds)
+        order = lambda m: (seeds.index(m.seed) if m.seed in seeds else len(seeds), m.seed)  # noqa: E731
+        return {name: sorted(members, key=order) for name, members in sorted(found.items())}
 
     # -- data -----------------------------------------------------------------------------
 
     def _data(self, data_dir, basin_file, basins, period, need_observations) -> tuple[ExperimentData, tuple[str, str]]:
+        """The data and the period (cut to the data, the cut in ``data.notes``)."""
         cfg = self.config
         data_cfg = cfg.data
         if basin_file:
@@ -72,31 +79,41 @@ class Run:
         test = tuple(self.provenance["periods"]["test"]) if period is None else parse_period(period, "--period")
         cfg = dataclasses.replace(cfg, data=data_cfg)
         data = prepare_data(cfg, periods={"test": test}, need_observations=need_observations)
-        return data, test
+        return data, tuple(data.periods["test"])
 
-    def _hot_start(self, path, basins) -> dict[str, dict[str, np.ndarray]]:
-        """Final states of a previous prediction (``final_<model>__<state>``), per model."""
+    def _hot_start(self, path, basins, period) -> tuple[dict[str, dict[str, np.ndarray]], str]:
+        """Final states of a previous prediction (``final_<model>__<state>``), per model, and
+        their day; refused unless that day precedes ``period``."""
         with outputs.open_predictions(path) as prev:
             missing = [b for b in basins if b not in set(prev.basin.values.astype(str))]
             if missing:
                 raise ValueError(f"--hot-start {path}: basins {missing[:5]} have no saved states")
+            last = pd.Timestamp(prev.time.values[-1])
+            if last >= pd.Timestamp(period[0]):
+                raise ValueError(f"--hot-start {path}: its end states are of {last.date()}, which does not precede the "
+                                 f"period start {period[0]}; predict a period that starts after {last.date()}")
             states: dict[str, dict[str, np.ndarray]] = {}
             for name in prev.data_vars:
                 if name.startswith("final_") and "__" in name:
                     model, state = name[len("final_"):].split("__", 1)
                     values = prev[name].isel(evaluation=-1).sel(basin=list(basins)).values
                     states.setdefault(model, {})[state] = values
-        return states
+        gap = (pd.Timestamp(period[0]) - last).days - 1
+        note = f"hot start from {path}: end states of {last.date()}" + (
+            f" ({gap} day(s) before the period start {period[0]}: a gap, the states are carried over it)" if gap else
+            " (the day before the period)")
+        return states, note
 
     # -- predict and evaluate -------------------------------------------------------------
 
     def _run_models(self, data, period, hot_start=None, models=None, progress=True):
+        """``(name -> [(seed, result of predict_unit)], skipped name -> reason, hot-start note)``."""
         saved = self.models()
         if models:
             saved = {k: v for k, v in saved.items() if k in models}
         basins = data.basins
-        states = self._hot_start(hot_start, basins) if hot_start else {}
-        simulated, params, series, final, skipped = {}, {}, {}, {}, {}
+        states, note = self._hot_start(hot_start, basins, period) if hot_start else ({}, "")
+        runs, skipped = {}, {}
         for name, members in tqdm(saved.items(), desc="models", disable=not progress):
             if MODELS[name].calibrated:
                 unknown = [b for b in basins if b not in members[0].info["basins"]]
@@ -106,91 +123,113 @@ class Run:
             if hot_start and name not in states:
                 skipped[name] = "no process-model states in the hot-start file (a pure network, or not predicted)"
                 continue
-            runs = [predict_unit(m, data.ds, basins, period, state0=states.get(name)) for m in members]
-            key = ("predict", name)
-            simulated[key] = np.mean([r["simulated"] for r in runs], axis=0)
-            params[key], series[key], final[key] = runs[0]["params"], runs[0]["series"], runs[0]["final_state"]
-            if len(runs) > 1:
-                simulated[("predict", f"{name}_ensemble")] = simulated[key]
-                simulated[key] = runs[0]["simulated"]
-        return simulated, params, series, final, skipped
+            runs[name] = [(m.seed, predict_unit(m, data.ds, basins, period, state0=states.get(name))) for m in members]
+        return runs, skipped, note
 
-    def _dataset(self, data, period, simulated, params, series, final, observed, title):
-        time = pd.date_range(*period)
-        ds = data.ds
-        coords = {}
-        if "gauge_lat" in ds and "gauge_lon" in ds:
-            coords = {"lat": ds["gauge_lat"].sel(basin=data.basins).values,
-                      "lon": ds["gauge_lon"].sel(basin=data.basins).values}
-        units = {}
-        for members in self.models().values():
-            model = members[0].build()
-            pm = model if hasattr(model, "param_spec") else getattr(model, "model", None)
-            if pm is not None:
-                units.update({k: s.units for k, s in pm.param_spec.items()} | {k: "mm" for k in pm.state_names})
-        attrs = {"title": title, "source": f"difhydro {__version__}; run {self.folder}; data: {data.notes[0]}",
-                 "difhydro_version": __version__, "config_hash": self.marker["config_hash"]}
-        return outputs.predictions_dataset(time, data.basins, simulated, observed, params=params, series=series,
-                                           final_state=final, units=units, coords=coords, attrs=attrs)
+    def _members_table(self, runs, evaluation):
+        """``simulated``, ``params``, ``series``, ``final`` keyed ``(evaluation, model)``: the
+        first seed's prediction and, with several seeds, ``<model>_ensemble`` (their mean)."""
+        simulated, params, series, final = {}, {}, {}, {}
+        for name, members in runs.items():
+            key = (evaluation, name)
+            first = members[0][1]
+            simulated[key] = first["simulated"]
+            params[key], series[key], final[key] = first["params"], first["series"], first["final_state"]
+            if len(members) > 1:
+                simulated[(evaluation, f"{name}_ensemble")] = reporting.ensemble([r for _, r in members])["simulated"]
+        return simulated, params, series, final
+
+    def _units(self) -> dict[str, str]:
+        return reporting.model_units(members[0].build() for members in self.models().values())
+
+    def _attrs(self, data, title) -> dict[str, str]:
+        return {"title": title, "source": f"difhydro {__version__}; run {self.folder}; data: {data.notes[0]}",
+                "difhydro_version": __version__, "config_hash": self.marker["config_hash"]}
 
     def predict(self, *, data_dir=None, basin_file=None, basins: Sequence[str] | None = None,
-                period: str | Sequence[str], hot_start=None, models=None, progress: bool = True) -> xr.Dataset:
+                period: str | Sequence[str], hot_start=None, models=None, progress: bool = True,
+                log=print) -> xr.Dataset:
         """Predict streamflow (and states, parameters) over ``period`` for any basins.
 
-        No observations are needed. Each model spins up on the ``training.warmup`` days
-        before the period (read from the data); with ``hot_start`` (a previous
-        ``predict`` output) the process models start from its final states instead, and
-        dPL networks read only the period. Returns a CF-1.8 data set (see the README).
+        No observations are needed (a generic folder's files need no streamflow column).
+        Each model spins up on the ``training.warmup`` days before the period (read from
+        the data); with ``hot_start`` (a previous ``predict`` output whose last day
+        precedes the period) the process models start from its final states instead, and
+        dPL networks read only the period; the models it skips are named by ``log`` and in
+        the global attributes ``summary`` and ``skipped_models``. A period reaching beyond
+        the data is cut to it, and said so the same way. Returns a CF-1.8 data set (see
+        the README).
         """
         data, period = self._data(data_dir, basin_file, basins, period, need_observations=False)
-        simulated, params, series, final, skipped = self._run_models(data, period, hot_start, models, progress)
-        if not simulated:
+        runs, skipped, note = self._run_models(data, period, hot_start, models, progress)
+        if not runs:
             raise ValueError(f"no model could predict these basins: {skipped}")
-        ds = self._dataset(data, period, simulated, params, series, final, None,
-                           f"difhydro predictions {period[0]}..{period[1]}")
+        simulated, params, series, final = self._members_table(runs, "predict")
+        ds = outputs.predictions_dataset(pd.date_range(*period), data.basins, simulated, None, params=params,
+                                         series=series, final_state=final, units=self._units(),
+                                         coords=reporting.basin_coords(data.ds, data.basins),
+                                         attrs=self._attrs(data, f"difhydro predictions {period[0]}..{period[1]}"))
+        said = [n for n in data.notes if n.startswith("CUT:")] + ([note] if note else [])
+        said += [f"skipped model {k}: {v}" for k, v in skipped.items()]
+        for line in said:
+            log(f"difhydro predict: {line}")
+        ds.attrs["summary"] = "; ".join([f"predictions of {', '.join(runs)} for {len(data.basins)} basin(s), "
+                                         f"{period[0]}..{period[1]}"] + said)
         ds.attrs["skipped_models"] = json.dumps(skipped)
-        ds.attrs["hot_start"] = str(hot_start) if hot_start else "no (spin-up before the period)"
+        ds.attrs["hot_start"] = note or "no (spin-up before the period)"
         return ds
 
     def evaluate(self, *, data_dir=None, basin_file=None, basins: Sequence[str] | None = None, period=None,
-                 name: str = "default", models=None, progress: bool = True) -> pd.DataFrame:
+                 name: str | None = None, models=None, progress: bool = True) -> pd.DataFrame:
         """Score the trained models on any basins and period with observations; writes
-        ``evaluation/<name>/`` (metrics.csv, predictions.nc, summary.md, figures)."""
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"--name {name!r}: give a plain folder name")
+        ``evaluation/<name>/`` (metrics.csv, predictions.nc, summary.md, figures).
+
+        Never overwrites an evaluation: an explicit ``name`` that exists is refused; without
+        a name the folder is ``default``, else ``default-2``, ``default-3``, ... The table's
+        ``attrs["folder"]`` is the folder written. Every seed's rows carry their seed, the
+        ensemble's seed -1, and spin-up days inside the period are not scored (as in
+        ``train``).
+        """
+        if name is not None:
+            check_name(name, "--name")
+        if name is not None and (self.folder / "evaluation" / name).exists():
+            raise RunDirError(f"--name {name}: {self.folder / 'evaluation' / name} exists; difhydro does not overwrite "
+                              "an evaluation (choose another --name, or none for a new one)")
         data, period = self._data(data_dir, basin_file, basins, period, need_observations=True)
-        simulated, params, series, final, skipped = self._run_models(data, period, None, models, progress)
-        rekey = lambda d: {(name, k[1]): v for k, v in d.items()}  # noqa: E731
-        simulated, params, series, final = rekey(simulated), rekey(params), rekey(series), rekey(final)
+        runs, skipped, _ = self._run_models(data, period, None, models, progress)
+        out = claim_folder(self.folder / "evaluation", name)
+        name = out.name
         time = pd.date_range(*period)
         observed = data.ds["streamflow"].sel(basin=data.basins, time=time).transpose("basin", "time").values
         trained_on = set(self.provenance["basins"])
         rows = []
-        for (_, model), sim in simulated.items():
-            sc = outputs.score(sim, observed)
-            for i, b in enumerate(data.basins):
-                rows.append({"evaluation": name, "fold": 0, "model": model, "seed": -1 if model.endswith("_ensemble") else 0,
-                             "basin": b, "gauged": b in trained_on, **{m: float(sc[m][i]) for m in outputs.METRIC_NAMES},
-                             "days": int(sc["days"][i]), "train_seconds": np.nan, "seconds_per_epoch": np.nan,
-                             "basin_days_per_second": np.nan})
-        out = self.folder / "evaluation" / name
-        out.mkdir(parents=True, exist_ok=True)
-        table = outputs.write_metrics(out / "metrics.csv", rows)
-        nc = self._dataset(data, period, simulated, params, series, final, observed,
-                           f"difhydro evaluation {name}: {period[0]}..{period[1]}")
-        outputs.write_netcdf(nc, out / "predictions.nc")
-        figures = plots.run_figures(out, table, simulated, observed, time, data.basins, params, series, data)
+        for model, members in runs.items():
+            for seed, res in members:
+                rows += reporting.metric_rows(evaluation=name, fold=0, model=model, seed=seed, basins=data.basins,
+                                              simulated=res["simulated"], observed=observed,
+                                              spin_up_in_period=res["spin_up_in_period"], gauged=trained_on)
+            if len(members) > 1:
+                mean = reporting.ensemble([r for _, r in members])
+                rows += reporting.metric_rows(evaluation=name, fold=0, model=f"{model}_ensemble", seed=-1,
+                                              basins=data.basins, simulated=mean["simulated"], observed=observed,
+                                              spin_up_in_period=mean["spin_up_in_period"], gauged=trained_on)
+        simulated, params, series, final = self._members_table(runs, name)
         unseen = sum(b not in trained_on for b in data.basins)
-        lines = [f"# difhydro evaluation `{name}` of run `{self.config.name}`", ""] + [f"- {n}" for n in data.notes]
-        lines += [f"- {unseen} of {len(data.basins)} basins were not in training (ungauged predictions)", ""]
-        lines += outputs.summary_table(table) + [""]
+        head = [f"# difhydro evaluation `{name}` of run `{self.config.name}`", ""] + [f"- {n}" for n in data.notes]
+        head += [f"- {unseen} of {len(data.basins)} basins were not in training (ungauged predictions)", "",
+                 f"Spin-up: {self.config.training.warmup} days before the period; where the data start later, the "
+                 "first days of the period spin up and are not scored (as in training).", ""]
+        tail = []
         if skipped:
-            lines += ["Not evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
+            tail += ["Not evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()), ""]
         if data.report is not None:
-            lines += ["## Data validation", "", data.report.to_markdown(), ""]
-        if figures:
-            lines += ["## Figures", ""] + [f"- {k}: `{v}`" for k, v in figures.items()]
-        outputs.write_summary_md(out / "summary.md", lines)
+            tail += ["## Data validation", "", data.report.to_markdown(), ""]
+        table, _ = reporting.write_report(
+            out, rows=rows, time=time, basins=data.basins, simulated=simulated, observed=observed, params=params,
+            series=series, final=final, units=self._units(), coords=reporting.basin_coords(data.ds, data.basins),
+            attrs=self._attrs(data, f"difhydro evaluation {name}: {period[0]}..{period[1]}"), data=data,
+            head=head, tail=tail)
         write_json(out / "provenance.json", {"difhydro": __version__, "run_config_hash": config_hash(self.config),
                                              **data.provenance()})
+        table.attrs["folder"] = str(out)
         return table

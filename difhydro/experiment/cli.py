@@ -99,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir")
     e.add_argument("--basin-file")
     e.add_argument("--period", help="START:END (default: the run's test period)")
-    e.add_argument("--name", default="default", help="evaluation/<NAME> folder of the run directory")
+    e.add_argument("--name", help="evaluation/<NAME> folder of the run directory (default: default, default-2, ...: "
+                                  "an evaluation is never overwritten)")
     e.add_argument("--models", help="comma-separated subset")
     e.add_argument("--quiet", action="store_true")
     r = sub.add_parser("predict", help="predict streamflow without observations")
@@ -166,7 +167,7 @@ def check_arguments(args) -> None:
     against those models, ``--period``, ``--name``, the files and folders named, ``--out``.
     Imports no JAX, Flax or xarray; raises a ValueError (or FileNotFoundError) in one line."""
     from .config import check_name, load_config, parse_period, select_models
-    from .rundir import check_new_run_dir, read_marker
+    from .rundir import check_new_run_dir, check_parent, read_marker
 
     if args.command != "train":
         read_marker(args.run_dir)
@@ -195,13 +196,15 @@ def check_arguments(args) -> None:
     if args.period is not None:
         parse_period(args.period, "--period")
     if args.command == "evaluate":
-        check_name(args.name, "--name")
+        if args.name is not None:
+            check_name(args.name, "--name")
         return
     out = Path(args.out)
     if out.exists():
         raise ValueError(f"--out {out} exists; difhydro does not overwrite files it may not have created")
     if out.suffix != ".nc":
         raise ValueError(f"--out {out}: give a netCDF file name ending in .nc")
+    check_parent(out, "--out")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist")
     if args.hot_start:
@@ -264,7 +267,7 @@ def _evaluate(args) -> int:
     run = load_run(args.run_dir)
     table = run.evaluate(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period, name=args.name,
                          models=_models(args.models), progress=not args.quiet)
-    print((Path(args.run_dir) / "evaluation" / args.name / "summary.md").read_text())
+    print((Path(table.attrs["folder"]) / "summary.md").read_text())
     return 0 if len(table) else 1
 
 

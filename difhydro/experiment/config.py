@@ -77,6 +77,9 @@ FORMATS = ("auto", "camels_us", "caravan", "folder", "twin")
 FORCINGS = ("auto", "daymet", "maurer", "maurer_extended", "nldas")
 PET_METHODS = ("auto", "oudin", "hargreaves", "hamon", "data")
 EVALUATIONS = ("temporal", "kfold")
+#: what training.monitor accepts: the validation loss or a metric of difhydro.training.metrics.METRICS
+#: (listed here because that module imports JAX; a test keeps the two lists equal)
+MONITORS = ("loss", "nse", "kge", "kge_2012", "mnse", "fhv", "pfab", "r", "r_squared", "r2_cod", "rmse")
 
 
 class ConfigError(ValueError):
@@ -155,6 +158,9 @@ class PeriodsConfig:
 
     train: str | list = field(None, "training period", kind="period")
     test: str | list = field(None, "test period (gauged evaluation; also the default of evaluate)", kind="period")
+    validation: str | list = field(None, "validation period, neither train nor test: scored every "
+                                         "training.validate_every epochs on the training basins to keep the best "
+                                         "epoch (training.monitor) and stop early (training.patience)", kind="period")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +208,12 @@ class TrainingConfig:
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
     min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)
+    monitor: str = field("nse", "what picks the kept epoch on periods.validation: 'loss' (lowest validation loss) "
+                                "or a metric's basin median, in its direction (nse, kge, mnse, r: highest; rmse: "
+                                "lowest; fhv, pfab: closest to 0)", MONITORS)
+    patience: int | None = field(None, "early stopping: validations without a better score before training stops "
+                                       "(null = off; needs periods.validation)", ge=1)
+    validate_every: int = field(1, "score the validation period every this many epochs (and after the last)", ge=1)
 
     def check(self, key: str) -> None:
         if self.warmup >= self.window:
@@ -252,8 +264,13 @@ class Config:
                 if name not in configured:
                     raise ConfigError(f"{list_key}: {name!r} is not a configured model; choose from "
                                       f"{', '.join(configured)}")
-        for name in self.models:  # each model's own training settings, merged with training:, checked
-            model_training(self, name)
+        check_validation_period(self.periods)
+        for name in [None, *self.models]:  # each model's own training settings, merged with training:, checked
+            t = self.training if name is None else model_training(self, name)
+            if t.patience is not None and "validation" not in self.periods:
+                key = "training" if name is None else f"models.{name}.training"
+                raise ConfigError(f"{key}.patience: early stopping needs a validation period; add "
+                                  "periods.validation: START:END")
 
 
 # ----------------------------------------------------------------------------------------
@@ -500,6 +517,19 @@ def read_yaml(path: str | Path):
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a text file ({err.reason})") from None
+
+
+def check_validation_period(periods: Mapping[str, tuple[str, str]]) -> None:
+    """Refuse a ``periods.validation`` that overlaps ``train`` or ``test`` (ISO dates), one line."""
+    if "validation" not in periods:
+        return
+    v0, v1 = periods["validation"]
+    for other in ("train", "test"):
+        if other in periods:
+            o0, o1 = periods[other]
+            if v0 <= o1 and o0 <= v1:
+                raise ConfigError(f"periods.validation: {v0}:{v1} overlaps periods.{other} {o0}:{o1}; "
+                                  "give a validation period outside both")
 
 
 def load_config(source: str | Path | Mapping, overrides: Mapping[str, Any] | None = None) -> Config:

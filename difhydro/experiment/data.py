@@ -1,8 +1,9 @@
 """From a config to validated data: source, format, PET, inputs, attributes, basins, periods.
 
 :func:`prepare_data` does every step that can fail on the data before a run directory is
-created: it finds the data (``data.dir``, ``$DIFHYDRO_DATA_DIR``, ``../shared/data``
-beside the checkout, else the synthetic twin), reads it with the reader of its format,
+created: it finds the data (``data.dir`` or ``--data-dir``, ``$DIFHYDRO_DATA_DIR``, else the
+synthetic twin; the package does not look for ``../shared/data`` itself, the main job
+script ``benchmarks/camels_regional.py`` may), reads it with the reader of its format,
 runs the validation pass of :mod:`difhydro.data.validation` (policies from the config),
 adds the PET the process models read, chooses the network inputs and attributes, the
 periods and the eligible basins, and records all of it as notes for ``summary.md``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from ..data import (
     load_folder,
 )
 from ..physics import ExpHydro, hamon_pet, hargreaves_pet, oudin_pet
-from .config import Config, ConfigError
+from .config import Config, ConfigError, check_validation_period
 
 __all__ = [
     "ExperimentData",
@@ -36,6 +38,7 @@ __all__ = [
     "detect_format",
     "add_pet",
     "read_basin_file",
+    "data_files",
     "DataError",
     "CAMELS_ATTRIBUTES",
     "CARAVAN_ATTRIBUTES",
@@ -106,11 +109,7 @@ def resolve_source(cfg: Config, data_dir: str | None = None) -> tuple[str, Path 
     """``(format, folder, note)``: where the data comes from (``data_dir`` overrides the config)."""
     root = data_dir or cfg.data.dir or os.environ.get("DIFHYDRO_DATA_DIR")
     how = "--data-dir" if data_dir else "data.dir / --data-dir" if cfg.data.dir else "$DIFHYDRO_DATA_DIR" if root else ""
-    if not root and cfg.data.format != "twin":
-        beside = Path(__file__).resolve().parents[3] / "shared" / "data"
-        if beside.is_dir():
-            root, how = str(beside), "the shared data beside the checkout"
-    if cfg.data.format == "twin" or not root:
+    if cfg.data.format == "twin" or not root:  # the package never looks for data beside the checkout itself
         return "twin", None, "no data configured (--data-dir, data.dir or $DIFHYDRO_DATA_DIR): the SYNTHETIC TWIN"
     path = Path(root).expanduser()
     if not path.is_dir():
@@ -141,6 +140,23 @@ def detect_format(root: Path, wanted: str = "auto") -> tuple[str, Path]:
                 "caravan": "a Caravan folder (timeseries/, attributes/)",
                 "folder": "a generic folder (timeseries/<basin>.csv|.nc, attributes.csv)"}
     raise DataError(f"{root} is not {expected[wanted]}, nor holds one one level down")
+
+
+def data_files(root: Path, basins: Sequence[str]) -> list[Path]:
+    """The files below ``root`` that a run of ``basins`` reads (for the checksums of
+    ``provenance.json``): in the folders of per-basin files (names holding a basin id of
+    ``basins``, and their sibling folders) only the files of ``basins``; every file of the
+    other folders (attribute tables, documentation). Hidden files are left out."""
+    ids = sorted({str(b) for b in basins}, key=len, reverse=True)
+    named = re.compile("(?<![A-Za-z0-9])(" + "|".join(map(re.escape, ids)) + ")(?![A-Za-z0-9])") if ids else None
+    by_dir: dict[Path, list[Path]] = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+            by_dir.setdefault(path.parent, []).append(path)
+    own = {d: [p for p in paths if named is not None and named.search(p.name)] for d, paths in by_dir.items()}
+    per_basin = {d for d, paths in own.items() if paths}
+    per_basin |= {d for d in by_dir if any(o.parent == d.parent for o in per_basin)}
+    return [p for d, paths in by_dir.items() for p in (own[d] if d in per_basin else paths)]
 
 
 def read_basin_file(path: str | Path) -> list[str]:
@@ -191,7 +207,8 @@ def add_pet(ds: xr.Dataset, method: str) -> tuple[xr.Dataset, str]:
     return ds, note
 
 
-def _load(cfg: Config, kind: str, folder: Path | None, basins, notes: list[str], attributes) -> xr.Dataset:
+def _load(cfg: Config, kind: str, folder: Path | None, basins, notes: list[str], attributes,
+          need_observations: bool = True) -> xr.Dataset:
     common = dict(validate=True, policies=cfg.data.policies or None, required_attributes=attributes or None)
     if kind == "twin":
         n = basins if isinstance(basins, int) else cfg.data.twin_basins
@@ -215,17 +232,29 @@ def _load(cfg: Config, kind: str, folder: Path | None, basins, notes: list[str],
     notes.insert(0, f"data: generic folder at {folder}")
     if not cfg.data.folder.get("variables"):
         raise ConfigError("data.folder.variables: a generic folder needs the mapping {variable: column} (see README)")
-    return load_folder(folder, basins=ids, **cfg.data.folder, **common)
+    options = dict(cfg.data.folder)
+    if not need_observations and "streamflow" in options["variables"]:
+        # a prediction reads no observations: files without the streamflow column are accepted
+        options["variables"] = {k: v for k, v in options["variables"].items() if k != "streamflow"}
+        options["units"] = {k: v for k, v in dict(options.get("units", {})).items() if k != "streamflow"}
+        notes.append("streamflow: not read (a prediction needs no observations)")
+    return load_folder(folder, basins=ids, **options, **common)
 
 
-def _clip_period(ds: xr.Dataset, period: tuple[str, str], name: str) -> tuple[str, str]:
-    """Shrink ``period`` to the days on which at least half of the basins have forcing."""
+def _clip_period(ds: xr.Dataset, period: tuple[str, str], name: str, notes: list[str] | None = None) -> tuple[str, str]:
+    """Shrink ``period`` to the days on which at least half of the basins have forcing; a
+    cut is added to ``notes`` (summary.md), a period without such days is an error."""
     have = np.isfinite(ds["precipitation"].sel(time=slice(*period))).mean("basin")
     days = have["time"].values[have.values >= 0.5]
+    covers = f"{str(ds.time.values[0])[:10]}:{str(ds.time.values[-1])[:10]}"
     if days.size == 0:
         raise DataError(f"periods.{name}: no forcing in {period[0]}:{period[1]} for half of the basins "
-                        f"(the data covers {str(ds.time.values[0])[:10]}:{str(ds.time.values[-1])[:10]})")
-    return str(pd.Timestamp(days[0]).date()), str(pd.Timestamp(days[-1]).date())
+                        f"(the data covers {covers})")
+    cut = str(pd.Timestamp(days[0]).date()), str(pd.Timestamp(days[-1]).date())
+    if cut != tuple(period) and notes is not None:
+        notes.append(f"CUT: periods.{name} {period[0]}:{period[1]} was cut to {cut[0]}:{cut[1]}, the days on which "
+                     f"half of the basins have forcing (the data cover {covers})")
+    return cut
 
 
 def _eligible(ds: xr.Dataset, periods: dict, limit: int | None, min_days: int) -> tuple[list[str], dict[str, str]]:
@@ -239,7 +268,7 @@ def _eligible(ds: xr.Dataset, periods: dict, limit: int | None, min_days: int) -
             if cover < 0.99:
                 reason = f"forcing covers {100 * cover:.0f} % of the {name} period {period[0]}:{period[1]}"
                 break
-            if int(np.isfinite(sub["streamflow"]).sum()) < min_days:
+            if min_days and int(np.isfinite(sub["streamflow"]).sum()) < min_days:
                 reason = f"fewer than {min_days} days of streamflow in the {name} period {period[0]}:{period[1]}"
                 break
         (excluded.__setitem__(str(b), reason) if reason else keep.append(str(b)))
@@ -279,7 +308,8 @@ def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | Non
         basins = read_basin_file(basins)
     auto_attrs = {"camels_us": CAMELS_ATTRIBUTES, "caravan": CARAVAN_ATTRIBUTES}.get(kind, ())
     wanted_attrs = list(auto_attrs) if cfg.data.attributes == "auto" else list(cfg.data.attributes)
-    ds = _load(cfg, kind, folder, basins, notes, wanted_attrs if kind in ("camels_us", "caravan") else None)
+    ds = _load(cfg, kind, folder, basins, notes, wanted_attrs if kind in ("camels_us", "caravan") else None,
+               need_observations)
     if isinstance(basins, list):
         unknown = [b for b in basins if b not in set(ds["basin"].values.astype(str))]
         if unknown:
@@ -297,10 +327,11 @@ def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | Non
     if periods is None:
         periods = dict(DEFAULT_PERIODS.get(kind, {}))
         periods.update(cfg.periods)
-    missing = [p for p in ("train", "test") if p not in periods] if len(periods) != 1 else []
-    if missing:
-        raise ConfigError(f"periods.{missing[0]}: the {kind} format has no default; give it as START:END")
-    periods = {name: _clip_period(ds, p, name) for name, p in periods.items()}
+        missing = [p for p in ("train", "test") if p not in periods]
+        if missing:
+            raise ConfigError(f"periods.{missing[0]}: the {kind} format has no default; give it as START:END")
+    check_validation_period(periods)
+    periods = {name: _clip_period(ds, p, name, notes) for name, p in periods.items()}
     for name, p in periods.items():
         notes.append(f"{name} period: {p[0]} .. {p[1]}")
     (t0, t1), (s0, s1) = (tuple(pd.Timestamp(d) for d in periods.get(k, periods["test"])) for k in ("train", "test"))

@@ -90,6 +90,10 @@ class SavedModel:
         return self.info["name"]
 
     @property
+    def seed(self) -> int:
+        return int(self.info.get("seed", 0))
+
+    @property
     def calibrated(self) -> bool:
         return MODELS[self.name].calibrated
 
@@ -139,6 +143,8 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
         stats = NormStats.load(saved.folder / "norm_stats.json")
         overrides = {"warmup_days": 0} if state0 is not None and "warmup_days" in model_options(saved.name) else {}
         model = saved.build(**overrides)
+        if "streamflow" not in ds:  # a prediction: BasinData needs a target, nothing reads or scores this one
+            ds = ds.assign(streamflow=xr.full_like(ds[info["forcing"][0]], np.nan))
         data = make_basin_data(ds, stats, window, window=max(spin, 0) + 1, warmup=spin, forcing=info["forcing"],
                                basins=list(basins), min_observations=0)
         template = params

@@ -137,6 +137,9 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> Path:
     data, and the string labels of ``basin``, ``model``, ``evaluation`` as the label
     variables ``basin_id``, ``model_name``, ``evaluation_name`` (CF coordinate variables are
     numeric). :func:`open_predictions` reads it back with the labels as indexes."""
+    from .rundir import check_parent
+
+    check_parent(path)  # one line, not a traceback, when a parent of path is a file
     out = ds.copy()
     for dim, label in LABELS.items():
         if dim in out.dims:
@@ -182,12 +185,19 @@ def summary_table(table: pd.DataFrame) -> list[str]:
         g = g[g.seed == g.seed.min()]
         rate = runs.basin_days_per_second.dropna()
         lines.append(
-            f"| {evaluation} | {model} | {g.basin.nunique()} | {np.nanmedian(g.nse):.3f} | {np.nanmean(g.nse):.3f} | "
-            f"{np.nanmedian(g.kge):.3f} | {np.nanmean(g.kge):.3f} | {int((g.nse < 0).sum())} | {int((g.nse < -1).sum())} | "
-            f"{np.nanmin(g.nse):.2f} | {_fmt(runs.get('compile_seconds'), 1)} | {_fmt(runs.get('step_seconds'), 3)} | "
+            f"| {evaluation} | {model} | {g.basin.nunique()} | {_stat(np.median, g.nse, 3)} | {_stat(np.mean, g.nse, 3)} | "
+            f"{_stat(np.median, g.kge, 3)} | {_stat(np.mean, g.kge, 3)} | {int((g.nse < 0).sum())} | {int((g.nse < -1).sum())} | "
+            f"{_stat(np.min, g.nse, 2)} | {_fmt(runs.get('compile_seconds'), 1)} | {_fmt(runs.get('step_seconds'), 3)} | "
             f"{runs.train_seconds.sum():.0f} | {f'{rate.mean():.0f}' if len(rate) else '–'} |"
         )
     return lines
+
+
+def _stat(fn, column, digits: int) -> str:
+    """``fn`` over the defined (finite) values of ``column``; ``undefined`` when there are none."""
+    values = np.asarray(column, float)
+    values = values[np.isfinite(values)]
+    return f"{fn(values):.{digits}f}" if values.size else "undefined"
 
 
 def _fmt(column, digits: int) -> str:

@@ -1,7 +1,9 @@
 """Figures hydrologists expect: metric CDFs, hydrographs, states vs observations, parameters.
 
 Every function draws one figure, writes it to ``path`` (PNG) and returns the path. They
-use matplotlib's Agg backend, so they work on machines without a display.
+use matplotlib's object-oriented API (a :class:`~matplotlib.figure.Figure` printed by its
+own Agg canvas), so they work on machines without a display and change no global state:
+importing difhydro leaves the user's matplotlib backend and pyplot figures alone.
 """
 
 from __future__ import annotations
@@ -9,31 +11,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .._files import atomic_path  # noqa: E402
+from .._files import atomic_path
 
 __all__ = ["metric_cdf", "hydrographs", "state_vs_observed", "parameters_vs_attributes", "learned_vs_true",
            "run_figures"]
 
 
-def _save(fig, path) -> Path:
+def _subplots(nrows: int = 1, ncols: int = 1, figsize=(6, 4.5)) -> tuple[Figure, np.ndarray]:
+    """A figure with its own Agg canvas and a ``[nrows, ncols]`` grid of axes (no pyplot state)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def _save(fig: Figure, path) -> Path:
     path = Path(path)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
     return path
 
 
 def metric_cdf(values: Mapping[str, np.ndarray], path, metric: str = "NSE", lower: float = -1.0) -> Path:
     """Empirical CDF of a per-basin metric, one line per model (values below ``lower`` are
     drawn at ``lower``), the usual CAMELS comparison plot."""
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, axes = _subplots(figsize=(6, 4.5))
+    ax = axes[0, 0]
     for name, v in values.items():
         v = np.sort(np.clip(np.asarray(v, float)[np.isfinite(v)], lower, None))
         if v.size:
@@ -55,7 +62,7 @@ def hydrographs(
     ``[panel, time]`` series, one panel per basin (e.g. best, median, worst)."""
     observed = np.atleast_2d(observed)
     n = observed.shape[0]
-    fig, axes = plt.subplots(n, 1, figsize=(11, 2.6 * n), squeeze=False)
+    fig, axes = _subplots(n, 1, figsize=(11, 2.6 * n))
     for i, ax in enumerate(axes[:, 0]):
         ax.plot(dates, observed[i], color="k", lw=0.8, label="observed")
         for name, sim in simulated.items():
@@ -72,7 +79,7 @@ def state_vs_observed(dates, inferred: np.ndarray, observed: np.ndarray, titles:
     """An internal state inferred by a physics layer against an independent observation
     (Jiang et al. 2020, Fig. 3: P-RNN snow storage vs SWE), one panel per basin, with r."""
     inferred, observed = np.atleast_2d(inferred), np.atleast_2d(observed)
-    fig, axes = plt.subplots(inferred.shape[0], 1, figsize=(11, 2.6 * inferred.shape[0]), squeeze=False)
+    fig, axes = _subplots(inferred.shape[0], 1, figsize=(11, 2.6 * inferred.shape[0]))
     for i, ax in enumerate(axes[:, 0]):
         ok = np.isfinite(inferred[i]) & np.isfinite(observed[i])
         r = np.corrcoef(inferred[i][ok], observed[i][ok])[0, 1] if ok.sum() > 2 and observed[i][ok].std() > 0 else np.nan
@@ -87,7 +94,7 @@ def state_vs_observed(dates, inferred: np.ndarray, observed: np.ndarray, titles:
 def parameters_vs_attributes(params: Mapping[str, np.ndarray], attributes: Mapping[str, np.ndarray], path) -> Path:
     """Grid of scatter plots: each learned parameter (rows) against each attribute (columns)."""
     pn, an = list(params), list(attributes)
-    fig, axes = plt.subplots(len(pn), len(an), figsize=(2.2 * len(an), 1.9 * len(pn)), squeeze=False)
+    fig, axes = _subplots(len(pn), len(an), figsize=(2.2 * len(an), 1.9 * len(pn)))
     for i, p in enumerate(pn):
         for j, a in enumerate(an):
             ax = axes[i, j]
@@ -103,7 +110,7 @@ def parameters_vs_attributes(params: Mapping[str, np.ndarray], attributes: Mappi
 def learned_vs_true(true: Mapping[str, np.ndarray], learned: Mapping[str, np.ndarray], path) -> Path:
     """Learned against true parameters (synthetic twins), one panel per parameter with R²."""
     names = list(true)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.8), squeeze=False)
+    fig, axes = _subplots(1, len(names), figsize=(2.6 * len(names), 2.8))
     for ax, k in zip(axes[0], names):
         t, e = np.asarray(true[k]), np.asarray(learned[k])
         r2 = 1 - np.sum((e - t) ** 2) / np.sum((t - t.mean()) ** 2)
@@ -126,7 +133,8 @@ def run_figures(run_dir, table, simulated, observed, dates, basins, params, seri
     run_dir = Path(run_dir)
     figures = {}
     for evaluation, sub in table.groupby("evaluation"):
-        cdf = {m: g["nse"].values for m, g in sub[sub.seed >= sub.seed.min()].groupby("model", sort=False)}
+        # one curve per model: its first seed's basins (the rows come in the config's seed order)
+        cdf = {m: g["nse"].values[(g.seed == g.seed.iloc[0]).values] for m, g in sub.groupby("model", sort=False)}
         figures[f"NSE CDF ({evaluation})"] = metric_cdf(cdf, run_dir / f"nse_cdf_{evaluation}.png").name
         ref = "hybrid" if "hybrid" in cdf else next(iter(cdf))
         ranked = sub[sub.model == ref].drop_duplicates("basin").sort_values("nse", ascending=False)

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,12 @@ from ..data import fit_normalization, make_basin_data
 from ..hybrid import MODELS, build_model, model_options
 from ..training import TrainConfig, Trainer, gradient_calibration
 from ..training.metrics import nse
-from . import outputs, plots
-from .config import Config, ConfigError, config_hash, config_to_dict, load_config, model_training
-from .data import PHYSICS_FORCING, ExperimentData, prepare_data
+from . import reporting
+from .config import Config, TrainingConfig, config_hash, config_to_dict, load_config, model_training, select_models
+from .data import PHYSICS_FORCING, ExperimentData, data_files, prepare_data
 from .models import SavedModel, predict_unit, save_params, window_period
-from .rundir import RunDirError, create_run_dir, default_run_dir, is_run_dir, read_marker, write_json
+from .rundir import (RunDirError, changed_data_file, create_run_dir, data_checksums, default_run_dir, is_run_dir,
+                     read_marker, write_json)
 
 __all__ = ["Unit", "plan_units", "train_run", "resolve_config"]
 
@@ -105,16 +106,23 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
     })
     folder.mkdir(parents=True, exist_ok=True)
     saved.write()
-    cfg_t = TrainConfig(epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, batch_size=t.batch_size,
-                        learning_rate=t.learning_rate, schedule=t.schedule, clip_norm=t.clip_norm, seed=unit.seed,
-                        progress=progress)
-    trainer = Trainer(model, train, cfg_t, loss=t.loss, run_dir=folder, norm_stats=stats)
+    validation = None
+    if "validation" in periods:  # the training basins over the validation period, spun up as the test period is
+        needed = [v for v in dict.fromkeys(list(forcing) + data.inputs) if v in ds]
+        window, spin, _ = window_period(ds, periods["validation"], t.warmup, unit.train_basins, needed)
+        validation = make_basin_data(ds, stats, window, window=spin + 1, warmup=spin, forcing=forcing,
+                                     basins=list(unit.train_basins), min_observations=0)
+    trainer = Trainer(model, train, train_config(t, unit.seed, progress), loss=t.loss, run_dir=folder,
+                      norm_stats=stats, validation=validation)
     t0 = time.perf_counter()
     fit = trainer.fit(resume=resume)
     seconds = time.perf_counter() - t0
-    save_params(folder / "params", fit["params"])
-    pred = predict_unit(saved, ds, unit.test_basins, periods["test"], params=fit["params"])
+    kept = fit["best_params"]  # by the monitor on the validation period; the last epoch's without one
+    save_params(folder / "params", kept)
+    pred = predict_unit(saved, ds, unit.test_basins, periods["test"], params=kept)
     history = fit["history"]
+    if validation is not None and history:
+        pred.update(kept_epoch(history, t.monitor))
     epochs = [h["seconds"] for h in history]
     target_days = t.epochs * t.steps_per_epoch * t.batch_size * (t.window - t.warmup)
     first = history[0] if history else {}
@@ -123,6 +131,29 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
             "basin_days_per_second": target_days / (step * t.epochs * t.steps_per_epoch) if history else np.nan,
             "compile_seconds": float(first.get("first_step_seconds", np.nan) - first.get("median_step_seconds", np.nan)),
             "step_seconds": step}
+
+
+def train_config(t: TrainingConfig, seed: int, progress: bool) -> TrainConfig:
+    """The Trainer's settings from a model's ``training:`` section (``validate_every`` only
+    where the Trainer has it)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    extra = {"validate_every": t.validate_every} if "validate_every" in known else {}
+    return TrainConfig(epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, batch_size=t.batch_size,
+                       learning_rate=t.learning_rate, schedule=t.schedule, clip_norm=t.clip_norm, seed=seed,
+                       monitor=t.monitor, patience=t.patience, progress=progress, **extra)
+
+
+def kept_epoch(history: Sequence[Mapping], monitor: str) -> dict:
+    """``best_epoch`` (1-based), its validation score and ``epochs_run`` from the Trainer's
+    per-epoch rows: the epoch with the best ``val_median_<monitor>`` (lowest ``val_loss``
+    for ``"loss"``), the first one on ties, as the Trainer keeps it."""
+    key = "val_loss" if monitor == "loss" else f"val_median_{monitor}"
+    scored = [(h["epoch"], h[key]) for h in history if key in h and np.isfinite(h[key])]
+    if not scored:
+        return {"best_epoch": int(history[-1]["epoch"]), "best_score": np.nan, "epochs_run": int(history[-1]["epoch"])}
+    sign = -1.0 if monitor == "loss" else 1.0
+    best = max(scored, key=lambda e: (sign * e[1], -e[0]))
+    return {"best_epoch": int(best[0]), "best_score": float(best[1]), "epochs_run": int(history[-1]["epoch"])}
 
 
 def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:
@@ -157,7 +188,9 @@ def _save_result(folder: Path, result: dict) -> None:
             "spin_up_in_period": result.get("spin_up_in_period", 0),
             "compile_seconds": result.get("compile_seconds", np.nan), "step_seconds": result.get("step_seconds", np.nan),
             "train_seconds": result["train_seconds"], "seconds_per_epoch": result["seconds_per_epoch"],
-            "basin_days_per_second": result["basin_days_per_second"]}
+            "basin_days_per_second": result["basin_days_per_second"],
+            "best_epoch": result.get("best_epoch", 0), "best_score": result.get("best_score", np.nan),
+            "epochs_run": result.get("epochs_run", 0)}
     for group in ("params", "series", "final_state"):
         for k, v in result[group].items():
             flat[f"{group}/{k}"] = np.asarray(v)
@@ -177,7 +210,9 @@ def _load_result(folder: Path) -> dict:
     out["time"] = pd.DatetimeIndex(out["time"])
     for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "compile_seconds", "step_seconds"):
         out[k] = float(out.get(k, np.nan))
-    out["spin_up_in_period"] = int(out.get("spin_up_in_period", 0))
+    for k in ("spin_up_in_period", "best_epoch", "epochs_run"):
+        out[k] = int(out.get(k, 0))
+    out["best_score"] = float(out.get("best_score", np.nan))
     return out
 
 
@@ -190,14 +225,7 @@ def resolve_config(config, *, data_dir=None, basin_file=None, models=None) -> Co
         from .data import read_basin_file
 
         overrides["data.basins"] = read_basin_file(basin_file)
-    cfg = load_config(config, overrides)
-    if models:
-        names = [m.strip() for m in models.split(",") if m.strip()]
-        unknown = [m for m in names if m not in MODELS]
-        if unknown:
-            raise ConfigError(f"--models: unknown model {unknown[0]!r}; choose from {', '.join(sorted(MODELS))}")
-        cfg = dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names})
-    return cfg
+    return select_models(load_config(config, overrides), models)
 
 
 def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, resume=None,
@@ -232,28 +260,35 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
 
         if is_primary():
             check_new_run_dir(run_dir)
+    provenance = _check_resumable(run_dir, log) if resume is not None else None
     data = prepare_data(cfg)  # every data problem surfaces here, before the run directory exists
     log("\n".join(data.notes))
+    units = plan_units(cfg, data.basins)
+    finished = _read_finished(run_dir, units, data) if resume is not None else {}
+    command = {"command": " ".join(sys.argv), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+               "xla_flags": os.environ.get("XLA_FLAGS", "")}
     if resume is None and is_primary():
         create_run_dir(run_dir, config_hash(cfg), __version__)
         import yaml
 
         atomic_write_text(run_dir / "config.yml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         atomic_write_text(run_dir / "config.sha256", config_hash(cfg) + "\n")
-    write_json(run_dir / "provenance.json", {"difhydro": __version__, **data.provenance(),
-                                             "command": " ".join(sys.argv),
-                                             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
-                                             "xla_flags": os.environ.get("XLA_FLAGS", "")})
+        files = {}
+        if data.root is not None:  # the data a resume must find unchanged
+            files = data_checksums(data.root, data_files(data.root, data.ds["basin"].values.astype(str)))
+        provenance = {"difhydro": __version__, **data.provenance(), **command, "data_files": files}
+    else:  # resumed: the provenance of the start stays, each resume is added
+        provenance = {**provenance, "resumed": provenance.get("resumed", []) + [
+            {"difhydro": __version__, "time": pd.Timestamp.now().isoformat(timespec="seconds"), **command}]}
+    write_json(run_dir / "provenance.json", provenance)
     if data.report is not None:
         data.report.to_csv(run_dir / "data_validation.csv")
-    units = plan_units(cfg, data.basins)
-    failures, results = [], {}
+    failures, results = [], dict(finished)
     t_start = time.perf_counter()
     for unit in tqdm(units, desc="models", disable=not progress):
         folder = unit.folder(run_dir)
         try:
-            if resume is not None and (folder / "result.npz").is_file():
-                results[unit] = _load_result(folder)
+            if unit in finished:
                 continue
             if MODELS[unit.model].calibrated:
                 result = _run_calibrated(unit, cfg, data, folder, progress)
@@ -270,6 +305,52 @@ def train_run(config, out=None, *, data_dir=None, basin_file=None, models=None, 
     peer_rows = _peers(cfg, data, run_dir, failures, progress, log)
     table = aggregate(run_dir, cfg, data, results, peer_rows, failures, time.perf_counter() - t_start)
     return run_dir, table, failures
+
+
+def _check_resumable(run_dir: Path, log) -> dict:
+    """The stored provenance of a run to resume, after checking that every data file it
+    recorded is unchanged (a :class:`RunDirError` naming the first changed file)."""
+    path = run_dir / "provenance.json"
+    try:
+        provenance = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"--resume {run_dir}: {path} cannot be read ({type(err).__name__}: {err}); nothing was "
+                          "changed") from None
+    recorded, root = provenance.get("data_files"), provenance.get("root")
+    if recorded is None:
+        log(f"difhydro train: {path} records no data checksums (an older run): the data are not verified")
+    elif recorded and root:
+        changed = changed_data_file(root, recorded)
+        if changed:
+            raise RunDirError(f"--resume {run_dir}: the data changed since the run started: {changed}; nothing was "
+                              "changed (restore the data, or start a new run)")
+    return provenance
+
+
+def _read_finished(run_dir: Path, units: Sequence[Unit], data: ExperimentData) -> dict:
+    """The results of the units a resumed run finished, every file read and checked; a
+    :class:`RunDirError` names the first one that cannot be read, before anything is written
+    (a damaged result is never silently dropped from the new ``metrics.csv``)."""
+    days = len(pd.date_range(*data.periods["test"]))
+    finished = {}
+    for unit in units:
+        folder = unit.folder(run_dir)
+        if not (folder / "result.npz").is_file():
+            continue
+        for name, read in (("model.json", lambda: SavedModel.load(folder)), ("result.npz", lambda: _load_result(folder))):
+            try:
+                value = read()
+            except Exception as err:  # noqa: BLE001 - any unreadable file is named
+                raise RunDirError(f"--resume {run_dir}: {folder / name} cannot be read ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}); nothing was changed (move it "
+                                  "aside to train that unit again)") from None
+        expected = (len(unit.test_basins), days)
+        if np.shape(value["simulated"]) != expected:
+            raise RunDirError(f"--resume {run_dir}: {folder / 'result.npz'} holds simulated streamflow of shape "
+                              f"{np.shape(value['simulated'])}, expected {expected} (basins, test days); nothing was "
+                              "changed (move it aside to train that unit again)")
+        finished[unit] = value
+    return finished
 
 
 def _unit_line(unit, result: dict, observed: np.ndarray) -> str:
@@ -319,7 +400,11 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     folder = run_dir / "peers" / "nh_cudalstm"
     done = folder / "result.npz"
     if done.is_file():
-        return {"nh_cudalstm": _load_result(folder)}
+        try:
+            return {"nh_cudalstm": _load_result(folder)}
+        except Exception as err:  # noqa: BLE001 - a damaged result is named, never dropped
+            raise RunDirError(f"{done} cannot be read ({type(err).__name__}); move it aside to run the peer "
+                              "again") from None
     try:
         res = run_cudalstm(
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
@@ -343,93 +428,71 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
 
 def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, peers: dict, failures: list,
               seconds: float) -> pd.DataFrame:
-    """metrics.csv, predictions.nc, summary.md and figures of a training run."""
+    """metrics.csv, predictions.nc, summary.md and figures of a training run (through
+    :mod:`~difhydro.experiment.reporting`, as ``evaluate`` does)."""
     ds, periods = data.ds, data.periods
     time_axis = pd.date_range(*periods["test"])
     basins = data.basins
     obs = ds["streamflow"].sel(basin=basins, time=time_axis).transpose("basin", "time").values.astype(np.float32)
     rows, simulated, params, series, final = [], {}, {}, {}, {}
 
-    def place(values, test_basins):
-        full = np.full((len(basins), len(time_axis)), np.nan, np.float32)
-        full[[basins.index(b) for b in test_basins]] = values
-        return full
+    def place(store, key, name, values, test_basins):
+        """Put ``values`` ``[test basin, ...]`` into ``store[key][name]`` ``[basin, ...]``."""
+        target = store.setdefault(key, {}) if name is not None else store
+        slot = name if name is not None else key
+        shape = (len(basins),) + np.shape(values)[1:]
+        target.setdefault(slot, np.full(shape, np.nan, np.float32))
+        target[slot][[basins.index(b) for b in test_basins]] = values
 
-    def add_rows(name, evaluation, fold, seed, test_basins, sim, res):
+    def add(name, evaluation, fold, seed, test_basins, res):
         idx = [basins.index(b) for b in test_basins]
-        scored = obs[idx].copy()
-        scored[:, : int(res.get("spin_up_in_period", 0))] = np.nan  # spin-up inside the period: not scored
-        sc = outputs.score(sim, scored)
-        for i, b in enumerate(test_basins):
-            rows.append({"evaluation": evaluation, "fold": fold, "model": name, "seed": seed, "basin": b,
-                         **{m: float(sc[m][i]) for m in outputs.METRIC_NAMES}, "days": int(sc["days"][i]),
-                         "train_seconds": res["train_seconds"], "seconds_per_epoch": res["seconds_per_epoch"],
-                         "basin_days_per_second": res["basin_days_per_second"],
-                         "compile_seconds": res.get("compile_seconds", np.nan), "step_seconds": res.get("step_seconds", np.nan)})
+        rows.extend(reporting.metric_rows(evaluation=evaluation, fold=fold, model=name, seed=seed, basins=test_basins,
+                                          simulated=res["simulated"], observed=obs[idx],
+                                          spin_up_in_period=int(res.get("spin_up_in_period", 0)), timing=res))
 
     members: dict = {}
     for unit, res in results.items():
-        add_rows(unit.model, unit.evaluation, unit.fold, unit.seed, unit.test_basins, res["simulated"], res)
-        members.setdefault((unit.model, unit.evaluation, unit.fold), []).append(res)
+        add(unit.model, unit.evaluation, unit.fold, unit.seed, unit.test_basins, res)
+        members.setdefault((unit.model, unit.evaluation, unit.fold, unit.test_basins), []).append(res)
         key = (unit.evaluation, unit.model)
         if unit.seed == cfg.seeds[0]:
-            simulated.setdefault(key, np.full((len(basins), len(time_axis)), np.nan, np.float32))
-            simulated[key][[basins.index(b) for b in unit.test_basins]] = res["simulated"]
+            place(simulated, key, None, res["simulated"], unit.test_basins)
             for group, store in (("params", params), ("series", series), ("final_state", final)):
                 for k, v in res[group].items():
-                    target = store.setdefault(key, {})
-                    shape = (len(basins),) + np.shape(v)[1:]
-                    target.setdefault(k, np.full(shape, np.nan, np.float32))
-                    target[k][[basins.index(b) for b in unit.test_basins]] = v
-    for (name, evaluation, fold), runs in members.items():
+                    place(store, key, k, v, unit.test_basins)
+    for (name, evaluation, fold, test_basins), runs in members.items():
         if len(runs) > 1:  # the ensemble: mean of the members' predictions
-            unit = next(u for u in results if (u.model, u.evaluation, u.fold) == (name, evaluation, fold))
-            mean = np.mean([r["simulated"] for r in runs], axis=0)
-            agg = {k: float(np.sum([r[k] for r in runs])) if k == "train_seconds" else float(np.nanmean([r[k] for r in runs]))
-                   for k in ("train_seconds", "seconds_per_epoch", "basin_days_per_second", "spin_up_in_period",
-                             "compile_seconds", "step_seconds")}
-            add_rows(f"{name}_ensemble", evaluation, fold, -1, unit.test_basins, mean, agg)
-            key = (evaluation, f"{name}_ensemble")
-            simulated.setdefault(key, np.full((len(basins), len(time_axis)), np.nan, np.float32))
-            simulated[key][[basins.index(b) for b in unit.test_basins]] = mean
+            mean = reporting.ensemble(runs)
+            add(f"{name}_ensemble", evaluation, fold, -1, test_basins, mean)
+            place(simulated, (evaluation, f"{name}_ensemble"), None, mean["simulated"], test_basins)
     for name, res in peers.items():
-        add_rows(name, "temporal", 0, cfg.seeds[0], basins, res["simulated"], res)
+        add(name, "temporal", 0, cfg.seeds[0], basins, res)
         simulated[("temporal", name)] = res["simulated"]
-    table = outputs.write_metrics(run_dir / "metrics.csv", rows)
-    units = {**_units(cfg)}
-    coords = {}
-    if "gauge_lat" in ds and "gauge_lon" in ds:
-        coords = {"lat": ds["gauge_lat"].sel(basin=basins).values, "lon": ds["gauge_lon"].sel(basin=basins).values}
     attrs = {"title": f"difhydro run {cfg.name}: predictions of the test period {periods['test'][0]}..{periods['test'][1]}",
              "source": f"difhydro {__version__}; data: {data.notes[0]}", "difhydro_version": __version__,
              "config_hash": config_hash(cfg), "references": "docs/physics.md; README (outputs)"}
-    if simulated:
-        nc = outputs.predictions_dataset(time_axis, basins, simulated, obs, params=params, series=series,
-                                         final_state=final, units=units, coords=coords, attrs=attrs)
-        outputs.write_netcdf(nc, run_dir / "predictions.nc")
-    figures = plots.run_figures(run_dir, table, simulated, obs, time_axis, basins, params, series, data) if len(table) else {}
-    write_summary(run_dir, cfg, data, table, failures, figures, seconds, peers)
+    head, tail = summary_lines(cfg, data, results, failures, seconds, peers)
+    table, _ = reporting.write_report(run_dir, rows=rows, time=time_axis, basins=basins, simulated=simulated,
+                                      observed=obs, params=params, series=series, final=final, units=_units(cfg),
+                                      coords=reporting.basin_coords(ds, basins), attrs=attrs, data=data,
+                                      head=head, tail=tail)
     return table
 
 
 def _units(cfg: Config) -> dict[str, str]:
     """Units of every parameter and state of the configured models (for the netCDF)."""
-    units = {}
+    models = []
     for name in model_names(cfg):
         try:
-            model = build_model(name, **_options(cfg, name))
-        except Exception:
+            models.append(build_model(name, **_options(cfg, name)))
+        except Exception:  # a model that cannot be built failed its units already (reported there)
             continue
-        pm = model if hasattr(model, "param_spec") else getattr(model, "model", None)
-        if pm is None:
-            continue
-        units.update({k: s.units for k, s in pm.param_spec.items()})
-        units.update({k: "mm" for k in pm.state_names})
-    return units
+    return reporting.model_units(models)
 
 
-def write_summary(run_dir: Path, cfg: Config, data: ExperimentData, table: pd.DataFrame, failures: list,
-                  figures: dict, seconds: float, peers: dict) -> None:
+def summary_lines(cfg: Config, data: ExperimentData, results: dict, failures: list, seconds: float,
+                  peers: dict) -> tuple[list[str], list[str]]:
+    """The lines of a training run's ``summary.md`` before and after the metrics table."""
     lines = [f"# difhydro run `{cfg.name}`", ""]
     if data.kind == "twin":
         lines += ["**Synthetic twin** (no data configured): real Fulda forcing, EXP-HYDRO truth. "
@@ -441,33 +504,43 @@ def write_summary(run_dir: Path, cfg: Config, data: ExperimentData, table: pd.Da
               "later, on the first days of the period, which are then simulated but not scored).", ""]
     lines += ["The mean-flow benchmark has NSE = 0; models below it are worse than the test-period mean. "
               "`temporal` = gauged (training basins, test period); `kfold` = ungauged (held-out basins).", ""]
-    if len(table):
-        lines += outputs.summary_table(table) + [""]
+    tail = []
+    kept = [(u, r) for u, r in results.items() if int(r.get("epochs_run", 0))]
+    if "validation" in data.periods and kept:
+        v = data.periods["validation"]
+        tail += [f"## Kept epoch (validation {v[0]}..{v[1]})", "",
+                 "The parameters saved and scored are those of the epoch with the best basin-median validation "
+                 "score (`training.monitor`); `log.csv` of each model holds every epoch's validation scores.", "",
+                 "| model | evaluation | fold | seed | kept epoch | epochs run | monitor | best validation |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for u, r in kept:
+            t = model_training(cfg, u.model)
+            tail.append(f"| {u.model} | {u.evaluation} | {u.fold} | {u.seed} | {int(r['best_epoch'])} | "
+                        f"{int(r['epochs_run'])} | {t.monitor} | {float(r['best_score']):.3f} |")
+        tail.append("")
     if "nh_cudalstm" in peers:
         res = peers["nh_cudalstm"]
-        lines += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
-                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
-                  "day, the whole test period scored).", ""]
+        tail += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
+                 f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
+                 "day, the whole test period scored).", ""]
     if data.report is not None:
-        lines += ["## Data validation", "", data.report.to_markdown(), ""]
+        tail += ["## Data validation", "", data.report.to_markdown(), ""]
     if failures:
-        lines += ["## Failed or not run", "", "| model | unit | reason |", "|---|---|---|"]
-        lines += [f"| {m} | {u} | {r} |" for m, u, r in failures] + [""]
+        tail += ["## Failed or not run", "", "| model | unit | reason |", "|---|---|---|"]
+        tail += [f"| {m} | {u} | {r} |" for m, u, r in failures] + [""]
     not_applicable = [m for m in model_names(cfg) if MODELS[m].calibrated and "kfold" in cfg.evaluations]
     if cfg.kfold_models and "kfold" in cfg.evaluations:
         skipped = [m for m in model_names(cfg) if m not in cfg.kfold_models and not MODELS[m].calibrated]
         if skipped:
-            lines += [f"Ungauged (kfold) evaluation configured for {', '.join(cfg.kfold_models)} only "
-                      f"(not run for {', '.join(skipped)}).", ""]
+            tail += [f"Ungauged (kfold) evaluation configured for {', '.join(cfg.kfold_models)} only "
+                     f"(not run for {', '.join(skipped)}).", ""]
     if not_applicable:
-        lines += [f"Not applicable in the ungauged (kfold) evaluation: {', '.join(not_applicable)} (per-basin "
-                  "calibration needs the basin's own streamflow).", ""]
+        tail += [f"Not applicable in the ungauged (kfold) evaluation: {', '.join(not_applicable)} (per-basin "
+                 "calibration needs the basin's own streamflow).", ""]
     if data.excluded:
-        lines += ["## Excluded basins", ""] + [f"- {b}: {r}" for b, r in data.excluded.items()] + [""]
-    if figures:
-        lines += ["## Figures", ""] + [f"- {k}: `{v}`" for k, v in figures.items()] + [""]
-    lines += ["Columns of `metrics.csv` and variables of `predictions.nc`: see the README (section *Outputs*)."]
-    outputs.write_summary_md(run_dir / "summary.md", lines)
+        tail += ["## Excluded basins", ""] + [f"- {b}: {r}" for b, r in data.excluded.items()] + [""]
+    tail += ["Columns of `metrics.csv` and variables of `predictions.nc`: see the README (section *Outputs*)."]
+    return lines, tail
 
 
 def load_result(folder: Path) -> dict:
