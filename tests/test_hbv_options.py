@@ -154,8 +154,8 @@ def test_forcing_correction_scales_the_forcing_the_physics_sees():
     model = build_model("dpl_hbv", hidden_size=8, components=2, warmup_days=10,
                         forcing_correction=["precipitation", "pet"], groundwater_exchange=True)
     batch = _batch()
-    variables = model.init(jax.random.key(1), batch)
-    out = model.apply(variables, batch)
+    variables = jax.jit(model.init)(jax.random.key(1), batch)
+    out = jax.jit(model.apply)(variables, batch)
     params = dict(out["params"])
     factors = {k: params.pop(f"{k}_correction") for k in ("precipitation", "pet")}
     for f in factors.values():
@@ -163,20 +163,19 @@ def test_forcing_correction_scales_the_forcing_the_physics_sees():
         assert float(jnp.abs(f - 1.0).max()) > 1e-4  # learned, not a constant
     # the same physics by hand on the corrected forcing
     forcing = {k: v * factors[k][:, None] if k in factors else v for k, v in batch["forcing"].items()}
-    by_hand = run_physics(model.model, params, forcing, time_varying=("beta", "betaet"), warmup_days=10,
-                          warmup_gradient=False)
-    np.testing.assert_allclose(out["streamflow"], by_hand["streamflow"], rtol=1e-5, atol=1e-6)
-    uncorrected = run_physics(model.model, params, batch["forcing"], time_varying=("beta", "betaet"),
-                              warmup_days=10, warmup_gradient=False)
+    physics = jax.jit(lambda p, f: run_physics(model.model, p, f, time_varying=("beta", "betaet"), warmup_days=10,
+                                               warmup_gradient=False)["streamflow"])
+    np.testing.assert_allclose(out["streamflow"], physics(params, forcing), rtol=1e-5, atol=1e-6)
+    uncorrected = {"streamflow": physics(params, batch["forcing"])}
     assert not np.allclose(out["streamflow"], uncorrected["streamflow"], rtol=1e-3)
 
 
 def test_forcing_correction_with_zero_raw_output_is_one():
     model = build_model("dpl_hbv", hidden_size=8, components=2, warmup_days=10, forcing_correction=["precipitation"])
     batch = _batch()
-    variables = model.init(jax.random.key(2), batch)
+    variables = jax.jit(model.init)(jax.random.key(2), batch)
     variables = jax.tree.map(jnp.zeros_like, variables)  # every raw output 0: box centres
-    out = model.apply(variables, batch)
+    out = jax.jit(model.apply)(variables, batch)
     np.testing.assert_allclose(out["params"]["precipitation_correction"], 1.0, rtol=1e-7)
 
 
@@ -195,7 +194,7 @@ def test_dpl_hbv_with_every_switch_has_finite_gradients_at_extreme_weights():
                         groundwater_exchange=True, forcing_correction=["precipitation", "pet"],
                         dynamic_params=["beta", "exchange"])
     batch = _batch(seed=3)
-    variables = model.init(jax.random.key(0), batch)
+    variables = jax.jit(model.init)(jax.random.key(0), batch)
     obs = jnp.asarray(np.random.default_rng(4).exponential(1.0, (3, 50)), jnp.float32)
     mask = jnp.ones((3, 50), bool)
 
