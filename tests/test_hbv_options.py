@@ -229,5 +229,9 @@ def test_rmse_low_flow_against_numpy():
         np.testing.assert_allclose(float(got), expected, rtol=1e-6)
         named = LOSSES["rmse_low_flow"](jnp.asarray(pred), jnp.asarray(obs), jnp.asarray(mask), None)
         np.testing.assert_allclose(float(named), expected, rtol=1e-6)
+        from difhydro.contrib.dhbv import dhbv_loss  # the paper package's copy must agree
+
+        np.testing.assert_allclose(float(dhbv_loss(jnp.asarray(pred), jnp.asarray(obs), jnp.asarray(mask))),
+                                   expected, rtol=1e-6)
     np.testing.assert_allclose(float(low_flow_transform(jnp.float32(0.0))), np.log10(1e-3 + 0.1), rtol=1e-6)
     assert np.isfinite(float(jax.grad(lambda q: low_flow_transform(q))(0.0)))
