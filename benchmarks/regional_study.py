@@ -217,6 +217,7 @@ def write_figure(scores: pd.DataFrame, path: Path) -> None:
             means = by_model.groupby("level", sort=False)["median_nse"].mean()
             ax.plot([levels.index(v) + 0.12 * j for v in means.index], means.values, "_", ms=18, color="k")
         ax.set_xticks(range(len(levels)), levels, fontsize=7)
+        ax.set_xlim(-0.5, len(levels) - 0.5)
         ax.set_ylabel("median NSE", fontsize=8)
         ax.set_title(factor, fontsize=9)
         ax.legend(fontsize=7)

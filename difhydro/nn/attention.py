@@ -216,7 +216,8 @@ class TransformerEncoderLayer(_Residual):
     def _chunked(self, attend: nn.Module, y: Array, mask: Array | None) -> Array:
         """Causal banded self-attention of ``y`` [batch, T, d] by blocks of queries."""
         batch, length, d = y.shape
-        c, span = self.chunk_size, self.max_span
+        # a span or block longer than the sequence changes nothing but the memory
+        c, span = min(self.chunk_size, length), min(self.max_span, length)
         n = -(-length // c)
         valid = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
         tail = n * c - length
