@@ -226,7 +226,8 @@ def write_figure(scores: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``--basins`` becomes an int unless 'all')."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="study folder: configs/, runs/<point>/ (resumable)")
     p.add_argument("--data-dir", default=str(Path(os.environ.get("DIFHYDRO_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -246,13 +247,18 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="write the configs and print the commands only")
     args = p.parse_args(argv)
     args.basins = args.basins if args.basins == "all" else int(args.basins)
-    chosen = list(FACTORS) if args.factors == "all" else args.factors.split(",")
-    unknown = [f for f in chosen if f not in FACTORS]
+    args.chosen = list(FACTORS) if args.factors == "all" else args.factors.split(",")
+    unknown = [f for f in args.chosen if f not in FACTORS]
     if unknown:
         p.error(f"--factors {unknown}: choose from {', '.join(FACTORS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
-    for factor in chosen:
+    for factor in args.chosen:
         model, levels = FACTORS[factor]
         for level, overrides in levels.items():
             for seed in seeds:

@@ -110,7 +110,8 @@ class HBV(ProcessModel):
             Kept hard: the supply limits ``min(flux, storage)`` (snowmelt <= SNOWPACK,
             refreezing <= MW, and in smooth mode also meltwater outflow <= MW, soil excess
             <= SM, the upper-zone water above UZL <= SUZ), the clips of the soil-wetness and ET
-            factors at 1, ``min(SUZ, PERC)``, ``min(SM, ET)`` and the 1e-5 soil floor.
+            factors at 1, ``min(SUZ, PERC)``, ``min(SM, ET)``, the 1e-5 soil floor, and the
+            switches' ``min(SM/FC, 1)`` and ``min(exchange, SLZ)``.
             These keep every storage >= 0 and the mass balance exact; their gradients are
             already non-zero on the active side. ``softplus_k(0) = ln 2 / k`` (0.14 deg C
             or mm for k = 5) is the price of smoothness.
