@@ -168,12 +168,15 @@ def test_hbv_streamflow_routes_the_component_mean():
 # ---------------------------------------------------------------------------------------
 
 
-def numpy_hbv(p, forcing, params, n_comp):
-    """dHBV 1.0 step written with scalar ifs; params [n_comp] for one basin."""
+def numpy_hbv(p, forcing, params, n_comp, fluxes=None):
+    """dHBV 1.0 step written with scalar ifs; params [n_comp] for one basin. With ``c``
+    (HBV 1.1p capillary rise) or ``exchange`` (δHBV 2.0) in ``params`` those fluxes run
+    too; ``fluxes`` (a dict) collects their daily component means."""
     states = np.full((n_comp, 5), 0.001)
     q_mean, et_mean = [], []
+    daily = {"capillary_rise": [], "groundwater_exchange": []}
     for day in range(len(p)):
-        qs, ets = [], []
+        qs, ets, rises, losses = [], [], [], []
         for c in range(n_comp):
             sp, mw, sm, suz, slz = states[c]
             g = {k: v[c] for k, v in params.items()}
@@ -196,6 +199,11 @@ def numpy_hbv(p, forcing, params, n_comp):
             ef = min(max((sm / (g["lp"] * g["fc"])) ** g["betaet"], 0.0), 1.0)
             et = min(sm, forcing["PET"][day] * ef)
             sm = max(sm - et, 1e-5)
+            rise = 0.0
+            if "c" in g:  # HBV 1.1p: from yesterday's lower zone, times the soil deficit
+                rise = g["c"] * slz * (1.0 - min(sm / g["fc"], 1.0))
+                sm += rise
+                slz -= rise
             suz += rech + exc
             perc = min(suz, g["perc"])
             suz -= perc
@@ -204,13 +212,23 @@ def numpy_hbv(p, forcing, params, n_comp):
             q1 = g["k1"] * suz
             suz -= q1
             slz += perc
+            lost = 0.0
+            if "exchange" in g:  # δHBV 2.0: leaves (or enters) before baseflow, at most SLZ
+                lost = min(g["exchange"], slz)
+                slz -= lost
             q2 = g["k2"] * slz
             slz -= q2
             states[c] = sp, mw, sm, suz, slz
             qs.append(q0 + q1 + q2)
             ets.append(et)
+            rises.append(rise)
+            losses.append(lost)
         q_mean.append(np.mean(qs))
         et_mean.append(np.mean(ets))
+        daily["capillary_rise"].append(np.mean(rises))
+        daily["groundwater_exchange"].append(np.mean(losses))
+    if fluxes is not None:
+        fluxes.update({k: np.array(v) for k, v in daily.items()})
     return np.array(q_mean), np.array(et_mean), states
 
 
@@ -342,7 +360,8 @@ _unit = st.floats(0.0, 1.0)
 
 @pytest.fixture(scope="module")
 def extreme_grad():
-    """One compiled gradient (smooth + hard, BETAET) on 1 year of harsh forcing."""
+    """One compiled gradient (smooth + hard, BETAET, capillary rise, groundwater exchange)
+    on 1 year of harsh forcing."""
     rng = np.random.default_rng(4)
     n = 365
     forcing = {"precipitation": jnp.asarray(rng.exponential(15, n) * (rng.random(n) < 0.3),
@@ -352,7 +371,7 @@ def extreme_grad():
     q_obs = jnp.asarray(rng.exponential(1.0, n), jnp.float32)
     fns = {}
     for smooth in (True, False):
-        model = HBV(smooth=smooth, use_betaet=True)
+        model = HBV(smooth=smooth, use_betaet=True, capillary_rise=True, groundwater_exchange=True)
         fns[smooth] = (model, jax.jit(jax.grad(_loss_fn(model, forcing, q_obs))))
     zero_state = {k: jnp.zeros((), jnp.float32) for k in STATES}
     fns["zero"] = jax.jit(jax.grad(_loss_fn(fns[True][0], forcing, q_obs, zero_state)))
@@ -360,12 +379,13 @@ def extreme_grad():
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.lists(_unit, min_size=13, max_size=13), st.sampled_from([0.0, 1.0, None]))
+@given(st.lists(_unit, min_size=15, max_size=15), st.sampled_from([0.0, 1.0, None]))
 def test_no_nan_gradients_anywhere_in_the_boxes(extreme_grad, us, corner):
     model = extreme_grad[True][0]
     us = [corner if corner is not None and i % 2 == 0 else u for i, u in enumerate(us)]
     params = {k: jnp.float32(s.low + (s.high - s.low) * u)
               for (k, s), u in zip(model.param_spec.items(), us)}
+    assert len(params) == 15  # every parameter, the switches' c and exchange included
     for g in (extreme_grad[True][1](params), extreme_grad[False][1](params),
               extreme_grad["zero"](params)):
         for k, v in g.items():

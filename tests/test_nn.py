@@ -19,6 +19,7 @@ from difhydro.nn import (
     PositionalEncoding,
     TransformerEncoder,
     TransformerEncoderLayer,
+    key_padding_mask,
     sinusoidal_encoding,
 )
 
@@ -380,6 +381,19 @@ def test_encoder_layer_causal_mask():
     changed = np.asarray(layer.apply(variables, x.at[:, 12:].add(1.0)))
     np.testing.assert_allclose(changed[:, :12], base[:, :12], rtol=1e-6, atol=1e-6)
     assert np.max(np.abs(changed[:, 12:] - base[:, 12:])) > 1e-3
+
+
+def test_causal_mask_with_a_span_is_a_band():
+    """max_span = 3: day t sees days t-2, t-1, t; padded keys stay hidden."""
+    mask = np.asarray(key_padding_mask(jnp.array([[True] * 4 + [False]]), causal_length=5, max_span=3))[0, 0]
+    expected = np.array([[1, 0, 0, 0, 0],
+                         [1, 1, 0, 0, 0],
+                         [1, 1, 1, 0, 0],
+                         [0, 1, 1, 1, 0],
+                         [0, 0, 1, 1, 0]], bool)
+    np.testing.assert_array_equal(mask, expected)
+    full = np.asarray(key_padding_mask(None, causal_length=4))[0, 0]
+    np.testing.assert_array_equal(full, np.tril(np.ones((4, 4), bool)))
 
 
 @pytest.mark.parametrize("norm_first", [True, False])

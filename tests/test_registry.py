@@ -14,7 +14,8 @@ ATTRS = [f"attribute_{k}" for k in range(5)]
 INPUTS = ["precipitation", "temperature", "day_length"]
 # small sizes so that every entry compiles quickly
 SMALL = {"hybrid": dict(hidden_size=8), "lstm": dict(hidden_size=8), "dpl_exphydro": dict(hidden_size=8),
-         "dpl_hbv": dict(hidden_size=8, components=2, warmup_days=20)}
+         "dpl_hbv": dict(hidden_size=8, components=2, warmup_days=20),
+         "transformer": dict(hidden_size=8, heads=2, layers=1, max_span=16, chunk_size=8)}
 
 @pytest.fixture(scope="module")
 def tiny():

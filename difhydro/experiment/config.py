@@ -77,6 +77,9 @@ FORMATS = ("auto", "camels_us", "caravan", "folder", "twin")
 FORCINGS = ("auto", "daymet", "maurer", "maurer_extended", "nldas")
 PET_METHODS = ("auto", "oudin", "hargreaves", "hamon", "data")
 EVALUATIONS = ("temporal", "kfold")
+#: the named losses of difhydro.training (listed here because that module imports JAX; a test
+#: keeps the two lists equal)
+LOSS_NAMES = ("nse_star", "mse", "rmse", "rmse_low_flow")
 #: what training.monitor accepts: the validation loss or a metric of difhydro.training.metrics.METRICS
 #: (listed here because that module imports JAX; a test keeps the two lists equal)
 MONITORS = ("loss", "nse", "kge", "kge_2012", "mnse", "fhv", "pfab", "r", "r_squared", "r2_cod", "rmse")
@@ -204,7 +207,8 @@ class TrainingConfig:
     learning_rate: float = field(2e-3, "peak Adam learning rate", gt=0)
     schedule: str = field("cosine", "learning-rate schedule", ("constant", "cosine", "warmup_cosine"))
     clip_norm: float | None = field(1.0, "global gradient-norm clipping (null: none)", gt=0)
-    loss: str = field("nse_star", "training loss", ("nse_star", "mse", "rmse"))
+    loss: str = field("nse_star", "training loss: nse_star (Kratzert et al. 2019), mse, rmse, or rmse_low_flow "
+                                  "(0.75 RMSE(Q) + 0.25 RMSE(log10(sqrt(Q) + 0.1)), δHBV)", LOSS_NAMES)
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
     min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)

@@ -21,6 +21,7 @@ Models:
   2022): an encoder (MLP or attention on attributes, LSTM on forcing + attributes) ->
   :class:`~difhydro.hybrid.ParamHead` -> process model -> flow, no surrogate.
 - :class:`RegionalLSTM`: Kratzert et al. (2019): attributes concatenated to forcings.
+- :class:`RegionalTransformer`: the same inputs through causal self-attention over the window.
 
 :data:`MODELS` (``registry.py``, re-exported here) is the registry: name ->
 :class:`RegisteredModel`, whose ``build(**options)`` makes the model; the experiment layer,
@@ -37,8 +38,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ..nn import LSTM, MLP, AttributeTransformer, CausalConvHead
-from ..physics.base import Array, ProcessModel
+from ..nn import LSTM, MLP, AttributeTransformer, CausalConvHead, TemporalTransformer
+from ..physics.base import Array, ParamSpec, ProcessModel
 from ..physics.exphydro import ExpHydro
 from .layer import PRNN
 from .params import ParamHead, split_last_axis
@@ -47,6 +48,8 @@ __all__ = [
     "HybridPRNN",
     "DifferentiableParameterLearning",
     "RegionalLSTM",
+    "RegionalTransformer",
+    "FORCING_CORRECTIONS",
     "RegisteredModel",
     "MODELS",
     "register_model",
@@ -171,6 +174,39 @@ class HybridPRNN(nn.Module):
 
 _NETWORKS = ("mlp", "lstm", "attention")
 
+#: per-basin multiplicative corrections of the forcing a dPL model may learn (name of the
+#: forcing -> box). Boxes centred on 1, so an untrained sigmoid head changes nothing. ±50 %:
+#: HBV calibrations allow PCORR 0.5-2 (Beck et al. 2016, 2020; dPL-HBV's ``pcorr``), skewed
+#: upward for gauge undercatch; Caravan's ERA5-Land precipitation errs both ways against
+#: gauges (Clerc-Schwarzenbach et al. 2024), and ERA5-Land PET is known to run high, so a
+#: symmetric box around 1 is the neutral choice. Applied before the physics, every day.
+FORCING_CORRECTIONS: Mapping[str, ParamSpec] = {
+    "precipitation": ParamSpec(0.5, 1.5, "-", 1.0, "precipitation multiplier per basin (PCORR)"),
+    "pet": ParamSpec(0.5, 1.5, "-", 1.0, "PET multiplier per basin"),
+}
+
+
+def correction_head(names: Sequence[str]) -> ParamHead:
+    """A :class:`ParamHead` of the forcing corrections ``names`` (keys of
+    :data:`FORCING_CORRECTIONS`), output names ``<forcing>_correction``, one value per basin."""
+    unknown = [k for k in names if k not in FORCING_CORRECTIONS]
+    if unknown:
+        raise ValueError(f"forcing_correction {unknown} not available; choose from {list(FORCING_CORRECTIONS)}")
+    spec = {f"{k}_correction": FORCING_CORRECTIONS[k] for k in names}
+    return ParamHead(spec, {k: () for k in spec})
+
+
+def apply_forcing_correction(forcing: Mapping[str, Array], factors: Mapping[str, Array]) -> dict[str, Array]:
+    """``forcing`` (name -> ``[basin, time]``) with each corrected series multiplied by its
+    factor ``[basin]`` (``factors``: ``<forcing>_correction`` -> ``[basin]``)."""
+    out = dict(forcing)
+    for key, factor in factors.items():
+        name = key.removesuffix("_correction")
+        if name not in out:
+            raise ValueError(f"forcing_correction names {name!r}, which is not in the forcing {sorted(out)}")
+        out[name] = jnp.asarray(out[name]) * factor[:, None]
+    return out
+
 
 class DifferentiableParameterLearning(nn.Module):
     """dPL: encoder -> physical parameters -> process model -> flow (no surrogate).
@@ -184,6 +220,11 @@ class DifferentiableParameterLearning(nn.Module):
       static ones take the last day's output (δHBV), the names in ``dynamic_params`` keep
       the whole series (time-varying, e.g. HBV's ``beta``, ``betaet``).
 
+    ``forcing_correction`` (e.g. ``("precipitation", "pet")``) makes the encoder emit one
+    more static value per name, mapped into :data:`FORCING_CORRECTIONS`' box, that multiplies
+    that forcing series of the basin before the physics (dPL-HBV's ``pcorr``); the factors
+    are reported in ``params`` as ``<forcing>_correction`` ``[basin]``.
+
     Attributes:
         model: process model.
         network: ``"mlp"``, ``"lstm"`` or ``"attention"``.
@@ -194,6 +235,7 @@ class DifferentiableParameterLearning(nn.Module):
         dropout_rate: dropout of the network.
         lstm_input_layer: put ``Dense(hidden) -> ReLU`` in front of the LSTM, as dmg's
             ``LstmModel`` of δHBV does (LSTM only).
+        forcing_correction: names of forcing series corrected per basin (see above).
     """
 
     model: ProcessModel
@@ -206,6 +248,7 @@ class DifferentiableParameterLearning(nn.Module):
     checkpoint: bool | None = None
     dropout_rate: float = 0.0
     lstm_input_layer: bool = False
+    forcing_correction: Sequence[str] = ()
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
@@ -222,38 +265,54 @@ class DifferentiableParameterLearning(nn.Module):
         prnn = PRNN(self.model, self.routing, tuple(self.dynamic_params), self.warmup_days, self.warmup_gradient,
                     self.checkpoint, name="prnn")
         head = prnn.head
+        corrections = correction_head(tuple(self.forcing_correction))
+        missing = [k for k in self.forcing_correction if k not in self.model.forcing_names]
+        if missing:
+            raise ValueError(f"forcing_correction {missing}: {type(self.model).__name__} reads no such forcing "
+                             f"({list(self.model.forcing_names)})")
+        size = head.size + corrections.size
         if self.network == "lstm":
             check_batch(batch, self.model, ("forcing", "inputs"))
             x = inputs_with_attributes(batch)
             if self.lstm_input_layer:
                 x = nn.relu(nn.Dense(self.hidden_sizes[0], name="input_layer")(x))
-            seq = LSTM(self.hidden_sizes[0], output_size=head.size, dropout_rate=self.dropout_rate, name="lstm")(
+            seq = LSTM(self.hidden_sizes[0], output_size=size, dropout_rate=self.dropout_rate, name="lstm")(
                 x, deterministic=deterministic
             )
-            raw = head.select(head.split(seq))
+            raw = head.select(head.split(seq[..., :head.size]))
+            raw_corrections = corrections.split(seq[:, -1, head.size:])
         else:
             check_batch(batch, self.model, ("forcing", "attributes"))
             attributes = jnp.asarray(field(batch, "attributes"))
             if self.network == "mlp":
-                flat = MLP(tuple(self.hidden_sizes), head.size, dropout_rate=self.dropout_rate, name="mlp")(
+                flat = MLP(tuple(self.hidden_sizes), size, dropout_rate=self.dropout_rate, name="mlp")(
                     attributes, deterministic=deterministic
                 )
             else:
                 d_model = self.hidden_sizes[0]
-                flat = AttributeTransformer(head.size, d_model=d_model, mlp_dim=2 * d_model,
+                flat = AttributeTransformer(size, d_model=d_model, mlp_dim=2 * d_model,
                                             dropout_rate=self.dropout_rate, name="attention")(
                     attributes, deterministic=deterministic
                 )
-            raw = head.split(flat)
-        return prnn(field(batch, "forcing"), raw, initial_state)
+            raw, raw_corrections = head.split(flat[..., :head.size]), corrections.split(flat[..., head.size:])
+        factors = corrections.to_physical(raw_corrections)
+        out = prnn(apply_forcing_correction(field(batch, "forcing"), factors), raw, initial_state)
+        out["params"] = {**out["params"], **factors}
+        return out
+
+
+def standardised_flow(head: Array, offset: float, scale: float) -> Array:
+    """``max(offset + scale · head, 0)`` (mm d-1) from a network's standardised output
+    ``[basin, time]``: the network works in units of the training-period flow, and a flow is
+    never negative (neuralhydrology's ``output_activation: relu``)."""
+    return jax.nn.relu(offset + scale * head.astype(jnp.float32))
 
 
 class RegionalLSTM(nn.Module):
     """Regional LSTM of Kratzert et al. (2019): ``[inputs, attributes] -> LSTM -> Q``.
 
-    The output is ``streamflow = max(output_offset + output_scale · head, 0)`` (mm d-1):
-    the network works in standardised units (set them from the training-period flow) and a
-    flow is never negative (neuralhydrology's ``output_activation: relu``).
+    The output is ``streamflow = max(output_offset + output_scale · head, 0)`` (mm d-1,
+    :func:`standardised_flow`; set the offset and scale from the training-period flow).
     """
 
     hidden_size: int = 256
@@ -274,8 +333,43 @@ class RegionalLSTM(nn.Module):
             self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
             initial_forget_bias=self.initial_forget_bias, dtype=self.dtype, name="lstm",
         )(x, deterministic=deterministic)
-        q = self.output_offset + self.output_scale * y[..., 0].astype(jnp.float32)
-        return {"streamflow": jax.nn.relu(q)}
+        return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}
+
+
+class RegionalTransformer(nn.Module):
+    """``[inputs, attributes] -> causal temporal transformer -> Q`` (inputs as :class:`RegionalLSTM`).
+
+    Day t's flow depends only on days <= t of the window (:class:`~difhydro.nn.TemporalTransformer`);
+    the output is :func:`standardised_flow`, as the LSTM's.
+
+    Attributes:
+        hidden_size: width of a day's token (d_model).
+        num_heads, num_layers, dropout_rate: of the encoder.
+        max_span: a day sees at most this many days (itself included); ``None``: the window.
+        chunk_size: attention by blocks of days (memory), needs ``max_span``.
+        output_scale, output_offset: flow standardisation (mm d-1).
+    """
+
+    hidden_size: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    dropout_rate: float = 0.1
+    max_span: int | None = None
+    chunk_size: int | None = None
+    output_scale: float = 1.0
+    output_offset: float = 0.0
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
+                 initial_state: Mapping[str, Array] | None = None) -> dict[str, Any]:
+        if initial_state is not None:
+            raise ValueError("RegionalTransformer has no process-model states to start from (hot start)")
+        check_batch(batch, None, ("inputs",))
+        y = TemporalTransformer(
+            d_model=self.hidden_size, num_heads=self.num_heads, num_layers=self.num_layers, output_size=1,
+            dropout_rate=self.dropout_rate, max_span=self.max_span, chunk_size=self.chunk_size, name="transformer",
+        )(inputs_with_attributes(batch), deterministic=deterministic)
+        return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}
 
 
 # The registry lives in registry.py (readable without Flax); re-exported here.

@@ -158,9 +158,10 @@ def check_model_options(name: str, options: Mapping[str, Any], where: str | None
         if number and isinstance(default, (int, float)) and not isinstance(default, bool) and default >= 0 > value:
             raise ValueError(f"{label(key)}: must be >= 0, got {value!r}")
         bounds = limits.get(key, {})
-        if "choices" in bounds and value not in bounds["choices"]:
-            raise ValueError(f"{label(key)}: {value!r} is not accepted; choose from "
-                             f"{', '.join(map(str, bounds['choices']))}")
+        for item in value if isinstance(value, (list, tuple)) else [value]:  # choices bound each item of a list
+            if "choices" in bounds and item not in bounds["choices"]:
+                raise ValueError(f"{label(key)}: {item!r} is not accepted; choose from "
+                                 f"{', '.join(map(str, bounds['choices']))}")
         if number:
             for op, test in (("ge", value >= bounds.get("ge", -math.inf)), ("gt", value > bounds.get("gt", -math.inf)),
                              ("le", value <= bounds.get("le", math.inf)), ("lt", value < bounds.get("lt", math.inf))):
@@ -231,15 +232,27 @@ def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "ml
     return DifferentiableParameterLearning(_exphydro(pet_source), network=network, hidden_sizes=sizes)
 
 
+def _transformer(flow_mean, flow_std, hidden_size: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1,
+                 max_span: int | None = None, chunk_size: int | None = None):
+    from .models import RegionalTransformer
+
+    return RegionalTransformer(hidden_size=hidden_size, num_heads=heads, num_layers=layers, dropout_rate=dropout,
+                               max_span=max_span, chunk_size=chunk_size, output_scale=flow_std, output_offset=flow_mean)
+
+
 def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
-             dynamic_params: tuple[str, ...] = ("beta", "betaet"), lstm_input_layer: bool = False):
+             dynamic_params: tuple[str, ...] = ("beta", "betaet"), lstm_input_layer: bool = False,
+             capillary_rise: bool = False, groundwater_exchange: bool = False,
+             forcing_correction: tuple[str, ...] = ()):
     from ..physics.hbv import HBV
     from .models import DifferentiableParameterLearning
 
+    hbv = HBV(n_components=components, use_betaet=True, capillary_rise=capillary_rise,
+              groundwater_exchange=groundwater_exchange)
     return DifferentiableParameterLearning(
-        HBV(n_components=components, use_betaet=True), network="lstm", hidden_sizes=(hidden_size,),
+        hbv, network="lstm", hidden_sizes=(hidden_size,),
         dynamic_params=tuple(dynamic_params), routing="gamma", warmup_days=warmup_days, warmup_gradient=False,
-        lstm_input_layer=lstm_input_layer,
+        lstm_input_layer=lstm_input_layer, forcing_correction=tuple(forcing_correction),
     )
 
 
@@ -260,7 +273,13 @@ register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter s
                limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)",
                limits={"dropout": {"ge": 0.0, "lt": 1.0}})
-register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, Feng et al. 2022)")
+register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
+               "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
+                                     "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1}})
+register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, "
+               "Feng et al. 2022); options: capillary rise (HBV 1.1p), groundwater exchange (δHBV 2.0), learned "
+               "forcing_correction of precipitation and/or pet",
+               limits={"forcing_correction": {"choices": ("precipitation", "pet")}})
 register_model("dpl_exphydro", _dpl_exphydro, "dPL: MLP on attributes -> EXP-HYDRO (Tsai et al. 2021)",
                limits={**_EXPHYDRO_LIMITS, "network": {"choices": ("mlp", "lstm", "attention")}})
 register_model("exphydro_calibrated", _exphydro_calibrated, "EXP-HYDRO calibrated per basin by gradient descent",

@@ -1,4 +1,5 @@
-"""Generic Flax (``flax.linen``) layers: LSTM, causal convolutions, MLP, attention blocks.
+"""Generic Flax (``flax.linen``) layers: LSTM, causal convolutions, MLP, attention blocks,
+the temporal transformer.
 
 All modules use pure ``init``/``apply`` with parameter pytrees, so they compose with the
 ``lax.scan`` physics, optax, orbax and ``jax.sharding``.
@@ -17,6 +18,7 @@ from .attention import QueryReadout as QueryReadout
 from .attention import TransformerEncoder as TransformerEncoder
 from .attention import TransformerEncoderLayer as TransformerEncoderLayer
 from .attention import attribute_tokens as attribute_tokens
+from .attention import causal_band as causal_band
 from .attention import key_padding_mask as key_padding_mask
 from .attention import sinusoidal_encoding as sinusoidal_encoding
 from .attention import zero_padding as zero_padding
@@ -27,10 +29,11 @@ from .cnn import lag_windows as lag_windows
 from .lstm import GATE_ORDER as GATE_ORDER
 from .lstm import LSTM as LSTM
 from .mlp import MLP as MLP
+from .transformer import TemporalTransformer as TemporalTransformer
 
 __all__ = [
     "LSTM", "GATE_ORDER", "CausalConv1D", "CausalConvHead", "CNNLSTM", "lag_windows", "MLP",
     "sinusoidal_encoding", "PositionalEncoding", "key_padding_mask", "zero_padding",
     "TransformerEncoderLayer", "TransformerEncoder", "CrossAttentionBlock", "QueryReadout",
-    "attribute_tokens", "AttributeTransformer",
+    "attribute_tokens", "AttributeTransformer", "causal_band", "TemporalTransformer",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "sinusoidal_encoding",
     "PositionalEncoding",
     "key_padding_mask",
+    "causal_band",
     "TransformerEncoderLayer",
     "TransformerEncoder",
     "CrossAttentionBlock",
@@ -80,17 +81,31 @@ class PositionalEncoding(nn.Module):
         return nn.Dropout(self.dropout_rate)(inputs + encoding, deterministic=deterministic)
 
 
-def key_padding_mask(key_mask: Array | None, causal_length: int | None = None) -> Array | None:
+def key_padding_mask(
+    key_mask: Array | None, causal_length: int | None = None, max_span: int | None = None
+) -> Array | None:
     """Attention mask ``[batch, 1, 1 or T, T_key]`` from a ``[batch, T_key]`` valid mask.
 
-    With ``causal_length`` (self-attention only) step t also cannot see steps after t.
-    Padded query rows keep the valid keys, so they stay finite.
+    With ``causal_length`` (self-attention only) step t also cannot see steps after t, and
+    with ``max_span`` neither steps before ``t - max_span + 1`` (t sees ``max_span`` steps,
+    itself included). Padded query rows keep the valid keys, so they stay finite.
     """
     mask = None if key_mask is None else key_mask.astype(bool)[:, None, None, :]
     if causal_length is not None:
-        causal = jnp.tril(jnp.ones((causal_length, causal_length), bool))[None, None]
+        causal = causal_band(causal_length, causal_length, 0, max_span)[None, None]
         mask = causal if mask is None else jnp.logical_and(mask, causal)
     return mask
+
+
+def causal_band(n_queries: int, n_keys: int, offset: int, max_span: int | None) -> Array:
+    """``[n_queries, n_keys]`` bool: query q (at step ``q + offset`` of the keys) sees key j
+    iff ``j <= q + offset`` and, with ``max_span``, ``q + offset - j < max_span``."""
+    q = jnp.arange(n_queries)[:, None] + offset
+    j = jnp.arange(n_keys)[None, :]
+    band = j <= q
+    if max_span is not None:
+        band = band & (q - j < max_span)
+    return band
 
 
 def zero_padding(x: Array, mask: Array | None, name: str) -> Array:
@@ -177,11 +192,45 @@ class _Residual(nn.Module):
 class TransformerEncoderLayer(_Residual):
     """Self-attention + feed-forward layer on ``[batch, time, d_model]``.
 
-    Attributes: those of :class:`_Residual`, and ``causal``: step t attends only to
-    steps <= t.
+    Attributes: those of :class:`_Residual`, and
+
+    - ``causal``: step t attends only to steps <= t;
+    - ``max_span`` (causal only): ... and only to the last ``max_span`` steps (itself
+      included);
+    - ``chunk_size`` (needs ``max_span``): the same attention computed for blocks of
+      ``chunk_size`` queries against their ``chunk_size + max_span - 1`` keys, so the
+      attention weights take ``T (chunk_size + max_span - 1)`` instead of ``T²`` per head
+      (long windows on a CPU). Same numbers as the unchunked layer.
     """
 
     causal: bool = False
+    max_span: int | None = None
+    chunk_size: int | None = None
+
+    def _check_span(self) -> None:
+        if self.max_span is not None and (not self.causal or self.max_span < 1):
+            raise ValueError(f"max_span needs causal=True and must be >= 1, got {self.max_span}")
+        if self.chunk_size is not None and (self.max_span is None or self.chunk_size < 1):
+            raise ValueError(f"chunk_size needs max_span and must be >= 1, got {self.chunk_size}")
+
+    def _chunked(self, attend: nn.Module, y: Array, mask: Array | None) -> Array:
+        """Causal banded self-attention of ``y`` [batch, T, d] by blocks of queries."""
+        batch, length, d = y.shape
+        # a span or block longer than the sequence changes nothing but the memory
+        c, span = min(self.chunk_size, length), min(self.max_span, length)
+        n = -(-length // c)
+        valid = jnp.ones((batch, length), bool) if mask is None else mask.astype(bool)
+        tail = n * c - length
+        y_q = jnp.pad(y, ((0, 0), (0, tail), (0, 0))).reshape(batch * n, c, d)
+        # keys of block i: steps i c - span + 1 ... (i + 1) c - 1, zero-padded in front
+        y_k = jnp.pad(y, ((0, 0), (span - 1, tail), (0, 0)))
+        v_k = jnp.pad(valid, ((0, 0), (span - 1, tail)))
+        index = jnp.arange(n)[:, None] * c + jnp.arange(c + span - 1)[None, :]
+        keys = y_k[:, index].reshape(batch * n, c + span - 1, d)
+        key_valid = v_k[:, index].reshape(batch * n, 1, 1, c + span - 1)
+        band = causal_band(c, c + span - 1, span - 1, span)[None, None]
+        out = attend(y_q, keys, mask=jnp.logical_and(key_valid, band))
+        return out.reshape(batch, n * c, d)[:, :length]
 
     @nn.compact
     def __call__(
@@ -190,15 +239,20 @@ class TransformerEncoderLayer(_Residual):
         """``inputs`` [batch, time, d_model], ``mask`` [batch, time] (True = valid)."""
         check_sequence(inputs, "inputs")
         self.check(inputs.shape[-1])
+        self._check_span()
         x = zero_padding(inputs, mask, "mask")
-        attn_mask = key_padding_mask(mask, x.shape[1] if self.causal else None)
         attend = self.attention(deterministic)
+        if self.chunk_size is not None:
+            self_attend = lambda y: self._chunked(attend, y, mask)  # noqa: E731
+        else:
+            attn_mask = key_padding_mask(mask, x.shape[1] if self.causal else None, self.max_span)
+            self_attend = lambda y: attend(y, mask=attn_mask)  # noqa: E731
         drop = nn.Dropout(self.dropout_rate)
         if self.norm_first:
             y = self.norm("norm_attention")(x)
-            x = x + drop(attend(y, mask=attn_mask), deterministic=deterministic)
+            x = x + drop(self_attend(y), deterministic=deterministic)
         else:
-            y = attend(x, mask=attn_mask)
+            y = self_attend(x)
             x = self.norm("norm_attention")(x + drop(y, deterministic=deterministic))
         return self.feed_forward(x, deterministic)
 
@@ -211,6 +265,8 @@ class TransformerEncoder(_Residual):
 
     num_layers: int = 2
     causal: bool = False
+    max_span: int | None = None
+    chunk_size: int | None = None
 
     @nn.compact
     def __call__(
@@ -221,7 +277,8 @@ class TransformerEncoder(_Residual):
             raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
         x = inputs
         for n in range(self.num_layers):
-            x = TransformerEncoderLayer(**self.settings(), causal=self.causal, name=f"layer_{n}")(
+            x = TransformerEncoderLayer(**self.settings(), causal=self.causal, max_span=self.max_span,
+                                        chunk_size=self.chunk_size, name=f"layer_{n}")(
                 x, mask, deterministic=deterministic
             )
         if self.norm_first:

@@ -39,6 +39,19 @@ _HBV_SPEC = {
 _BETAET_SPEC = {
     "betaet": ParamSpec(0.3, 5.0, "-", 2.65, "shape of the ET reduction curve (BETAET)"),
 }
+# HBV 1.1p (Song et al. 2024/2025; dmg/hydrodl2 ``Hbv_1_1p``: parC in [0, 1])
+_CAPILLARY_SPEC = {
+    "c": ParamSpec(0.0, 1.0, "d-1", 0.5, "capillary rise: share of the lower zone per day, times the soil deficit (C)"),
+}
+# δHBV 2.0 (Song et al. 2025, dmg/hydrodl2 ``Hbv_2``) exchanges up to RT = 20 mm d-1 with
+# the outside, signed by drainage area; here one signed rate per basin, learned (the network
+# sees the area). Symmetric box: an untrained sigmoid head starts at no exchange. ±3 mm d-1
+# covers most of GR4J's exchange coefficient X2 (80 % interval about -5 ... 3 mm d-1,
+# Perrin et al. 2003) without letting the exchange dwarf the flow of a typical basin.
+_EXCHANGE_SPEC = {
+    "exchange": ParamSpec(-3.0, 3.0, "mm d-1", 0.0,
+                          "groundwater exchange out of the lower zone (> 0: loss from the basin, < 0: gain)"),
+}
 
 
 class HBV(ProcessModel):
@@ -50,7 +63,8 @@ class HBV(ProcessModel):
     Parameters (physical units, dHBV boxes): ``beta`` BETA, ``fc`` FC (mm), ``k0`` K0,
     ``k1`` K1, ``k2`` K2 (d-1), ``lp`` LP, ``perc`` PERC (mm d-1), ``uzl`` UZL (mm), ``tt``
     TT (deg C), ``cfmax`` CFMAX (mm degC-1 d-1), ``cfr`` CFR, ``cwh`` CWH, and ``betaet``
-    BETAET (Feng et al. 2022) when ``use_betaet``. Each is ``[*batch]``, or
+    BETAET (Feng et al. 2022) when ``use_betaet``, ``c`` C (d-1) when ``capillary_rise``,
+    ``exchange`` (mm d-1, signed) when ``groundwater_exchange``. Each is ``[*batch]``, or
     ``[*batch, n_components]`` when ``n_components > 1`` (dHBV's ``nmul``); a leading time
     axis makes it time-varying (dHBV's dynamic BETA / BETAET).
 
@@ -68,14 +82,21 @@ class HBV(ProcessModel):
       (meltwater -> snowpack), ``meltwater_outflow`` (meltwater -> soil, "tosoil"),
       ``recharge`` (soil -> upper zone, (SM/FC)^BETA share), ``soil_excess`` (soil above FC
       -> upper zone), ``evapotranspiration`` ET, ``percolation`` (upper -> lower zone),
-      ``soil_floor_gain`` (the water ``max(SM - ET, 1e-5)`` adds).
+      ``soil_floor_gain`` (the water ``max(SM - ET, 1e-5)`` adds);
+    - ``capillary_rise`` (lower zone -> soil, HBV 1.1p; 0 unless ``capillary_rise``),
+      ``groundwater_exchange`` (water leaving the basin from the lower zone, negative when
+      it enters; 0 unless ``groundwater_exchange``).
 
     Mass balance per day, exact up to round-off, with S the sum of the five states:
-    ``ΔS = precipitation - evapotranspiration - streamflow + soil_floor_gain``.
+    ``ΔS = precipitation - evapotranspiration - streamflow + soil_floor_gain - groundwater_exchange``.
 
     Attributes:
         n_components: parallel HBV buckets with their own parameters, outputs averaged.
         use_betaet: add the 13th parameter BETAET: ET factor ``(SM / (LP FC))^BETAET``.
+        capillary_rise: HBV 1.1p (Song et al. 2024): after ET, ``C SLZ (1 - min(SM/FC, 1))``
+            moves from the lower zone to the soil (parameter ``c``, d-1).
+        groundwater_exchange: δHBV 2.0: after percolation, ``min(exchange, SLZ)`` leaves the
+            lower zone to outside the basin (``exchange`` < 0: water enters).
         smooth: replace thresholds by smooth versions (``False``: dHBV 1.0, hard). With
             ``smooth=True`` exactly these change, the rest stays as in dHBV:
 
@@ -89,7 +110,8 @@ class HBV(ProcessModel):
             Kept hard: the supply limits ``min(flux, storage)`` (snowmelt <= SNOWPACK,
             refreezing <= MW, and in smooth mode also meltwater outflow <= MW, soil excess
             <= SM, the upper-zone water above UZL <= SUZ), the clips of the soil-wetness and ET
-            factors at 1, ``min(SUZ, PERC)``, ``min(SM, ET)`` and the 1e-5 soil floor.
+            factors at 1, ``min(SUZ, PERC)``, ``min(SM, ET)``, the 1e-5 soil floor, and the
+            switches' ``min(SM/FC, 1)`` and ``min(exchange, SLZ)``.
             These keep every storage >= 0 and the mass balance exact; their gradients are
             already non-zero on the active side. ``softplus_k(0) = ln 2 / k`` (0.14 deg C
             or mm for k = 5) is the price of smoothness.
@@ -99,6 +121,8 @@ class HBV(ProcessModel):
 
     n_components: int = eqx.field(static=True, default=1)
     use_betaet: bool = eqx.field(static=True, default=False)
+    capillary_rise: bool = eqx.field(static=True, default=False)
+    groundwater_exchange: bool = eqx.field(static=True, default=False)
     smooth: bool = eqx.field(static=True, default=False)
     k: float = eqx.field(static=True, default=5.0)
     initial_storage: float = eqx.field(static=True, default=0.001)
@@ -124,6 +148,8 @@ class HBV(ProcessModel):
         "evapotranspiration",
         "soil_floor_gain",
         "percolation",
+        "capillary_rise",
+        "groundwater_exchange",
     )
 
     def __check_init__(self):
@@ -136,7 +162,12 @@ class HBV(ProcessModel):
 
     @property
     def param_spec(self) -> dict[str, ParamSpec]:
-        return {**_HBV_SPEC, **_BETAET_SPEC} if self.use_betaet else dict(_HBV_SPEC)
+        spec = dict(_HBV_SPEC)
+        for on, extra in ((self.use_betaet, _BETAET_SPEC), (self.capillary_rise, _CAPILLARY_SPEC),
+                          (self.groundwater_exchange, _EXCHANGE_SPEC)):
+            if on:
+                spec.update(extra)
+        return spec
 
     def param_event_shape(self, name: str) -> tuple[int, ...]:
         return (self.n_components,) if self.n_components > 1 else ()
@@ -208,6 +239,16 @@ class HBV(ProcessModel):
         sm = jnp.maximum(sm_after_et, SOIL_FLOOR)
         floor_gain = sm - sm_after_et
 
+        # capillary rise (HBV 1.1p), from yesterday's lower zone; C <= 1 keeps it <= SLZ,
+        # the min guards values outside the box (check=False). dmg clamps SLZ at 1e-5
+        # afterwards, which adds water; here nothing is clamped, the balance stays exact.
+        if self.capillary_rise:
+            deficit = 1.0 - jnp.minimum(sm / fc, 1.0)
+            rise = jnp.minimum(params["c"] * slz * deficit, slz)
+            sm, slz = sm + rise, slz - rise
+        else:
+            rise = jnp.zeros_like(sm)
+
         # groundwater boxes
         suz = suz + recharge + excess
         perc = jnp.minimum(suz, params["perc"])
@@ -220,6 +261,11 @@ class HBV(ProcessModel):
         q1 = params["k1"] * suz
         suz = suz - q1
         slz = slz + perc
+        if self.groundwater_exchange:  # δHBV 2.0 order: after percolation, before baseflow
+            exchange = jnp.minimum(params["exchange"], slz)
+            slz = slz - exchange
+        else:
+            exchange = jnp.zeros_like(slz)
         q2 = params["k2"] * slz
         slz = slz - q2
 
@@ -246,6 +292,8 @@ class HBV(ProcessModel):
             "evapotranspiration": et,
             "soil_floor_gain": floor_gain,
             "percolation": perc,
+            "capillary_rise": rise,
+            "groundwater_exchange": exchange,
         }
         return new_state, {k: mean(v) for k, v in fluxes.items()}
 

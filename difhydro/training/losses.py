@@ -6,7 +6,8 @@ Masked steps contribute neither value nor gradient, even where ``observed`` is N
 The :class:`~difhydro.training.Trainer` combines them by name and weight
 (:class:`~difhydro.training.LossTerm`) or takes any ``loss(predictions, batch, context)``.
 
-References: NSE* (Kratzert et al. 2019, HESS 23, 5089); the Richards residual of the PGDL
+References: NSE* (Kratzert et al. 2019, HESS 23, 5089); the low-flow RMSE of δHBV
+(Feng et al. 2022, WRR, doi:10.1029/2022WR032404); the Richards residual of the PGDL
 CNN-LSTM (Zhang et al. 2025), docs/physics.md §3.6. Paper-specific losses live in
 :mod:`difhydro.contrib`.
 """
@@ -19,7 +20,7 @@ from ..physics.richards import richards_residual
 
 Array = jnp.ndarray
 
-__all__ = ["masked_mean", "mse", "rmse", "nse_star", "richards_residual_loss"]
+__all__ = ["masked_mean", "mse", "rmse", "nse_star", "low_flow_transform", "rmse_low_flow", "richards_residual_loss"]
 
 
 def _clean(predicted, observed, mask):
@@ -56,6 +57,26 @@ def nse_star(predicted: Array, observed: Array, mask: Array, basin_std: Array, e
     p, o, m = _clean(predicted, observed, mask)
     w = 1.0 / (basin_std[:, None] + eps) ** 2
     return masked_mean(w * (p - o) ** 2, m)
+
+
+def low_flow_transform(flow: Array) -> Array:
+    """δHBV's low-flow transform ``g(Q) = log10(sqrt(max(Q, 0) + 1e-6) + 0.1)`` (Q in mm d-1).
+
+    The 1e-6 mm d-1 under the root keeps the derivative finite at Q = 0 (dmg's
+    ``RmseLossComb``); negative predictions count as 0 inside ``g`` only.
+    """
+    return jnp.log10(jnp.sqrt(jnp.maximum(flow, 0.0) + 1e-6) + 0.1)
+
+
+def rmse_low_flow(predicted: Array, observed: Array, mask: Array, weight: float = 0.25) -> Array:
+    """The low-flow-aware loss of δHBV (Feng et al. 2022):
+    ``(1 - w) RMSE(Q) + w RMSE(g(Q))``, ``g`` = :func:`low_flow_transform`, ``w = 0.25``.
+
+    The RMSE of ``g`` weighs the relative error of small flows, which the plain RMSE of
+    the flow does not see. Flows in mm d-1; the result in mm d-1 mixed with log10 units.
+    """
+    g = low_flow_transform
+    return (1 - weight) * rmse(predicted, observed, mask) + weight * rmse(g(predicted), g(observed), mask)
 
 
 def richards_residual_loss(

@@ -51,6 +51,7 @@ LOSSES: dict[str, Callable[..., Array]] = {
     "nse_star": lambda p, o, m, basin_std: losses.nse_star(p, o, m, basin_std),
     "mse": lambda p, o, m, basin_std: losses.mse(p, o, m),
     "rmse": lambda p, o, m, basin_std: losses.rmse(p, o, m),
+    "rmse_low_flow": lambda p, o, m, basin_std: losses.rmse_low_flow(p, o, m),
 }
 
 
