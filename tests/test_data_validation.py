@@ -46,9 +46,15 @@ def test_clean_data_passes_and_reports_zero(tmp_path):
     ds = small()
     clean, report = validate(ds, required_attributes=["area", "aridity"], source="toy")
     assert report.ok and not report.problems
-    assert set(report.table["variable"]) == {"precipitation", "temperature", "pet", "streamflow"}
-    counts = report.table[["missing", "sentinel", "nonfinite", "out_of_range", "masked", "interpolated", "imputed"]]
+    values = report.table.query("kind != 'plausibility'")
+    assert set(values["variable"]) == {"precipitation", "temperature", "pet", "streamflow"}
+    counts = report.table[["missing", "sentinel", "nonfinite", "out_of_range", "masked", "interpolated", "imputed",
+                           "flagged"]]
     assert (counts.to_numpy() == 0).all() and (report.table["n_days"] == 20).all()
+    # 20 days are too short for long-term means: only the constant-streamflow check runs
+    checks = report.table.query("kind == 'plausibility'")
+    assert checks["variable"].tolist() == ["constant_streamflow"] * 2
+    assert any(n.startswith("runoff_ratio: 2 basin(s) not checked (fewer than 365 days") for n in report.notes)
     for name in ("precipitation", "temperature", "pet", "streamflow"):
         np.testing.assert_array_equal(clean[name].values, ds[name].values)
     # the report travels with the data and renders for summary.md
@@ -58,7 +64,7 @@ def test_clean_data_passes_and_reports_zero(tmp_path):
     assert "### Data validation: passed" in md and "| precipitation | forcing | error |" in md
     assert report.summary_lines()[0].startswith("data validation (toy): passed; 2 basin(s)")
     path = report.to_csv(tmp_path / "report.csv")
-    assert len(pd.read_csv(path)) == 8 and list(pd.read_csv(path).columns)[:3] == ["basin", "variable", "kind"]
+    assert len(pd.read_csv(path)) == 8 + 2 and list(pd.read_csv(path).columns)[:3] == ["basin", "variable", "kind"]
 
 
 def corrupt(ds):
