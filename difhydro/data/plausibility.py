@@ -17,7 +17,10 @@ check                       default  rule (long-term means over the basin's reco
 ``precipitation_magnitude`` error    :data:`PRECIPITATION_RANGE` (0.05..30 mm d-1)
 ``coordinates``             error    latitude in [-90, 90], longitude in [-180, 360],
                                      hemisphere of the latitude = phase of the
-                                     temperature cycle, gauge latitude = forcing latitude
+                                     temperature cycle
+``latitude_agreement``      flag     gauge latitude within :data:`LATITUDE_AGREEMENT`
+                                     (2 deg) of another latitude of the basin (CAMELS-US
+                                     forcing-file header)
 ``constant_streamflow``     flag     observed streamflow is not one constant value
 ==========================  =======  ==================================================
 
@@ -106,7 +109,8 @@ HEMISPHERE_LATITUDE_MIN = 10.0
 
 #: The gauge latitude and the latitude of another source of the same basin (CAMELS-US
 #: forcing-file header: the basin centroid) agree within this many degrees (CAMELS basins
-#: are < 26 000 km2; the shared subset differs by at most 0.4 deg).
+#: are < 26 000 km2; the shared subset differs by at most 0.4 deg). A flag by default:
+#: which of the two is wrong cannot be told.
 LATITUDE_AGREEMENT = 2.0
 
 
@@ -130,7 +134,9 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("precipitation_magnitude", "error", ("error", "flag"),
           f"mean P in {PRECIPITATION_RANGE[0]:g}..{PRECIPITATION_RANGE[1]:g} mm d-1", "mm d-1"),
     Check("coordinates", "error", ("error", "flag"),
-          "lat in [-90, 90], lon in [-180, 360], hemisphere = temperature cycle, gauge lat = forcing lat", "degrees_north"),
+          "lat in [-90, 90], lon in [-180, 360], hemisphere = temperature cycle", "degrees_north"),
+    Check("latitude_agreement", "flag", ("error", "flag"),
+          f"|gauge lat - forcing lat| <= {LATITUDE_AGREEMENT:g} deg", "degrees_north"),
     Check("constant_streamflow", "flag", _STREAMFLOW_ACTIONS, "observed streamflow varies (NSE needs its variance)", "mm d-1"),
 )}
 
@@ -259,7 +265,8 @@ def _seasonal_amplitude(ds: xr.Dataset) -> np.ndarray | None:
 def coordinates(ds: xr.Dataset) -> list[Finding]:
     """``coordinates``: ``gauge_lat`` / ``gauge_lon`` (degrees) in range, the latitude's
     hemisphere against the phase of the temperature cycle (northern basins are warmest
-    in June-August), and against ``forcing_latitude`` where the data set has it."""
+    in June-August), and against ``forcing_latitude`` where the data set has it. The
+    statistic is the latitude."""
     lat, lon = _attribute(ds, "gauge_lat"), _attribute(ds, "gauge_lon")
     if lat is None and lon is None:
         return [Finding(CHECKS["coordinates"], np.zeros(ds.sizes["basin"], bool), np.zeros(ds.sizes["basin"], bool),
@@ -290,11 +297,6 @@ def coordinates(ds: xr.Dataset) -> list[Finding]:
             f"latitude {lat[i]:g} is in the {'southern' if lat[i] < 0 else 'northern'} hemisphere but the temperature "
             f"cycle peaks in {'June-August' if amp[i] > 0 else 'December-February'} (JJA - DJF = {amp[i]:.1f} degC): "
             "latitude and longitude swapped, or the sign lost?"))
-    other = _attribute(ds, "forcing_latitude")
-    if other is not None:
-        far = np.isfinite(lat) & np.isfinite(other) & (np.abs(lat - other) > LATITUDE_AGREEMENT)
-        flag(far, lambda i: f"gauge latitude {lat[i]:g} differs from the forcing-file latitude {other[i]:g} by more "
-                            f"than {LATITUDE_AGREEMENT:g} deg")
     flagged = np.zeros(n_b, bool)
     flagged[list(reasons)] = True
     note = _skipped(checked, "no coordinates")
@@ -307,12 +309,22 @@ def coordinates(ds: xr.Dataset) -> list[Finding]:
                                          f"{SEASONAL_AMPLITUDE_MIN:g} degC, or under {MIN_DAYS} days)") if x)
     else:
         note = "; ".join(x for x in (note, "hemisphere not judged: no temperature series") if x)
-    return [Finding(CHECKS["coordinates"], checked, flagged, lat, days, {i: "; ".join(r) for i, r in reasons.items()}, note)]
+    out = [Finding(CHECKS["coordinates"], checked, flagged, lat, days, {i: "; ".join(r) for i, r in reasons.items()}, note)]
+    other = _attribute(ds, "forcing_latitude")
+    if other is not None:  # a second latitude of the basin (a flag: which one is wrong is unknown)
+        both = np.isfinite(lat) & np.isfinite(other)
+        gap = np.where(both, lat - other, np.nan)
+        far = both & (np.abs(gap) > LATITUDE_AGREEMENT)
+        out.append(Finding(CHECKS["latitude_agreement"], both, far, gap, np.zeros(n_b, int), {
+            i: f"gauge latitude {lat[i]:g} differs from the forcing-file latitude {other[i]:g} by more than "
+               f"{LATITUDE_AGREEMENT:g} deg (a wrong attribute row or forcing file?)" for i in np.flatnonzero(far)}))
+    return out
 
 
 def constant_streamflow(ds: xr.Dataset) -> list[Finding]:
     """``constant_streamflow``: a basin whose observed streamflow (two values or more)
-    never changes, e.g. all zero; its NSE and KGE are undefined (NaN)."""
+    never changes, e.g. all zero; its NSE and KGE are undefined (NaN). The statistic is
+    the standard deviation of the observed values (mm d-1)."""
     q = _series(ds, "streamflow")
     if q is None:
         return []
@@ -323,7 +335,10 @@ def constant_streamflow(ds: xr.Dataset) -> list[Finding]:
         hi, lo = np.nanmax(np.where(finite, q, np.nan), axis=1), np.nanmin(np.where(finite, q, np.nan), axis=1)
     checked = n >= 2
     flat = checked & (hi == lo)
-    return [Finding(CHECKS["constant_streamflow"], checked, flat, np.where(checked, lo, np.nan), n, {
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.where(checked, np.nanstd(np.where(finite, q, np.nan), axis=1), np.nan)
+    return [Finding(CHECKS["constant_streamflow"], checked, flat, spread, n, {
         i: f"observed streamflow is {lo[i]:g} mm d-1 on all {n[i]} days with a value: NSE and KGE are undefined (NaN)"
         for i in np.flatnonzero(flat)}, _skipped(checked, "fewer than two streamflow values"))]
 

@@ -34,6 +34,7 @@ What happens to a problem is set by an explicit :class:`Policy` per variable (or
 
 The plausibility checks take a policy under their own name (``"runoff_ratio"``,
 ``"water_limit"``, ``"energy_limit"``, ``"precipitation_magnitude"``, ``"coordinates"``,
+``"latitude_agreement"``,
 ``"constant_streamflow"``) or the group ``"plausibility"``; their defaults are in
 :data:`~difhydro.data.plausibility.CHECKS` (``error`` where only a unit mistake fails,
 ``flag`` where a real basin can; ``mask`` sets a flagged basin's streamflow to NaN).
@@ -745,7 +746,7 @@ def validate(
         table[c] = table[c].fillna(0).astype(np.int64)
     table["value"] = table["value"].astype(np.float64)
     shown = {k: v.describe() for k, v in pol.items() if k in DEFAULT_POLICIES}
-    shown.update({k: v for k, v in used.items() if k in given})
+    shown.update({k: v for k, v in used.items() if k in given or (k in CHECKS and "plausibility" in given)})
     report = ValidationReport(table, source, shown, notes, problems, period_str)
     if problems:
         raise DataValidationError(source, problems, report)
