@@ -536,8 +536,14 @@ def with_day_length(ds: xr.Dataset, latitude: str | float | np.ndarray = "gauge_
         lat = np.asarray(ds[latitude].values, dtype=np.float64)
     else:
         lat = np.broadcast_to(np.asarray(latitude, dtype=np.float64), (ds.sizes["basin"],))
-    if not np.all(np.isfinite(lat)) or np.any(np.abs(lat) > 90):
-        raise ValueError(f"latitude must be finite degrees in [-90, 90], got {lat}")
+    bad = ~np.isfinite(lat) | (np.abs(lat) > 90)
+    if bad.any():
+        ids = np.asarray(ds["basin"].values).astype(str) if "basin" in ds.coords else np.arange(lat.size).astype(str)
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"latitude of basin {ids[i]} is {lat[i]:g}, not finite degrees in [-90, 90] ({int(bad.sum())} basin(s); "
+            "latitude and longitude swapped?); day length needs the latitude"
+        )
     doy = pd.DatetimeIndex(ds["time"].values).dayofyear.values.astype(np.float32)
     hours = np.asarray(day_length(lat[:, None].astype(np.float32), doy[None, :]), dtype=np.float32)
     out = ds.assign(day_length=(("basin", "time"), hours))
