@@ -252,6 +252,20 @@ def test_validate_over_the_230_shared_caravan_basins(caravan_raw):
     clipped, report = validate(caravan, policies={"pet": Policy(clip=(0.0, None))})
     assert negative == 5487 and report.totals().set_index("variable").loc["pet", "clipped"] == negative
     assert float(clipped["pet"].min()) == 0.0
+    # plausibility on long-term means (1981-2014): no unit mistake in the 230 basins; Q > 1.1 P
+    # in 8 basins of the Pacific north-west and one on the California coast (ERA5-Land
+    # misses orographic rain): flagged and noted, not errors; the driest runoff ratio
+    # (07142300, Kansas) is 0.0166 and passes
+    checks = report.table.query("kind == 'plausibility'")
+    flagged = checks.groupby("variable")["flagged"].sum()
+    assert flagged.to_dict() == {"constant_streamflow": 0, "coordinates": 0, "energy_limit": 0,
+                                 "precipitation_magnitude": 0, "runoff_ratio": 0, "water_limit": 8}
+    assert (checks.groupby("variable").size() == 230).all()
+    wl = checks.query("variable == 'water_limit' and flagged == 1")
+    assert sorted(wl["basin"]) == ["11143000", "12010000", "12035000", "12056500", "12141300", "12143600", "12144000",
+                                   "12175500"]
+    rr = checks.query("variable == 'runoff_ratio'").set_index("basin")["value"]
+    assert rr.max() == pytest.approx(1.4789, abs=1e-4) and rr.idxmin() == "07142300" and rr.min() == pytest.approx(0.01656, abs=1e-5)
     # a run whose model needs attributes the data set lacks fails at load, naming them
     with pytest.raises(DataValidationError, match=r"required attribute\(s\) \['baseflow_index'\] are not in the data set"):
         validate(caravan, required_attributes=["p_mean", "aridity", "baseflow_index"])
@@ -274,5 +288,12 @@ def test_validate_over_the_shared_camels_us_subset(data_dir):
     assert sorted(zip(static["variable"], static["basin"])) == [
         ("geol_porostiy", "06221400"), ("root_depth_50", "01013500"), ("root_depth_50", "04015330"),
         ("root_depth_99", "01013500"), ("root_depth_99", "04015330")]
+    # plausibility: the 22 NLDAS basins pass; 12010000 (Olympic Peninsula) has Q/P 1.11, flagged
+    checks = report.table.query("kind == 'plausibility'")
+    assert checks.groupby("variable")["flagged"].sum().to_dict() == {
+        "constant_streamflow": 0, "coordinates": 0, "energy_limit": 0, "latitude_agreement": 0,
+        "precipitation_magnitude": 0, "runoff_ratio": 0, "water_limit": 1}
+    assert checks.query("flagged == 1")["basin"].tolist() == ["12010000"]
+    assert "energy_limit: PET from the pet_mean attribute" in report.notes
     with pytest.raises(DataValidationError, match=r"root_depth_50 \(policy error\) is missing in 2 basin\(s\) \(01013500, 04015330\)"):
         load_camels_us(root, forcing="nldas", required_attributes=["root_depth_50", "p_mean"])
