@@ -219,3 +219,15 @@ def test_coordinates_stored_as_gauge_lat_and_gauge_lon(tmp_path):
     assert "gauge_lon" in load_folder(root, COLUMNS, CANONICAL)  # found by name without the keys
     with pytest.raises(ValueError, match="longitude column 'long' not in the attribute table"):
         load_folder(root, COLUMNS, CANONICAL, latitude="lat", longitude="long")
+
+
+def test_implausible_coordinates_name_the_basin(tmp_path):
+    ds = original()
+    ds["lat"].values[1] = -100.0  # B2: a longitude in the latitude column
+    root = write_folder(tmp_path, ds)
+    with pytest.raises(ValueError, match=r"latitude of basin B2 is -100, not finite degrees in \[-90, 90\] \(1 basin\(s\); "
+                                         r"latitude and longitude swapped\?\)"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat")
+    with pytest.raises(DataValidationError, match=r"coordinates \(.*policy error\): 1 basin\(s\) \(B2\); basin B2: latitude "
+                                                  r"-100 outside \[-90, 90\]"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat", day_length=False)
