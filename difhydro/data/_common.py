@@ -511,9 +511,18 @@ def place_on_axis(values: np.ndarray, dates: pd.DatetimeIndex, axis: pd.Datetime
     return out
 
 
+#: units of the gauge coordinates every reader stores on ``(basin,)`` (checked by
+#: :mod:`~difhydro.data.plausibility`)
+COORDINATE_ATTRS = {
+    "gauge_lat": {"units": "degrees_north", "long_name": "gauge latitude"},
+    "gauge_lon": {"units": "degrees_east", "long_name": "gauge longitude"},
+}
+
+
 def set_units(ds: xr.Dataset, extra: Mapping[str, Mapping[str, str]] | None = None) -> xr.Dataset:
-    """Attach :data:`VARIABLE_ATTRS` (and ``extra``) to the variables present in ``ds``."""
-    table = {**VARIABLE_ATTRS, **(extra or {})}
+    """Attach :data:`VARIABLE_ATTRS`, :data:`COORDINATE_ATTRS` (and ``extra``) to the
+    variables present in ``ds``."""
+    table = {**VARIABLE_ATTRS, **COORDINATE_ATTRS, **(extra or {})}
     for name, attrs in table.items():
         if name in ds.variables:
             ds[name].attrs.update(attrs)
