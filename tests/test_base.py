@@ -117,3 +117,16 @@ def test_check_false_skips_every_value_check_and_jit_has_none():
     # under jit the values are traced: no check (and no host transfer), the same result
     _, jitted = jax.jit(lambda f: simulate(model, params, f))(forcing)
     np.testing.assert_array_equal(np.asarray(jitted["streamflow"]), q)
+
+
+def test_warm_up_checks_its_forcing_unless_told_not_to():
+    from difhydro.physics import ExpHydro, warm_up
+
+    model = ExpHydro()
+    params = model.default_params((2,))
+    forcing = {k: np.array(v) for k, v in random_forcing(60, 2).items()}
+    forcing["precipitation"][10, 1] = -2.0  # inside the 30 warm-up days
+    with pytest.raises(ValueError, match=r"^forcing 'precipitation' \(mm d-1\) has 1 negative value"):
+        warm_up(model, params, forcing, days=30)
+    state = warm_up(model, params, forcing, days=30, check=False)
+    assert all(np.isfinite(np.asarray(v)).all() for v in state.values())

@@ -231,3 +231,15 @@ def test_implausible_coordinates_name_the_basin(tmp_path):
     with pytest.raises(DataValidationError, match=r"coordinates \(.*policy error\): 1 basin\(s\) \(B2\); basin B2: latitude "
                                                   r"-100 outside \[-90, 90\]"):
         load_folder(root, COLUMNS, CANONICAL, latitude="lat", day_length=False)
+
+
+def test_a_space_separated_line_with_an_empty_last_field_gets_the_delimiter_hint(tmp_path):
+    """Found by the fuzz test: '2000-01-02 0.00 0.00 1.60 ' (streamflow empty) in a CSV."""
+    root = write_folder(tmp_path, original())
+    path = root / "timeseries" / "A1.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = " ".join(lines[3].split(",")[:-1]) + " "
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFileError, match=r"A1.csv: line 4 has 1 field, expected 5; the line is separated by spaces, "
+                                            r"not ',' \(wrong delimiter\?\)"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat")

@@ -241,7 +241,14 @@ def _delimiter_hint(line: str, expected: str, n: int | None = None) -> str:
     def split(text, delims):
         for d in delims[1:]:
             text = text.replace(d, delims[0])
-        return text.split() if delims[0] == " " else text.split(delims[0])
+        if delims[0] != " ":
+            return text.split(delims[0])
+        if expected == "whitespace":
+            return text.split()
+        # spaces instead of a one-character delimiter: one space per field break (an empty
+        # last field stays a field), unless aligned columns pad with several
+        exact = text.split(" ")
+        return exact if n is not None and len(exact) == n else text.split()
 
     mine = (" ", "\t") if expected == "whitespace" else (expected,)
     for delim, name in _OTHER_DELIMITERS.items():

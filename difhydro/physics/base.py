@@ -449,6 +449,7 @@ def warm_up(
     *,
     time_varying: Collection[str] | None = None,
     return_outputs: bool = False,
+    check: bool = True,
 ):
     """Spin the states up on the first ``days`` of ``forcing`` without gradients (δHBV).
 
@@ -464,6 +465,8 @@ def warm_up(
         time_varying: names of the time-varying parameters (time-first arrays); ``None``
             takes them from the shapes, as :func:`simulate` does.
         return_outputs: also return the warm-up's outputs (``[days, *batch, ...]``).
+        check: check the warm-up days' forcing values as :func:`simulate` does (outside
+            ``jit`` only); parameters are not checked here (the run that follows does).
 
     Returns:
         the state after ``days`` steps (each ``[*batch, ...]``, carrying no gradient), to
@@ -477,6 +480,8 @@ def warm_up(
     if n_time is not None and days > n_time:
         raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
     forcing_w = {k: v[:days] for k, v in forcing.items()}
+    if check:
+        _check_forcing_values(model, {k: _as_float(v, k) for k, v in forcing_w.items()})
     if time_varying is None:
         batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
         time_varying = _time_axis_names(model, params, batch_ndim)
