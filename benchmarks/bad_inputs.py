@@ -269,6 +269,19 @@ def cases(data: Path):
         ("training.monitor that is not a metric", lambda t: cli("train", config(t, **{"training.monitor": "nash"}))),
         ("predict a period reaching beyond the data", lambda t: _predict_beyond(t, camels)),
         ("predict --hot-start from states that do not precede the period", lambda t: _hot_start_same_period(t, camels)),
+        # -- physically implausible data (issue 19)
+        ("streamflow in ft3 s-1 declared as m3 s-1 (generic folder)", lambda t: _folder_from_caravan(t, data, q_units="m3 s-1", q_factor="cfs")),
+        ("streamflow in ft3 s-1 read as mm d-1 (generic folder)", lambda t: _folder_from_caravan(t, data, q_units="mm d-1", q_factor="cfs")),
+        ("precipitation in m read as mm (a Caravan file)", lambda t: load_caravan_dir(caravan_copy(data, t, edit_csv(lambda f: f.__setitem__("total_precipitation_sum", f["total_precipitation_sum"] / 1000.0))))),
+        ("more streamflow than precipitation (Q/P 1.3, a real possibility)", lambda t: _plausibility_notes(caravan_copy(data, t, edit_csv(lambda f: f.__setitem__("streamflow", f["streamflow"] * 1.3 / 0.67))))),
+        ("latitude and longitude swapped in a Caravan attribute table", lambda t: load_caravan_dir(_swap_coordinates(caravan_copy(data, t)))),
+        ("latitude and longitude swapped in a generic folder", lambda t: _folder_from_caravan(t, data, swap=True)),
+        ("a netCDF units attribute contradicting the configured units", lambda t: _folder_from_caravan(t, data, netcdf_p_units="m")),
+        ("a constant observed streamflow series (NSE undefined)", lambda t: _plausibility_notes(None, lambda ds: ds["streamflow"].values.__setitem__(0, 0.0))),
+        ("NSE of a constant observed series", lambda t: _nse_of_constant()),
+        ("negative precipitation passed to simulate", lambda t: simulate_with(lambda f: f["precipitation"].__setitem__((3, 0), -1.0))),
+        ("negative PET passed to simulate (ERA5-Land, unclipped)", lambda t: _hbv_with_pet(-0.3)),
+        ("temperatures in Kelvin passed to simulate", lambda t: simulate_with(lambda f: f["temperature"].__iadd__(273.15))),
     ]
 
 
@@ -448,6 +461,80 @@ def _folder_units(t):
     load_folder(folder, variables={"precipitation": "P", "temperature": "T", "streamflow": "Q"},
                 units={"precipitation": "furlongs", "temperature": "degC", "streamflow": "mm d-1"}, latitude="lat")
     raise Handled("loaded")
+
+
+def _folder_from_caravan(t: Path, data: Path, q_units="mm d-1", q_factor=None, swap=False, netcdf_p_units=None):
+    """A generic folder with basin G's Caravan record (mm d-1, degC): streamflow scaled to
+    another unit (``q_factor="cfs"``) but declared in ``q_units``, coordinates swapped, or
+    written as netCDF whose precipitation carries ``netcdf_p_units`` as its units attribute."""
+    import xarray as xr
+
+    from difhydro.data import load_folder
+
+    frame = pd.read_csv(data / "camels_caravan" / "timeseries" / "csv" / "camels" / f"camels_{G}.csv")
+    other = pd.read_csv(data / "camels_caravan" / "attributes" / "camels" / "attributes_other_camels.csv")
+    row = other.set_index("gauge_id").loc[f"camels_{G}"]
+    folder = t / "mine"
+    (folder / "timeseries").mkdir(parents=True)
+    frame = frame.rename(columns={"total_precipitation_sum": "P", "temperature_2m_mean": "T", "streamflow": "Q"})
+    if q_factor == "cfs":  # mm d-1 -> ft3 s-1 for the basin's area
+        frame["Q"] = frame["Q"] * float(row["area"]) / (0.0283168466 * 86.4)
+    frame = frame[["date", "P", "T", "Q"]]
+    lat, lon = float(row["gauge_lat"]), float(row["gauge_lon"])
+    pd.DataFrame({"basin": [G], "lat": [lon if swap else lat], "lon": [lat if swap else lon],
+                  "area": [float(row["area"])]}).to_csv(folder / "attributes.csv", index=False)
+    units = {"precipitation": "mm/d", "temperature": "degC", "streamflow": q_units}
+    if netcdf_p_units is None:
+        frame.to_csv(folder / "timeseries" / f"{G}.csv", index=False)
+    else:
+        nc = xr.Dataset.from_dataframe(frame.assign(date=pd.to_datetime(frame["date"])).set_index("date"))
+        nc["P"].attrs["units"] = netcdf_p_units
+        nc.to_netcdf(folder / "timeseries" / f"{G}.nc")
+    ds = load_folder(folder, variables={"precipitation": "P", "temperature": "T", "streamflow": "Q"}, units=units,
+                     latitude="lat", longitude="lon", area="area", policies={"streamflow": "mask"})
+    raise Handled(f"loaded; {ds.attrs.get('validation', '')[:160]}")
+
+
+def _plausibility_notes(caravan_folder=None, change=None):
+    """Load a Caravan folder (or change a twin) and report the plausibility flags it raised."""
+    from difhydro.data import ValidationReport, fulda_twin, load_caravan, validate
+    from difhydro.data.plausibility import CHECKS
+    from difhydro.physics import ExpHydro
+
+    if caravan_folder is not None:
+        report = ValidationReport.from_dataset(load_caravan(caravan_folder))
+    else:
+        ds = fulda_twin(ExpHydro(), n_basins=3, seed=0, noise=0.0)
+        change(ds)
+        report = validate(ds)[1]
+    flags = [n for n in report.notes if n.split(" ")[0] in CHECKS and "policy" in n]
+    raise Handled("loaded, flagged: " + ("; ".join(flags) if flags else "nothing"))
+
+
+def _swap_coordinates(folder: Path) -> Path:
+    path = folder / "attributes" / "camels" / "attributes_other_camels.csv"
+    table = pd.read_csv(path, dtype={"gauge_id": str})
+    hit = table["gauge_id"] == f"camels_{G}"
+    table.loc[hit, ["gauge_lat", "gauge_lon"]] = table.loc[hit, ["gauge_lon", "gauge_lat"]].to_numpy()
+    table.to_csv(path, index=False)
+    return folder
+
+
+def _nse_of_constant():
+    from difhydro.training.metrics import nse
+
+    value = float(nse(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0])))
+    raise Handled(f"nse = {value} (undefined, not -inf; the validation flags the series as constant_streamflow)")
+
+
+def _hbv_with_pet(value):
+    from difhydro.physics import HBV, simulate
+
+    model = HBV()
+    forcing = {"precipitation": np.full((10, 2), 2.0), "temperature": np.full((10, 2), 5.0), "pet": np.full((10, 2), 1.0)}
+    forcing["pet"][4, 1] = value
+    simulate(model, model.default_params((2,)), forcing)
+    raise Handled("simulated without complaint")
 
 
 def run_cases(data: Path) -> list[tuple[str, str, str]]:

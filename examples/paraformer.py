@@ -368,7 +368,8 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = load_caravan(args.data, cache_dir=out / "cache")
+    # ERA5-Land's potential_evaporation_sum is negative on condensation days: clipped to 0, counted in the report
+    source = load_caravan(args.data, cache_dir=out / "cache", policies={"pet": {"clip": [0, None]}})
     results, report = {}, [f"# ParaFormer comparison ({'quick' if args.quick else 'full'} setting)\n",
                            f"Command: `python examples/paraformer.py {' '.join(argv or [])}`\n"]
     for kind in cfg["datasets"]:

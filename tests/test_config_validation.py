@@ -297,3 +297,13 @@ def test_the_loss_choices_are_the_named_losses():
 
     built_in = [k for k, fn in LOSSES.items() if fn.__module__.startswith("difhydro.training")]  # not contrib's
     assert sorted(LOSS_NAMES) == sorted(built_in)
+
+
+def test_every_plausibility_check_is_a_policy_key_the_config_names():
+    from difhydro.data.plausibility import CHECKS
+    from difhydro.experiment.config import DataConfig, load_config
+
+    doc = {f.name: f for f in __import__("dataclasses").fields(DataConfig)}["policies"].metadata["doc"]
+    for name in CHECKS:
+        assert name in doc
+        assert load_config({"data": {"policies": {name: "flag"}}}).data.policies == {name: "flag"}

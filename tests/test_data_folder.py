@@ -153,3 +153,93 @@ def test_bad_files_name_file_and_line(tmp_path):
     with pytest.raises(DataValidationError, match=r"precipitation .*5 missing value\(s\) inside the record in 3 basin\(s\).*"
                                                   r"5 of them sentinel codes"):  # the 7th of March and April; C3 starts on the 11th
         load_folder(root2, COLUMNS, CANONICAL, latitude="lat")
+
+
+def _with_units_attribute(root, basin, column, units):
+    """Rewrite ``timeseries/<basin>.nc`` with a ``units`` attribute on ``column``."""
+    path = root / "timeseries" / f"{basin}.nc"
+    with xr.open_dataset(path) as nc:
+        one = nc.load()
+    one[column].attrs["units"] = units
+    path.unlink()
+    one.to_netcdf(path)
+
+
+def test_netcdf_units_attribute_is_read_and_checked(tmp_path):
+    ds = original()
+    root = write_folder(tmp_path, ds, "netcdf", transform=lambda df: df.assign(P=df["P"] / 1000.0))  # P in m/d
+    for b in ("A1", "B2", "C3"):
+        _with_units_attribute(root, b, "P", "m/day")
+    # no configured units for precipitation: the attribute is used, converted to mm d-1
+    got = load_folder(root, COLUMNS, {k: v for k, v in CANONICAL.items() if k != "precipitation"}, latitude="lat")
+    np.testing.assert_allclose(got["precipitation"].values, ds["precipitation"].values, rtol=1e-6, equal_nan=True)
+    assert got["precipitation"].attrs["source_units"] == "m/day" and got["precipitation"].attrs["units"] == "mm d-1"
+    # configured in another spelling of the same units: accepted
+    again = load_folder(root, COLUMNS, {**CANONICAL, "precipitation": "m d-1"}, latitude="lat")
+    np.testing.assert_array_equal(again["precipitation"].values, got["precipitation"].values)
+    # contradicting: one line naming variable, file and both units
+    with pytest.raises(DataFileError) as info:
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat")
+    msg = str(info.value)
+    assert "\n" not in msg and info.value.basin == "A1" and msg.startswith(f"basin A1, file {root / 'timeseries' / 'A1.nc'}:")
+    assert "variable 'precipitation' (column 'P'): the file's units attribute 'm/day' contradicts the configured " \
+           "units 'mm/day'" in msg
+    # neither configured nor in the file: named
+    _with_units_attribute(root, "B2", "Tmean", "")
+    with pytest.raises(DataFileError, match=r"basin A1, .*variable 'temperature' \(column 'Tmean'\): no units configured"):
+        load_folder(root, COLUMNS, {"pet": "mm/d", "streamflow": "mm/d"}, latitude="lat")
+
+
+def test_netcdf_files_with_different_units_attributes_convert_per_basin(tmp_path):
+    ds = original()
+    root = write_folder(tmp_path, ds, "netcdf")
+    path = root / "timeseries" / "B2.nc"
+    with xr.open_dataset(path) as nc:
+        one = nc.load()
+    one["Tmean"] = one["Tmean"] + 273.15
+    path.unlink()
+    one.to_netcdf(path)
+    for b, u in (("A1", "degC"), ("B2", "K"), ("C3", "celsius")):
+        _with_units_attribute(root, b, "Tmean", u)
+    got = load_folder(root, COLUMNS, {k: v for k, v in CANONICAL.items() if k != "temperature"}, latitude="lat")
+    np.testing.assert_allclose(got["temperature"].values, ds["temperature"].values, atol=3.1e-5, equal_nan=True)  # K in float32: ulp 3e-5
+    assert got["temperature"].attrs["source_units"] == "degC, K, celsius"
+
+
+def test_coordinates_stored_as_gauge_lat_and_gauge_lon(tmp_path):
+    ds = original()
+    root = write_folder(tmp_path, ds)
+    table = pd.read_csv(root / "attributes.csv")
+    table["lon"] = [8.1, 9.3, 10.2]
+    table.to_csv(root / "attributes.csv", index=False)
+    got = load_folder(root, COLUMNS, CANONICAL, latitude="lat", longitude="lon")
+    np.testing.assert_array_equal(got["gauge_lat"].values, ds["lat"].values.astype(np.float64))
+    np.testing.assert_array_equal(got["gauge_lon"].values, np.float32([8.1, 9.3, 10.2]))  # attributes load as float32
+    assert got["gauge_lat"].dims == ("basin",) and got["gauge_lon"].attrs["units"] == "degrees_east"
+    assert "gauge_lon" in load_folder(root, COLUMNS, CANONICAL)  # found by name without the keys
+    with pytest.raises(ValueError, match="longitude column 'long' not in the attribute table"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat", longitude="long")
+
+
+def test_implausible_coordinates_name_the_basin(tmp_path):
+    ds = original()
+    ds["lat"].values[1] = -100.0  # B2: a longitude in the latitude column
+    root = write_folder(tmp_path, ds)
+    with pytest.raises(ValueError, match=r"latitude of basin B2 is -100, not finite degrees in \[-90, 90\] \(1 basin\(s\); "
+                                         r"latitude and longitude swapped\?\)"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat")
+    with pytest.raises(DataValidationError, match=r"coordinates \(.*policy error\): 1 basin\(s\) \(B2\); basin B2: latitude "
+                                                  r"-100 outside \[-90, 90\]"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat", day_length=False)
+
+
+def test_a_space_separated_line_with_an_empty_last_field_gets_the_delimiter_hint(tmp_path):
+    """Found by the fuzz test: '2000-01-02 0.00 0.00 1.60 ' (streamflow empty) in a CSV."""
+    root = write_folder(tmp_path, original())
+    path = root / "timeseries" / "A1.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = " ".join(lines[3].split(",")[:-1]) + " "
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFileError, match=r"A1.csv: line 4 has 1 field, expected 5; the line is separated by spaces, "
+                                            r"not ',' \(wrong delimiter\?\)"):
+        load_folder(root, COLUMNS, CANONICAL, latitude="lat")

@@ -46,9 +46,15 @@ def test_clean_data_passes_and_reports_zero(tmp_path):
     ds = small()
     clean, report = validate(ds, required_attributes=["area", "aridity"], source="toy")
     assert report.ok and not report.problems
-    assert set(report.table["variable"]) == {"precipitation", "temperature", "pet", "streamflow"}
-    counts = report.table[["missing", "sentinel", "nonfinite", "out_of_range", "masked", "interpolated", "imputed"]]
+    values = report.table.query("kind != 'plausibility'")
+    assert set(values["variable"]) == {"precipitation", "temperature", "pet", "streamflow"}
+    counts = report.table[["missing", "sentinel", "nonfinite", "out_of_range", "masked", "interpolated", "imputed",
+                           "flagged"]]
     assert (counts.to_numpy() == 0).all() and (report.table["n_days"] == 20).all()
+    # 20 days are too short for long-term means: only the constant-streamflow check runs
+    checks = report.table.query("kind == 'plausibility'")
+    assert checks["variable"].tolist() == ["constant_streamflow"] * 2
+    assert any(n.startswith("runoff_ratio: 2 basin(s) not checked (fewer than 365 days") for n in report.notes)
     for name in ("precipitation", "temperature", "pet", "streamflow"):
         np.testing.assert_array_equal(clean[name].values, ds[name].values)
     # the report travels with the data and renders for summary.md
@@ -58,7 +64,7 @@ def test_clean_data_passes_and_reports_zero(tmp_path):
     assert "### Data validation: passed" in md and "| precipitation | forcing | error |" in md
     assert report.summary_lines()[0].startswith("data validation (toy): passed; 2 basin(s)")
     path = report.to_csv(tmp_path / "report.csv")
-    assert len(pd.read_csv(path)) == 8 and list(pd.read_csv(path).columns)[:3] == ["basin", "variable", "kind"]
+    assert len(pd.read_csv(path)) == 8 + 2 and list(pd.read_csv(path).columns)[:3] == ["basin", "variable", "kind"]
 
 
 def corrupt(ds):
@@ -246,6 +252,20 @@ def test_validate_over_the_230_shared_caravan_basins(caravan_raw):
     clipped, report = validate(caravan, policies={"pet": Policy(clip=(0.0, None))})
     assert negative == 5487 and report.totals().set_index("variable").loc["pet", "clipped"] == negative
     assert float(clipped["pet"].min()) == 0.0
+    # plausibility on long-term means (1981-2014): no unit mistake in the 230 basins; Q > 1.1 P
+    # in 8 basins of the Pacific north-west and one on the California coast (ERA5-Land
+    # misses orographic rain): flagged and noted, not errors; the driest runoff ratio
+    # (07142300, Kansas) is 0.0166 and passes
+    checks = report.table.query("kind == 'plausibility'")
+    flagged = checks.groupby("variable")["flagged"].sum()
+    assert flagged.to_dict() == {"constant_streamflow": 0, "coordinates": 0, "energy_limit": 0,
+                                 "precipitation_magnitude": 0, "runoff_ratio": 0, "water_limit": 8}
+    assert (checks.groupby("variable").size() == 230).all()
+    wl = checks.query("variable == 'water_limit' and flagged == 1")
+    assert sorted(wl["basin"]) == ["11143000", "12010000", "12035000", "12056500", "12141300", "12143600", "12144000",
+                                   "12175500"]
+    rr = checks.query("variable == 'runoff_ratio'").set_index("basin")["value"]
+    assert rr.max() == pytest.approx(1.4789, abs=1e-4) and rr.idxmin() == "07142300" and rr.min() == pytest.approx(0.01656, abs=1e-5)
     # a run whose model needs attributes the data set lacks fails at load, naming them
     with pytest.raises(DataValidationError, match=r"required attribute\(s\) \['baseflow_index'\] are not in the data set"):
         validate(caravan, required_attributes=["p_mean", "aridity", "baseflow_index"])
@@ -268,5 +288,12 @@ def test_validate_over_the_shared_camels_us_subset(data_dir):
     assert sorted(zip(static["variable"], static["basin"])) == [
         ("geol_porostiy", "06221400"), ("root_depth_50", "01013500"), ("root_depth_50", "04015330"),
         ("root_depth_99", "01013500"), ("root_depth_99", "04015330")]
+    # plausibility: the 22 NLDAS basins pass; 12010000 (Olympic Peninsula) has Q/P 1.11, flagged
+    checks = report.table.query("kind == 'plausibility'")
+    assert checks.groupby("variable")["flagged"].sum().to_dict() == {
+        "constant_streamflow": 0, "coordinates": 0, "energy_limit": 0, "latitude_agreement": 0,
+        "precipitation_magnitude": 0, "runoff_ratio": 0, "water_limit": 1}
+    assert checks.query("flagged == 1")["basin"].tolist() == ["12010000"]
+    assert "energy_limit: PET from the pet_mean attribute" in report.notes
     with pytest.raises(DataValidationError, match=r"root_depth_50 \(policy error\) is missing in 2 basin\(s\) \(01013500, 04015330\)"):
         load_camels_us(root, forcing="nldas", required_attributes=["root_depth_50", "p_mean"])

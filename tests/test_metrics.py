@@ -106,3 +106,24 @@ def test_physical_consistency_worked_example():
     w = np.concatenate([[np.nan], p[1:] - e[1:] - sro[1:] + (sd[:-1] - sd[1:])])
     np.testing.assert_allclose(w[1:], [3.3, 11, 2.4, -3, -3.2, 6.2], atol=1e-12)
     assert float(metrics.physical_consistency(w, sm, sm_hat)) == pytest.approx(0.4)
+
+
+def test_constant_observed_series_gives_nan_never_inf():
+    """A constant observed series has zero variance: NSE, KGE, r are undefined (NaN), not
+    -inf; the other basin of the batch keeps its reference value and a finite gradient."""
+    obs = np.stack([OBS, np.full_like(OBS, 0.7)])  # [basin, time]: basin 1 constant
+    sim = np.stack([SIM, SIM])
+    undefined = ("nse", "kge", "kge_2012", "mnse", "r", "r_squared", "r2_cod")
+    for name in undefined:
+        got = np.asarray(metrics.METRICS[name](sim, obs))
+        assert np.isnan(got[1]), name
+        assert float(got[0]) == pytest.approx(float(metrics.METRICS[name](SIM, OBS)), rel=1e-6), name
+    # rmse and fhv stay defined for a constant, non-zero series
+    assert float(metrics.rmse(sim, obs)[1]) == pytest.approx(np.sqrt(np.mean((SIM - 0.7) ** 2)), rel=1e-6)
+    assert np.isfinite(float(metrics.fhv(sim, obs)[1]))
+    # an all-zero series (a dry ephemeral stream): FHV divides by a zero volume -> NaN
+    assert np.isnan(float(metrics.fhv(SIM, np.zeros_like(OBS))))
+    # a mean over basins is not dragged to -inf; nanmean skips the undefined basin
+    assert np.nanmean(np.asarray(metrics.nse(sim, obs))) == pytest.approx(0.943084, rel=2e-6)
+    grad = jax.grad(lambda s: metrics.nse(s, obs)[0])(sim)
+    assert np.all(np.isfinite(np.asarray(grad))) and np.any(np.asarray(grad) != 0)

@@ -241,7 +241,14 @@ def _delimiter_hint(line: str, expected: str, n: int | None = None) -> str:
     def split(text, delims):
         for d in delims[1:]:
             text = text.replace(d, delims[0])
-        return text.split() if delims[0] == " " else text.split(delims[0])
+        if delims[0] != " ":
+            return text.split(delims[0])
+        if expected == "whitespace":
+            return text.split()
+        # spaces instead of a one-character delimiter: one space per field break (an empty
+        # last field stays a field), unless aligned columns pad with several
+        exact = text.split(" ")
+        return exact if n is not None and len(exact) == n else text.split()
 
     mine = (" ", "\t") if expected == "whitespace" else (expected,)
     for delim, name in _OTHER_DELIMITERS.items():
@@ -511,9 +518,18 @@ def place_on_axis(values: np.ndarray, dates: pd.DatetimeIndex, axis: pd.Datetime
     return out
 
 
+#: units of the gauge coordinates every reader stores on ``(basin,)`` (checked by
+#: :mod:`~difhydro.data.plausibility`)
+COORDINATE_ATTRS = {
+    "gauge_lat": {"units": "degrees_north", "long_name": "gauge latitude"},
+    "gauge_lon": {"units": "degrees_east", "long_name": "gauge longitude"},
+}
+
+
 def set_units(ds: xr.Dataset, extra: Mapping[str, Mapping[str, str]] | None = None) -> xr.Dataset:
-    """Attach :data:`VARIABLE_ATTRS` (and ``extra``) to the variables present in ``ds``."""
-    table = {**VARIABLE_ATTRS, **(extra or {})}
+    """Attach :data:`VARIABLE_ATTRS`, :data:`COORDINATE_ATTRS` (and ``extra``) to the
+    variables present in ``ds``."""
+    table = {**VARIABLE_ATTRS, **COORDINATE_ATTRS, **(extra or {})}
     for name, attrs in table.items():
         if name in ds.variables:
             ds[name].attrs.update(attrs)
@@ -536,8 +552,14 @@ def with_day_length(ds: xr.Dataset, latitude: str | float | np.ndarray = "gauge_
         lat = np.asarray(ds[latitude].values, dtype=np.float64)
     else:
         lat = np.broadcast_to(np.asarray(latitude, dtype=np.float64), (ds.sizes["basin"],))
-    if not np.all(np.isfinite(lat)) or np.any(np.abs(lat) > 90):
-        raise ValueError(f"latitude must be finite degrees in [-90, 90], got {lat}")
+    bad = ~np.isfinite(lat) | (np.abs(lat) > 90)
+    if bad.any():
+        ids = np.asarray(ds["basin"].values).astype(str) if "basin" in ds.coords else np.arange(lat.size).astype(str)
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"latitude of basin {ids[i]} is {lat[i]:g}, not finite degrees in [-90, 90] ({int(bad.sum())} basin(s); "
+            "latitude and longitude swapped?); day length needs the latitude"
+        )
     doy = pd.DatetimeIndex(ds["time"].values).dayofyear.values.astype(np.float32)
     hours = np.asarray(day_length(lat[:, None].astype(np.float32), doy[None, :]), dtype=np.float32)
     out = ds.assign(day_length=(("basin", "time"), hours))

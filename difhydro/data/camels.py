@@ -413,6 +413,7 @@ def load_camels_us(
             else:
                 values = values.astype(str)
             ds[col] = ("basin", values)
+        set_units(ds)  # gauge_lat / gauge_lon in degrees
     ds.attrs.update(
         title=f"CAMELS-US ({forcing} forcing, USGS streamflow)",
         source=str(root),

@@ -10,8 +10,13 @@ Layout under ``root``::
 The basin id is the file name without its suffix. Column names and units are mapped in
 the call (or the experiment's config): ``variables`` maps the package's names
 (:data:`~difhydro.data.validation.VARIABLES`) to the file's columns, ``units`` gives the
-units each column is written in; values are converted to the package's units
-(:func:`convert_units`), every step the readers of CAMELS and Caravan take applies
+units each column is written in. A netCDF variable's own ``units`` attribute is read: it
+stands in for a unit not configured, and one that contradicts the configured unit (after
+normalising spellings: ``"m d-1"``, ``"m/day"`` and ``"m"`` are one depth rate) is an
+error naming variable, file and both units. Values are converted to the package's units
+(:func:`convert_units`). The basin's coordinates (``latitude`` / ``longitude`` attribute
+columns) are stored as ``gauge_lat`` / ``gauge_lon`` in degrees, which the validation
+checks for plausibility. Every step the readers of CAMELS and Caravan take applies
 (sentinels -999 / -9999 become NaN and are counted, a malformed line raises a
 :class:`~difhydro.data.DataFileError` naming file and line, the validation pass runs).
 
@@ -29,10 +34,12 @@ Worked example (a folder ``my_basins`` with ``timeseries/A1.csv``, ``timeseries/
         units={"precipitation": "m d-1", "temperature": "K", "streamflow": "m3 s-1"},
         area="area_km2",              # discharge -> mm d-1 needs the area (km2)
         latitude="lat",               # day length (FAO-56) from this attribute
+        longitude="lon",              # optional; both stored as gauge_lat / gauge_lon
         required_attributes=["forest"],
     )
     # ds: precipitation (mm d-1), temperature (degC), streamflow (mm d-1), day_length (h)
-    # on (basin, time); lat, area_km2, forest on (basin,); units in each variable's attrs.
+    # on (basin, time); lat, area_km2, forest, gauge_lat, gauge_lon on (basin,); units in
+    # each variable's attrs.
 """
 
 from __future__ import annotations
@@ -149,6 +156,42 @@ def convert_units(values, units: str, variable: str, area_m2=None) -> np.ndarray
     raise ValueError(f"variable {variable!r}: unknown units {units!r} (to {target}); known: {known}")
 
 
+def _conversion(units: str, variable: str):
+    """What ``units`` mean for ``variable``: its conversion to the package's units (two
+    spellings with one conversion are the same units), else the normalised spelling."""
+    spec = VARIABLES.get(variable)
+    key = _norm(units)
+    if spec is None:
+        return ("as given", key)
+    table = UNIT_CONVERSIONS.get(spec.units, {_norm(spec.units): (1.0, 0.0)})
+    if key in table:
+        return table[key]
+    if spec.units == "mm d-1" and key in DISCHARGE_UNITS:
+        return ("discharge", DISCHARGE_UNITS[key])
+    return ("unknown", key)
+
+
+def same_units(a: str, b: str, variable: str) -> bool:
+    """``a`` and ``b`` denote the same units for ``variable`` (``"m d-1"`` == ``"m/day"``
+    == ``"m"`` for a depth rate; ``"K"`` != ``"degC"``)."""
+    return _conversion(a, variable) == _conversion(b, variable)
+
+
+def _file_units(path: Path, basin: str, name: str, column: str, configured, attribute) -> str:
+    """The units of ``column`` in one file: the configured units, checked against the
+    file's ``units`` attribute (netCDF) when both exist, else whichever exists."""
+    attribute = None if attribute is None or not str(attribute).strip() else str(attribute).strip()
+    if configured is not None and attribute is not None and not same_units(configured, attribute, name):
+        raise DataFileError(
+            f"variable '{name}' (column '{column}'): the file's units attribute {attribute!r} contradicts the "
+            f"configured units {configured!r}; fix the configuration or the file", path, basin)
+    if configured is None and attribute is None:
+        raise DataFileError(
+            f"variable '{name}' (column '{column}'): no units configured and the file has no units attribute; "
+            f"pass units={{'{name}': '...'}}", path, basin)
+    return str(configured if configured is not None else attribute)
+
+
 def _read_netcdf(path: Path, basin: str, columns: Sequence[str], time_column: str):
     try:
         nc = xr.open_dataset(path)
@@ -165,14 +208,15 @@ def _read_netcdf(path: Path, basin: str, columns: Sequence[str], time_column: st
         if not np.issubdtype(nc[tdim].dtype, np.datetime64):
             raise DataFileError(f"'{tdim}' is not a date axis (dtype {nc[tdim].dtype})", path, basin, column=tdim)
         dates = pd.DatetimeIndex(nc[tdim].values)
-        values, counts = {}, {}
+        values, counts, units = {}, {}, {}
         for c in columns:
             v = nc[c].squeeze(drop=True)
             if v.dims != (tdim,):
                 raise DataFileError(f"variable '{c}' has dims {v.dims}, expected ({tdim!r},)", path, basin, column=c)
             values[c], counts[c] = mask_sentinels(np.asarray(v.values, np.float64))
+            units[c] = v.attrs.get("units")
     check_daily(dates, path, basin)
-    return dates, values, counts
+    return dates, values, counts, units
 
 
 def _read_attributes(path: Path, basin_column: str | None) -> pd.DataFrame:
@@ -201,7 +245,7 @@ def _read_attributes(path: Path, basin_column: str | None) -> pd.DataFrame:
 def load_folder(
     root,
     variables: Mapping[str, str],
-    units: Mapping[str, str],
+    units: Mapping[str, str] | None = None,
     attributes_file: str | None = "attributes.csv",
     basin_column: str | None = None,
     time_column: str = "date",
@@ -212,6 +256,7 @@ def load_folder(
     area: str | None = None,
     area_units: str = "km2",
     latitude: str | None = None,
+    longitude: str | None = None,
     day_length: bool = True,
     date_format: str | None = "%Y-%m-%d",
     delimiter: str = ",",
@@ -224,10 +269,13 @@ def load_folder(
     Args:
         root: the folder holding ``timeseries/`` and the attribute table.
         variables: ``package name -> file column``, e.g. ``{"precipitation": "P"}``.
-        units: ``package name -> units of the file column`` for every variable, e.g.
+        units: ``package name -> units of the file column``, e.g.
             ``{"precipitation": "mm/d", "temperature": "K"}`` (see :func:`convert_units`;
             a name unknown to :data:`~difhydro.data.validation.VARIABLES` is kept in the
-            units given).
+            units given). Required for CSV files; for netCDF files a variable's
+            ``units`` attribute is used where no units are configured, and must agree
+            with them where they are (else a :class:`~difhydro.data.DataFileError`
+            naming variable, file and both units).
         attributes_file: the attribute CSV below ``root`` (``None``: no attributes).
         basin_column: its basin id column (default: ``basin``, else ``gauge_id``).
         time_column: the date column (CSV) or dimension (netCDF; ``time`` / ``date`` also
@@ -236,8 +284,10 @@ def load_folder(
         start, end: first and last day (inclusive); default: union of all records.
         area: attribute column with the catchment area, needed to turn a discharge
             (m3 s-1, ft3 s-1, l s-1) into mm d-1; ``area_units``: ``"km2"`` or ``"m2"``.
-        latitude: attribute column in degrees north for ``day_length`` (default: the
-            first of ``gauge_lat``, ``latitude``, ``lat``).
+        latitude: attribute column in degrees north, for ``day_length`` and stored as
+            ``gauge_lat`` (default: the first of ``gauge_lat``, ``latitude``, ``lat``).
+        longitude: attribute column in degrees east, stored as ``gauge_lon`` (default:
+            the first of ``gauge_lon``, ``longitude``, ``lon``, if any).
         day_length: add ``day_length`` (h, FAO-56) unless a variable already provides it.
         date_format: of the CSV date column (``None``: any ISO 8601 date).
         delimiter: of the CSV files.
@@ -247,16 +297,14 @@ def load_folder(
     Returns:
         Dataset on ``(basin, time)`` (daily, union of records, NaN outside a record),
         every variable in the package's units (``attrs["units"]``, the file's units in
-        ``attrs["source_units"]``), attributes on ``(basin,)``.
+        ``attrs["source_units"]``), attributes on ``(basin,)``, ``gauge_lat`` /
+        ``gauge_lon`` (degrees) when the coordinates are known.
     """
     root = Path(root)
     variables = dict(variables)
     if not variables:
         raise ValueError("variables is empty; map package names to file columns, e.g. {'precipitation': 'P'}")
-    no_units = [v for v in variables if v not in units]
-    if no_units:
-        raise ValueError(f"units missing for variable(s) {no_units}; pass units={{'{no_units[0]}': '...'}} "
-                         "(the units the file column is written in)")
+    units = dict(units or {})
     if area_units not in ("km2", "m2"):
         raise ValueError(f"area_units must be 'km2' or 'm2', got {area_units!r}")
     folder = root / "timeseries"
@@ -280,6 +328,11 @@ def load_folder(
         for b in basins:
             if b not in files:
                 raise FileNotFoundError(f"basin {b}: no time-series file {folder / b}.csv or .nc")
+    no_units = [v for v in variables if v not in units]
+    csv_files = [files[b] for b in basins if files[b].suffix == ".csv"]
+    if no_units and csv_files:
+        raise ValueError(f"units missing for variable(s) {no_units}; pass units={{'{no_units[0]}': '...'}} "
+                         f"(the units the file column is written in; CSV files such as {csv_files[0].name} carry none)")
     static = None
     if attributes_file is not None:
         apath = root / attributes_file
@@ -287,16 +340,18 @@ def load_folder(
             raise FileNotFoundError(f"attribute table not found: {apath} (pass attributes_file=None for none)")
         static = join_attribute_tables([(apath, _read_attributes(apath, basin_column))], basins)
     columns = list(dict.fromkeys(variables.values()))
-    records, counts = [], []
+    records, counts, file_units = [], [], []
     for b in basins:
         path = files[b]
         if path.suffix == ".nc":
-            dates, values, found = _read_netcdf(path, b, columns, time_column)
+            dates, values, found, attrs = _read_netcdf(path, b, columns, time_column)
         else:
             dates, values, found = read_csv_records(path, b, time_column=time_column, required=columns,
                                                     delimiter=delimiter, date_format=date_format)
+            attrs = {}
         records.append((dates, values))
         counts.append(found)
+        file_units.append({n: _file_units(path, b, n, col, units.get(n), attrs.get(col)) for n, col in variables.items()})
     axis = daily_axis([(d[0], d[-1]) for d, _ in records], start, end)
     area_m2 = None
     if area is not None:
@@ -304,39 +359,68 @@ def load_folder(
             raise ValueError(f"area column {area!r} not in the attribute table")
         area_m2 = static[area].to_numpy(np.float64) * (1e6 if area_units == "km2" else 1.0)
     dims = ("basin", "time")
-    data = {}
+    data, source_units = {}, {}
     for name, col in variables.items():
         stacked = np.stack([place_on_axis(v[col], d, axis) for d, v in records])
-        data[name] = _convert(stacked, units[name], name, area_m2)
+        per_basin = [u[name] for u in file_units]
+        source_units[name] = ", ".join(dict.fromkeys(per_basin))
+        if len(set(per_basin)) == 1:
+            data[name] = _convert(stacked, per_basin[0], name, area_m2)
+        else:  # netCDF files with different units attributes: each basin converted from its own
+            data[name] = np.stack([_convert(row, u, name, None if area_m2 is None else area_m2[i])
+                                   for i, (row, u) in enumerate(zip(stacked, per_basin))])
     ds = xr.Dataset({n: (dims, v.astype(np.float32)) for n, v in data.items()},
                     coords={"basin": np.array(basins, dtype=str), "time": axis})
     spans = encode_spans({b: (d[0], d[-1]) for b, (d, _) in zip(basins, records)})
     for name, col in variables.items():
         ds[name].attrs.update(
-            source_units=str(units[name]), source_column=col, record=spans,
+            source_units=source_units[name], source_column=col, record=spans,
             sentinel_counts=encode_counts({b: c.get(col, 0) for b, c in zip(basins, counts)}),
         )
-        ds[name].attrs.setdefault("units", str(units[name]))
+        ds[name].attrs.setdefault("units", source_units[name])
     if static is not None:
         ds = ds.assign({
             c: ("basin", static[c].to_numpy().astype(np.float32 if pd.api.types.is_numeric_dtype(static[c]) else str))
             for c in static.columns if c not in ds
         })
     set_units(ds)
+    ds = _with_coordinates(ds, latitude, longitude)
     if day_length and "day_length" not in ds:
-        names = [latitude] if latitude is not None else [c for c in ("gauge_lat", "latitude", "lat") if c in ds]
-        if not names or names[0] not in ds:
+        if "gauge_lat" not in ds:
             raise ValueError(
                 f"day_length needs a latitude attribute ({latitude or 'gauge_lat, latitude or lat'} not found); "
                 "pass latitude='<column>' or day_length=False"
             )
-        ds = with_day_length(ds, names[0])
+        ds = with_day_length(ds, "gauge_lat")
     ds.attrs.update(title=f"folder data set ({root})", source=str(root))
-    if any(_norm(units[n]) != _norm(ds[n].attrs["units"]) for n in variables):
-        converted = [f"{n} {units[n]} -> {ds[n].attrs['units']}" for n in variables
-                     if _norm(units[n]) != _norm(ds[n].attrs["units"])]
+    converted = [f"{n} {source_units[n]} -> {ds[n].attrs['units']}" for n in variables
+                 if any(_norm(u) != _norm(ds[n].attrs["units"]) for u in source_units[n].split(", "))]
+    if converted:
         add_note(ds, "converted units: " + ", ".join(converted))
     return validated(ds, validate, policies=policies, required_attributes=required_attributes, source=f"folder {root}")
+
+
+def _with_coordinates(ds: xr.Dataset, latitude: str | None, longitude: str | None) -> xr.Dataset:
+    """``gauge_lat`` / ``gauge_lon`` (degrees, float64 on ``basin``) from the named (or
+    first found) attribute columns; a named column that is absent raises."""
+    for given, store, names, units, word in (
+        (latitude, "gauge_lat", ("gauge_lat", "latitude", "lat"), "degrees_north", "latitude"),
+        (longitude, "gauge_lon", ("gauge_lon", "longitude", "lon"), "degrees_east", "longitude"),
+    ):
+        if given is not None and given not in ds:
+            raise ValueError(f"{word} column {given!r} not in the attribute table")
+        column = given if given is not None else next((c for c in names if c in ds), None)
+        if column is None:
+            continue
+        if ds[column].dtype.kind not in "fiu":
+            raise ValueError(f"{word} column {column!r} is not numeric (dtype {ds[column].dtype})")
+        values = np.asarray(ds[column].values, np.float64)
+        if store in ds and column != store and not np.allclose(ds[store].values, values, equal_nan=True):
+            raise ValueError(f"the attribute table has both {store!r} and {column!r} (named as the "
+                             f"{word}) with different values; name one")
+        ds[store] = ("basin", values)
+        ds[store].attrs.update(units=units, long_name=f"gauge {word}", source_column=column)
+    return ds
 
 
 def _convert(values, units, name, area_m2):

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 __all__ = ["ACTIONS", "IMPUTE_METHODS", "POLICY_FIELDS", "policy_fields"]
 
-ACTIONS = ("error", "mask", "interpolate", "impute")
+#: "flag" reports a basin-level plausibility finding and changes no data
+ACTIONS = ("error", "mask", "interpolate", "impute", "flag")
 IMPUTE_METHODS = ("mean", "median")
 #: the fields of :class:`~difhydro.data.validation.Policy`, i.e. the keys of a mapping policy
 POLICY_FIELDS = ("action", "max_gap", "clip", "impute", "range")

@@ -11,7 +11,10 @@ only over variables and attributes) and checks
   into NaN and counted in ``attrs["sentinel_counts"]``), +-inf, values outside the valid
   range, temperatures that look like Kelvin, missing values inside a basin's record;
 * static ``(basin,)`` attributes: NaN, +-inf or sentinels, and the presence of every
-  ``required_attributes``.
+  ``required_attributes``;
+* each basin as a whole (:mod:`.plausibility`, on long-term means of the cleaned data):
+  the runoff ratio and Budyko's water and energy limits, the precipitation magnitude,
+  the coordinates against the temperature cycle, a constant streamflow series.
 
 What happens to a problem is set by an explicit :class:`Policy` per variable (or group
 ``"forcing"`` / ``"target"`` / ``"attributes"``):
@@ -26,7 +29,15 @@ What happens to a problem is set by an explicit :class:`Policy` per variable (or
                of a record, raises
 ``impute``     (attributes) fill a missing attribute with the ``mean`` / ``median`` over
                the other basins, reported per basin
+``flag``       (plausibility checks) keep the data, report the basin and why
 =============  ==========================================================================
+
+The plausibility checks take a policy under their own name (``"runoff_ratio"``,
+``"water_limit"``, ``"energy_limit"``, ``"precipitation_magnitude"``, ``"coordinates"``,
+``"latitude_agreement"``,
+``"constant_streamflow"``) or the group ``"plausibility"``; their defaults are in
+:data:`~difhydro.data.plausibility.CHECKS` (``error`` where only a unit mistake fails,
+``flag`` where a real basin can; ``mask`` sets a flagged basin's streamflow to NaN).
 
 No policy is silent: every value that was missing, masked, interpolated, clipped or
 imputed is counted in the :class:`ValidationReport` (a tidy table per basin and variable,
@@ -59,7 +70,8 @@ import pandas as pd
 import xarray as xr
 
 from ._common import SENTINELS, decode_counts, decode_spans
-from .policies import policy_fields
+from .policies import ACTIONS, IMPUTE_METHODS, policy_fields
+from .plausibility import CHECKS, plausibility_findings
 from .variables import VARIABLES, VariableSpec
 
 __all__ = [
@@ -74,8 +86,8 @@ __all__ = [
 ]
 
 
-_ACTIONS = ("error", "mask", "interpolate", "impute")
-_GROUPS = {"forcing": "forcing", "target": "target", "attributes": "static", "static": "static"}
+_GROUPS = {"forcing": "forcing", "target": "target", "attributes": "static", "static": "static",
+           "plausibility": "plausibility"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,9 @@ class Policy:
 
     Args:
         action: ``"error"``, ``"mask"`` or ``"interpolate"`` for dynamic variables;
-            ``"error"`` or ``"impute"`` for static attributes.
+            ``"error"`` or ``"impute"`` for static attributes; ``"error"``, ``"flag"``
+            (report only) or, for the streamflow checks, ``"mask"`` for the basin-level
+            plausibility checks (:data:`~difhydro.data.plausibility.CHECKS`).
         max_gap: ``interpolate``: the longest run of missing days (after masking) that
             is filled; a longer run raises.
         clip: ``(low, high)`` (either may be ``None``): valid values beyond these are
@@ -100,11 +114,11 @@ class Policy:
     range: tuple[float, float] | None = None
 
     def __post_init__(self):
-        if self.action not in _ACTIONS:
-            raise ValueError(f"policy action must be one of {_ACTIONS}, got {self.action!r}")
+        if self.action not in ACTIONS:
+            raise ValueError(f"policy action must be one of {ACTIONS}, got {self.action!r}")
         if int(self.max_gap) < 0:
             raise ValueError(f"max_gap must be >= 0 days, got {self.max_gap}")
-        if self.impute not in ("mean", "median"):
+        if self.impute not in IMPUTE_METHODS:
             raise ValueError(f"impute must be 'mean' or 'median', got {self.impute!r}")
 
     @classmethod
@@ -138,9 +152,10 @@ DEFAULT_POLICIES: dict[str, Policy] = {
 
 COUNT_COLUMNS = (
     "n_days", "outside_record", "missing", "sentinel", "nonfinite", "out_of_range", "atypical",
-    "masked", "interpolated", "clipped", "imputed",
+    "masked", "interpolated", "clipped", "imputed", "flagged",
 )
-COLUMNS = ("basin", "variable", "kind", "policy", "units") + COUNT_COLUMNS
+# value: the statistic of a plausibility check (e.g. the runoff ratio), NaN on other rows
+COLUMNS = ("basin", "variable", "kind", "policy", "units", "value") + COUNT_COLUMNS
 # counts that mean "a value was not usable as delivered"
 _PROBLEM_COLUMNS = ("missing", "nonfinite", "out_of_range", "masked", "interpolated", "clipped", "imputed")
 
@@ -180,7 +195,9 @@ class ValidationReport:
     -9999 codes, from the reader or found here), ``nonfinite`` (+-inf),
     ``out_of_range`` (outside the valid range), ``atypical`` (valid but outside the
     typical range), ``masked`` (set to NaN by the policy), ``interpolated``,
-    ``clipped``, ``imputed``.
+    ``clipped``, ``imputed``. Plausibility checks add one row per checked basin (kind
+    ``plausibility``, ``variable`` the check's name, ``value`` its statistic,
+    ``flagged`` 1 where the basin failed it, ``n_days`` the days behind the mean).
     """
 
     table: pd.DataFrame
@@ -202,7 +219,7 @@ class ValidationReport:
             return pd.DataFrame(columns=["variable", "kind", "policy", *COUNT_COLUMNS, "basins_affected"])
         counts = t.groupby("variable", sort=False)[list(COUNT_COLUMNS)].sum()
         first = t.groupby("variable", sort=False)[["kind", "policy", "units"]].first()
-        affected = (t[list(_PROBLEM_COLUMNS) + ["atypical"]].sum(axis=1) > 0).groupby(t["variable"], sort=False).sum()
+        affected = (t[list(_PROBLEM_COLUMNS) + ["atypical", "flagged"]].sum(axis=1) > 0).groupby(t["variable"], sort=False).sum()
         out = first.join(counts)
         out["basins_affected"] = affected
         return out.reset_index()
@@ -242,6 +259,8 @@ class ValidationReport:
         cols = ["missing", "sentinel", "nonfinite", "out_of_range", "atypical", "masked", "interpolated", "clipped",
                 "imputed", "outside_record"]
         tot = self.totals()
+        checks = tot[tot["kind"] == "plausibility"]
+        tot = tot[tot["kind"] != "plausibility"]
         out = [f"### Data validation: {'passed' if self.ok else 'FAILED'}", ""]
         n_basins = self.table["basin"].nunique() if not self.table.empty else 0
         out.append(f"Source: {self.source or 'data set'}; {n_basins} basin(s); policies: "
@@ -252,6 +271,15 @@ class ValidationReport:
         for _, r in tot.iterrows():
             out.append(f"| {r['variable']} | {r['kind']} | {r['policy']} | "
                        + " | ".join(str(int(r[c])) for c in cols) + f" | {int(r['basins_affected'])} |")
+        if len(checks):
+            out += ["", "Plausibility of each basin (long-term means; thresholds and reasoning in "
+                    "`difhydro.data.plausibility`):", "",
+                    "| check | policy | rule | basins checked | flagged |", "|---|---|---|---:|---:|"]
+            n_checked = self.table[self.table["kind"] == "plausibility"].groupby("variable", sort=False).size()
+            for _, r in checks.iterrows():
+                rule = CHECKS[r["variable"]].rule if r["variable"] in CHECKS else ""
+                out.append(f"| {r['variable']} | {r['policy']} | {rule} | {int(n_checked.get(r['variable'], 0))} | "
+                           f"{int(r['flagged'])} |")
         worst = self.worst_basins(max_basins)
         if len(worst):
             out += ["", f"Worst basins (values missing, masked, filled or out of range; top {max_basins}):", ""]
@@ -280,6 +308,8 @@ class ValidationReport:
         for c in COUNT_COLUMNS:
             if c in table:
                 table[c] = table[c].astype(np.int64)
+        if "value" in table:
+            table["value"] = table["value"].astype(np.float64)
         return cls(table, d["source"], d["policies"], d["notes"], d["problems"],
                    tuple(d["period"]) if d.get("period") else None)
 
@@ -415,6 +445,14 @@ def validate(
     given = {k: Policy.parse(v) for k, v in (policies or {}).items()}
     for k, p in given.items():
         group = _GROUPS.get(k) or (VARIABLES[k].kind if k in VARIABLES else None)
+        if k in CHECKS or group == "plausibility":
+            allowed = CHECKS[k].actions if k in CHECKS else ("error", "flag")
+            if p.action not in allowed:
+                raise ValueError(f"policy for {k!r}: the plausibility check takes {', '.join(allowed)}, got {p.action!r}")
+            continue
+        if p.action == "flag":
+            raise ValueError(f"policy for {k!r}: 'flag' is for the plausibility checks {sorted(CHECKS)}; a variable "
+                             "takes 'error', 'mask' or 'interpolate', an attribute 'error' or 'impute'")
         if group == "static" and p.action in ("mask", "interpolate"):
             raise ValueError(f"policy for {k!r}: attributes take 'error' or 'impute', got {p.action!r}")
         if group in ("forcing", "target") and p.action == "impute":
@@ -641,15 +679,54 @@ def validate(
         }))
     if required and not absent:
         notes.append(f"attributes: {checked} required attribute(s) checked")
+    # -- each basin as a whole: long-term means of the cleaned data ----------------------------
+    check_rows = []
+    for finding in plausibility_findings(out):
+        check = finding.check
+        policy = given.get(check.name) or given.get("plausibility") or Policy(check.default)
+        if check.name in given or "plausibility" in given:
+            used[check.name] = policy.describe()
+        flagged = finding.flagged
+        masked = np.zeros(len(basins), np.int64)
+        if flagged.any():
+            lines = [f"basin {basins[i]}: {finding.reasons[i]}" for i in np.flatnonzero(flagged)]
+            head = (f"{check.name} ({check.rule}; policy {policy.action}): {int(flagged.sum())} basin(s) "
+                    f"({_basin_list(flagged, basins)}); {lines[0]}" + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""))
+            if policy.action == "error":
+                problems.append(head + f"; if the data are right, pass policies={{'{check.name}': 'flag'}}")
+            else:
+                notes.append(head)
+                notes += [f"{check.name}: {line}" for line in lines[1:]]
+                if policy.action == "mask":
+                    q = out["streamflow"].transpose("basin", "time")
+                    values = np.array(q.values)
+                    masked = np.isfinite(values).sum(axis=1) * flagged
+                    values[flagged] = np.nan
+                    out["streamflow"] = (("basin", "time"), values)
+                    out["streamflow"].attrs.update(q.attrs)
+                    out["streamflow"] = out["streamflow"].transpose(*ds["streamflow"].dims)
+                    notes.append(f"{check.name}: streamflow of {int(flagged.sum())} basin(s) masked (all "
+                                 f"{int(masked.sum())} values set to NaN) by the mask policy")
+        if finding.note:
+            notes.append(f"{check.name}: {finding.note}")
+        rows = finding.checked
+        if rows.any():
+            check_rows.append(pd.DataFrame({
+                "basin": basins[rows], "variable": check.name, "kind": "plausibility", "policy": policy.describe(),
+                "units": check.units, "value": finding.value[rows], "n_days": np.asarray(finding.n_days)[rows],
+                "masked": masked[rows], "flagged": flagged[rows].astype(np.int64),
+            }))
     unused = [k for k in given if k not in _GROUPS and k not in used and k not in static]
     if unused:
         notes.append(f"policies given for {unused}, which the data set does not hold (ignored)")
-    table = pd.concat(frames + attr_rows, ignore_index=True) if frames or attr_rows else pd.DataFrame(columns=COLUMNS)
+    parts = frames + attr_rows + check_rows
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     table = table.reindex(columns=list(COLUMNS))
     for c in COUNT_COLUMNS:
-        table[c] = table[c].astype(np.int64)
+        table[c] = table[c].fillna(0).astype(np.int64)
+    table["value"] = table["value"].astype(np.float64)
     shown = {k: v.describe() for k, v in pol.items() if k in DEFAULT_POLICIES}
-    shown.update({k: v for k, v in used.items() if k in given})
+    shown.update({k: v for k, v in used.items() if k in given or (k in CHECKS and "plausibility" in given)})
     report = ValidationReport(table, source, shown, notes, problems, period_str)
     if problems:
         raise DataValidationError(source, problems, report)

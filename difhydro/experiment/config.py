@@ -180,9 +180,12 @@ class DataConfig:
                              "for CAMELS-US, Hamon for the twin; 'data' reads the data set's own pet", PET_METHODS)
     attributes: str | list = field("auto", "static attributes of the networks: auto (per format) or a list", kind="names")
     inputs: str | list = field("auto", "dynamic network inputs: auto (per format) or a list", kind="names")
-    policies: dict = field({}, "validation policy per variable, attribute or group (forcing, target, attributes): "
-                               "error, mask, interpolate[:max_gap], impute, mean, median, or a mapping {action, "
-                               "max_gap, clip, impute, range}; forcing defaults to error, streamflow to mask",
+    policies: dict = field({}, "validation policy per variable, attribute, group (forcing, target, attributes, "
+                               "plausibility) or basin-level plausibility check (runoff_ratio, water_limit, "
+                               "energy_limit, precipitation_magnitude, coordinates, latitude_agreement, "
+                               "constant_streamflow): error, mask, interpolate[:max_gap], impute, mean, median, flag "
+                               "(report only), or a mapping {action, max_gap, clip, impute, range}; forcing defaults "
+                               "to error, streamflow to mask",
                            kind="policies")
     folder: dict = field({}, "a generic folder: the keys data.folder.* below (see difhydro.data.load_folder)",
                          schema=FolderConfig)

@@ -227,7 +227,47 @@ def _require(model: ProcessModel, given, expected: Mapping, what: str, shape: st
         )
 
 
-def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
+#: forcing that is a non-negative flux by definition (a negative value is a data error:
+#: a sign convention, a sentinel, or ERA5-Land's condensation days left unclipped)
+_NON_NEGATIVE = ("precipitation", "pet", "potential_transpiration")
+#: a temperature series whose median exceeds this is in Kelvin, not degC (the warmest
+#: basin-mean daily temperatures on Earth stay below 50 degC; 200 K is -73 degC)
+KELVIN_MEDIAN = 200.0
+
+
+def _check_forcing_values(model: ProcessModel, arrays: Mapping[str, Array]) -> None:
+    """ValueError (one line naming the forcing) for NaN, +-inf, sentinel codes, negative
+    precipitation / PET and temperatures in Kelvin. Concrete (non-traced) arrays only."""
+    for k, a in arrays.items():
+        if not _is_concrete(a):
+            continue
+        a_np = np.asarray(a)
+        if np.isnan(a_np).any():
+            n = int(np.isnan(a_np).sum())
+            raise ValueError(f"forcing '{k}' contains {n} NaN value(s); fill or drop the gaps first")
+        if np.isinf(a_np).any():
+            raise ValueError(f"forcing '{k}' contains {int(np.isinf(a_np).sum())} infinite value(s)")
+        if np.isin(a_np, _SENTINELS).any():
+            raise ValueError(f"forcing '{k}' contains {_SENTINELS} (missing-value codes); fill or drop the gaps")
+        units = model.forcing_names.get(k, "")
+        if k in _NON_NEGATIVE and a_np.size and a_np.min() < 0:
+            neg = a_np < 0
+            raise ValueError(
+                f"forcing '{k}' ({units}) has {int(neg.sum())} negative value(s) (min {a_np.min():g}); a {k} flux "
+                "cannot be negative: fix the sign or units, or clip it (validation Policy(clip=(0, None)))"
+            )
+        if units == "degC" and a_np.size:
+            median = np.median(a_np, axis=0)  # per basin: one series in Kelvin among many is caught
+            kelvin = median > KELVIN_MEDIAN
+            if np.any(kelvin):
+                raise ValueError(
+                    f"forcing '{k}' looks like Kelvin, not degC, in {int(np.sum(kelvin))} of {kelvin.size} series "
+                    f"(median over time up to {float(np.max(median)):.1f} > {KELVIN_MEDIAN:g}); convert with T - 273.15"
+                )
+
+
+def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array], check: bool = True):
+    """Keys and shapes (always: the scan needs them); values when ``check`` (outside jit)."""
     _require(model, forcing, model.forcing_names, "forcing", "[time, *batch]")
     arrays = {k: _as_float(forcing[k], k) for k in model.forcing_names}
     shapes = {k: a.shape for k, a in arrays.items()}
@@ -236,20 +276,8 @@ def _check_forcing(model: ProcessModel, forcing: Mapping[str, Array]):
         raise ValueError(f"forcing must be shaped [time, *batch]; got scalar shapes {shapes}")
     if any(s != first for s in shapes.values()):
         raise ValueError(f"forcing arrays must share one [time, *batch] shape, got {shapes}")
-    for k, a in arrays.items():
-        if _is_concrete(a):
-            a_np = np.asarray(a)
-            if np.isnan(a_np).any():
-                n = int(np.isnan(a_np).sum())
-                raise ValueError(
-                    f"forcing '{k}' contains {n} NaN value(s); fill or drop the gaps first"
-                )
-            if np.isinf(a_np).any():
-                raise ValueError(f"forcing '{k}' contains {int(np.isinf(a_np).sum())} infinite value(s)")
-            if np.isin(a_np, _SENTINELS).any():
-                raise ValueError(
-                    f"forcing '{k}' contains {_SENTINELS} (missing-value codes); fill or drop the gaps"
-                )
+    if check:
+        _check_forcing_values(model, arrays)
     return arrays, first[0], first[1:]
 
 
@@ -355,8 +383,11 @@ def simulate(
         time_varying: names of the time-varying parameters. Given (as every layer of
             :mod:`difhydro.hybrid` does), a parameter's shape must agree with the list;
             ``None`` takes the leading time axis from the shape (direct, interactive use).
-        check: validate keys, shapes, NaN / -999 in forcing and parameter boxes (the value
-            checks run only outside ``jit``; shape checks always run).
+        check: check the values: NaN, +-inf and -999 / -9999 in forcing, negative
+            precipitation / PET, temperatures in Kelvin (median above 200) and parameter
+            boxes. They run only on concrete arrays (outside ``jit``: traced values are
+            skipped at no cost); ``check=False`` skips them all (no host transfer). Keys and
+            shapes are always checked (the scan needs them).
         checkpoint: wrap each step in ``jax.checkpoint`` (bounded memory for long series at
             the price of recomputation in the backward pass); ``None`` takes the model's
             :attr:`~ProcessModel.default_checkpoint`.
@@ -367,10 +398,12 @@ def simulate(
         as a ``[time, *batch, ...]`` series.
 
     Raises:
-        ValueError: missing forcing or parameter keys, mismatched shapes, NaN or -999 in
-            forcing, parameters outside their box (outside ``jit``).
+        ValueError: missing forcing or parameter keys, mismatched shapes; with ``check``
+            and outside ``jit``: NaN, +-inf or -999 in forcing, negative precipitation or
+            PET, Kelvin temperatures, parameters outside their box (one line naming the
+            forcing or parameter).
     """
-    forcing, n_time, batch = _check_forcing(model, forcing)
+    forcing, n_time, batch = _check_forcing(model, forcing, check)
     static, dynamic = _split_params(model, params, n_time, batch, check, time_varying)
     # one floating dtype for forcing, parameters and states (the scan carry must not change)
     dtype = jnp.result_type(*forcing.values(), *static.values(), *dynamic.values())
@@ -416,6 +449,7 @@ def warm_up(
     *,
     time_varying: Collection[str] | None = None,
     return_outputs: bool = False,
+    check: bool = True,
 ):
     """Spin the states up on the first ``days`` of ``forcing`` without gradients (δHBV).
 
@@ -431,6 +465,8 @@ def warm_up(
         time_varying: names of the time-varying parameters (time-first arrays); ``None``
             takes them from the shapes, as :func:`simulate` does.
         return_outputs: also return the warm-up's outputs (``[days, *batch, ...]``).
+        check: check the warm-up days' forcing values as :func:`simulate` does (outside
+            ``jit`` only); parameters are not checked here (the run that follows does).
 
     Returns:
         the state after ``days`` steps (each ``[*batch, ...]``, carrying no gradient), to
@@ -444,6 +480,8 @@ def warm_up(
     if n_time is not None and days > n_time:
         raise ValueError(f"days = {days} exceeds the forcing length ({n_time} steps)")
     forcing_w = {k: v[:days] for k, v in forcing.items()}
+    if check:
+        _check_forcing_values(model, {k: _as_float(v, k) for k, v in forcing_w.items()})
     if time_varying is None:
         batch_ndim = jnp.ndim(next(iter(forcing_w.values()))) - 1
         time_varying = _time_axis_names(model, params, batch_ndim)

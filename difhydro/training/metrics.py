@@ -5,7 +5,12 @@ reduces over the time axis ``axis`` (default -1: the last axis, as in the basin-
 ``[basin, time]`` layout of difhydro's public surface) and returns one value per remaining
 (basin) entry.
 Time steps where the **observation** is NaN are ignored; a NaN in the simulation
-propagates so that a broken model is never hidden. All functions are jit-able.
+propagates so that a broken model is never hidden. A metric that divides by a property of
+the observed series that is zero (the variance of a constant series for NSE, KGE, r; the
+mean of an all-zero series for KGE's β; the high-flow volume for FHV) is undefined there
+and returns NaN, never ±inf or a huge negative number (a constant series of a dry
+ephemeral stream would otherwise dominate a mean over basins). All functions are jit-able
+and their gradients stay finite where the metric is defined.
 """
 
 from __future__ import annotations
@@ -45,6 +50,13 @@ def _mean(x, mask, n):
     return jnp.where(mask, x, 0.0).sum(-1) / n
 
 
+def _ratio(num, den):
+    """``num / den``, NaN where ``den`` is 0 (undefined: a constant or all-zero observed
+    series); the double ``where`` keeps gradients finite elsewhere."""
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), jnp.nan)
+
+
 def _moments(simulated, observed, axis):
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     mu_s, mu_o = _mean(sim, mask, n), _mean(obs, mask, n)
@@ -52,17 +64,18 @@ def _moments(simulated, observed, axis):
     do = jnp.where(mask, obs - mu_o[..., None], 0.0)
     sd_s = jnp.sqrt((ds**2).sum(-1) / n)
     sd_o = jnp.sqrt((do**2).sum(-1) / n)
-    r = (ds * do).sum(-1) / n / (sd_s * sd_o)
+    r = _ratio((ds * do).sum(-1) / n, sd_s * sd_o)
     return sim, obs, mask, n, mu_s, mu_o, sd_s, sd_o, r
 
 
 def nse(simulated, observed, axis: int = -1) -> Array:
-    """Nash-Sutcliffe efficiency ``1 − Σ(s − o)² / Σ(o − ō)²`` (Nash & Sutcliffe 1970)."""
+    """Nash-Sutcliffe efficiency ``1 − Σ(s − o)² / Σ(o − ō)²`` (Nash & Sutcliffe 1970);
+    NaN for a constant observed series (zero variance: undefined, not −inf)."""
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     mu_o = _mean(obs, mask, n)
     num = jnp.where(mask, (sim - obs) ** 2, 0.0).sum(-1)
     den = jnp.where(mask, (obs - mu_o[..., None]) ** 2, 0.0).sum(-1)
-    return 1.0 - num / den
+    return 1.0 - _ratio(num, den)
 
 
 def r2_cod(simulated, observed, axis: int = -1) -> Array:
@@ -71,31 +84,33 @@ def r2_cod(simulated, observed, axis: int = -1) -> Array:
 
 
 def mnse(simulated, observed, axis: int = -1) -> Array:
-    """Modified NSE ``1 − Σ|s − o| / Σ|o − ō|`` (Legates & McCabe 1999, E1)."""
+    """Modified NSE ``1 − Σ|s − o| / Σ|o − ō|`` (Legates & McCabe 1999, E1); NaN for a
+    constant observed series."""
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     mu_o = _mean(obs, mask, n)
     num = jnp.where(mask, jnp.abs(sim - obs), 0.0).sum(-1)
     den = jnp.where(mask, jnp.abs(obs - mu_o[..., None]), 0.0).sum(-1)
-    return 1.0 - num / den
+    return 1.0 - _ratio(num, den)
 
 
 def kge(simulated, observed, axis: int = -1) -> Array:
     """Kling-Gupta efficiency (Gupta et al. 2009): ``1 − √((r−1)² + (α−1)² + (β−1)²)``,
-    ``α = σ_s/σ_o``, ``β = s̄/ō``."""
+    ``α = σ_s/σ_o``, ``β = s̄/ō``; NaN for a constant observed series."""
     *_, mu_s, mu_o, sd_s, sd_o, r = _moments(simulated, observed, axis)
-    alpha, beta = sd_s / sd_o, mu_s / mu_o
+    alpha, beta = _ratio(sd_s, sd_o), _ratio(mu_s, mu_o)
     return 1.0 - jnp.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
 
 
 def kge_2012(simulated, observed, axis: int = -1) -> Array:
-    """KGE′ (Kling et al. 2012): α replaced by ``γ = (σ_s/s̄)/(σ_o/ō)``."""
+    """KGE′ (Kling et al. 2012): α replaced by ``γ = (σ_s/s̄)/(σ_o/ō)``; NaN for a
+    constant observed series."""
     *_, mu_s, mu_o, sd_s, sd_o, r = _moments(simulated, observed, axis)
-    gamma, beta = (sd_s / mu_s) / (sd_o / mu_o), mu_s / mu_o
+    gamma, beta = _ratio(_ratio(sd_s, mu_s), _ratio(sd_o, mu_o)), _ratio(mu_s, mu_o)
     return 1.0 - jnp.sqrt((r - 1) ** 2 + (gamma - 1) ** 2 + (beta - 1) ** 2)
 
 
 def pearson_r(simulated, observed, axis: int = -1) -> Array:
-    """Pearson correlation coefficient r."""
+    """Pearson correlation coefficient r (NaN when either series is constant)."""
     return _moments(simulated, observed, axis)[-1]
 
 
@@ -114,7 +129,8 @@ def fhv(simulated, observed, axis: int = -1, fraction: float = 0.02) -> Array:
     """High-flow volume bias of the flow duration curve, % (Yilmaz et al. 2008).
 
     ``100 Σ_{h≤H}(s_(h) − o_(h)) / Σ_{h≤H} o_(h)`` with simulation and observation sorted
-    separately in descending order over the valid steps and ``H = round(fraction · N)``.
+    separately in descending order over the valid steps and ``H = round(fraction · N)``;
+    NaN when the observed high flows sum to zero (an all-zero series).
     """
     sim, obs, mask, n = _prepare(simulated, observed, axis)
     h = jnp.round(fraction * n)
@@ -124,7 +140,7 @@ def fhv(simulated, observed, axis: int = -1, fraction: float = 0.02) -> Array:
     top = jnp.arange(sim.shape[-1]) < h[..., None]
     s_top = jnp.where(top, s_desc, 0.0).sum(-1)
     o_top = jnp.where(top, o_desc, 0.0).sum(-1)
-    return jnp.where(h > 0, 100.0 * (s_top - o_top) / o_top, jnp.nan)
+    return jnp.where(h > 0, 100.0 * _ratio(s_top - o_top, o_top), jnp.nan)
 
 
 def pfab(simulated, observed, axis: int = -1, fraction: float = 0.02) -> Array:
