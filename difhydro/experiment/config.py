@@ -171,7 +171,7 @@ class DataConfig:
     """``data:`` where the basins come from and what the models read."""
 
     dir: str | None = field(None, "data folder (CAMELS-US, Caravan or a generic folder); default: $DIFHYDRO_DATA_DIR, "
-                                  "then ../shared/data beside the checkout, else the synthetic twin")
+                                  "else the synthetic twin")
     format: str = field("auto", "data layout; auto detects it from the folder", FORMATS)
     forcing: str = field("auto", "CAMELS-US forcing product; auto: the one with the most basins", FORCINGS)
     basins: int | list | str = field("all", "basins: 'all', the first N eligible ones, a list of ids (quoted: "
