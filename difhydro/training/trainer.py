@@ -129,7 +129,9 @@ class TrainConfig:
         return epoch % self.validate_every == 0 or epoch == self.epochs
 
     def optimizer(self) -> optax.GradientTransformation:
-        return _optimizer(self.epochs * self.steps_per_epoch, self.learning_rate, self.schedule, self.clip_norm)
+        # a constant rate ignores the length: equal rates share one transformation (and step)
+        total = 0 if self.schedule == "constant" else self.epochs * self.steps_per_epoch
+        return _optimizer(total, self.learning_rate, self.schedule, self.clip_norm)
 
 
 def improves(value: float, best: float | None, direction: str) -> bool:
@@ -294,9 +296,10 @@ class Trainer:
         self.loss_fn = objective(loss, train_data.target_names[0])
         default = getattr(self.loss_fn, "scored", {train_data.target_names[0]: train_data.target_names[0]})
         self.scored = dict(scored or default)
-        unknown = [t for t in self.scored.values() if t not in train_data.targets]
-        if unknown:
-            raise ValueError(f"scored targets {unknown} are not targets of the data: {list(train_data.targets)}")
+        for role, data in (("training", train_data), ("validation", validation)):
+            unknown = [] if data is None else [t for t in self.scored.values() if t not in data.targets]
+            if unknown:
+                raise ValueError(f"scored targets {unknown} are not targets of the {role} data: {list(data.targets)}")
         self.tx = optimizer or config.optimizer()
         self.run_dir = None if run_dir is None else Path(run_dir).resolve()
         self.norm_stats = norm_stats
