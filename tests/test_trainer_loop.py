@@ -179,6 +179,19 @@ def test_resume_keeps_the_best_epoch_of_the_first_run(data, tmp_path):
     assert result["best_epoch"] == 1 and _same(result["best_params"], seen[0])
 
 
+def test_a_run_that_stopped_early_stays_stopped_on_resume(data, tmp_path):
+    train, val = data
+    cfg = _config(epochs=4, monitor="rmse", patience=1)
+    first = Trainer(_model(), train, cfg, validation=val, run_dir=tmp_path)
+    seen = _scripted(first, [1.0, 2.0])
+    assert first.fit()["stopped_early"]
+    resumed = Trainer(_model(), train, cfg, validation=val, run_dir=tmp_path)
+    assert _scripted(resumed, []) == []
+    result = resumed.fit(resume=True)
+    assert result["stopped_early"] and len(result["history"]) == 2 and int(result["state"]["step"]) == 4
+    assert result["best_epoch"] == 1 and _same(result["best_params"], seen[0])
+
+
 class _SpoiledWarmup(nn.Module):
     """Predicts the observation exactly, plus ``spoil`` on the first ``days`` of the sequence."""
 
