@@ -291,7 +291,7 @@ def test_the_monitor_choices_are_the_validation_loss_and_every_metric():
 
 def test_the_loss_choices_are_the_named_losses():
     from difhydro.experiment.config import LOSS_NAMES
-    from difhydro.training.trainer import LOSSES
+    from difhydro.training import LOSSES
 
     built_in = [k for k, fn in LOSSES.items() if fn.__module__.startswith("difhydro.training")]  # not contrib's
     assert sorted(LOSS_NAMES) == sorted(built_in)

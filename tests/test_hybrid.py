@@ -8,7 +8,7 @@ import pytest
 
 from difhydro.data import fulda_twin
 from difhydro.hybrid import PRNN, DifferentiableParameterLearning, HybridPRNN, RegionalLSTM, build_model
-from difhydro.physics import HBV, ExpHydro, simulate
+from difhydro.physics import HBV, ExpHydro, simulate, warm_up
 
 from helpers import random_forcing
 
@@ -129,6 +129,43 @@ def test_hybrid_modes_shapes_and_residual_start():
     out = HybridPRNN(mode="regional").apply(variables, batch)
     corr = np.asarray(out["streamflow"] - out["physics_streamflow"])
     assert np.abs(corr).max() > 0
+
+
+def test_hybrid_warmup_days_spin_the_prnn_up_without_gradients():
+    """HybridPRNN(warmup_days=w): the first w days spin the PRNN's states up without
+    gradients, as warm_up + simulate by hand (values and parameter gradients)."""
+    w = 30
+    batch = _batch(n_basins=2, n_days=80)
+    forcing = {k: v.T for k, v in batch["forcing"].items()}  # time-first for the physics
+    state0 = {"snow_storage": jnp.full(2, 5.0), "soil_storage": jnp.full(2, 600.0)}  # a full bucket drains
+    spec = ExpHydro.param_spec
+
+    def by_hand(raw):
+        phys = {k: jnp.broadcast_to(spec[k].to_physical(raw[k]), (2,)) for k in spec}
+        state_w = warm_up(ExpHydro(), phys, forcing, w, state0)
+        return simulate(ExpHydro(), phys, {k: v[w:] for k, v in forcing.items()}, state_w)[1]["streamflow"].T
+
+    def flow(model, variables, raw):
+        return model.apply({"params": dict(variables["params"], prnn=raw)}, batch, initial_state=state0)
+
+    model, plain = HybridPRNN(mode="pseudo_regional", warmup_days=w), HybridPRNN(mode="pseudo_regional")
+    variables = jax.jit(model.init)(jax.random.key(5), batch)
+    raw = variables["params"]["prnn"]
+
+    @jax.jit
+    def everything(raw):
+        after = lambda m: lambda r: jnp.mean(flow(m, variables, r)["streamflow"][:, w:])  # noqa: E731
+        return (flow(model, variables, raw), by_hand(raw), jax.grad(after(model))(raw),
+                jax.grad(lambda r: jnp.mean(by_hand(r)))(raw), jax.grad(after(plain))(raw))
+
+    out, expected_flow, got, expected, through = everything(raw)
+    np.testing.assert_allclose(out["physics_streamflow"][:, w:], expected_flow, rtol=1e-6)
+    # the untrained head (w2 = 0) passes Q* through, so Q after the spin-up is the by-hand flow
+    np.testing.assert_allclose(out["streamflow"][:, w:], expected_flow, rtol=1e-6)
+    for k in spec:
+        np.testing.assert_allclose(got[k], expected[k], rtol=1e-5, atol=1e-9)
+    # gradients through the spin-up differ: warmup_days=0 lets them flow
+    assert max(abs(float(through[k] - expected[k])) / (abs(float(expected[k])) + 1e-9) for k in spec) > 1e-2
 
 
 def test_head_is_causal_over_the_lag_window():

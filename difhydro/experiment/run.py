@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -117,12 +117,16 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
     t0 = time.perf_counter()
     fit = trainer.fit(resume=resume)
     seconds = time.perf_counter() - t0
-    kept = fit["best_params"]  # by the monitor on the validation period; the last epoch's without one
+    history = fit["history"]
+    # by the monitor on the validation period; the last epoch's without one (or without a finite score)
+    scored = fit["best_epoch"] is not None
+    kept = fit["best_params"] if scored else fit["params"]
     save_params(folder / "params", kept)
     pred = predict_unit(saved, ds, unit.test_basins, periods["test"], params=kept)
-    history = fit["history"]
     if validation is not None and history:
-        pred.update(kept_epoch(history, t.monitor))
+        last = int(history[-1]["epoch"])
+        pred.update({"best_epoch": int(fit["best_epoch"]) if scored else last,
+                     "best_score": float(fit["best_score"]) if scored else np.nan, "epochs_run": last})
     epochs = [h["seconds"] for h in history]
     target_days = t.epochs * t.steps_per_epoch * t.batch_size * (t.window - t.warmup)
     first = history[0] if history else {}
@@ -134,26 +138,10 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
 
 
 def train_config(t: TrainingConfig, seed: int, progress: bool) -> TrainConfig:
-    """The Trainer's settings from a model's ``training:`` section (``validate_every`` only
-    where the Trainer has it)."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    extra = {"validate_every": t.validate_every} if "validate_every" in known else {}
+    """The Trainer's settings from a model's ``training:`` section."""
     return TrainConfig(epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, batch_size=t.batch_size,
                        learning_rate=t.learning_rate, schedule=t.schedule, clip_norm=t.clip_norm, seed=seed,
-                       monitor=t.monitor, patience=t.patience, progress=progress, **extra)
-
-
-def kept_epoch(history: Sequence[Mapping], monitor: str) -> dict:
-    """``best_epoch`` (1-based), its validation score and ``epochs_run`` from the Trainer's
-    per-epoch rows: the epoch with the best ``val_median_<monitor>`` (lowest ``val_loss``
-    for ``"loss"``), the first one on ties, as the Trainer keeps it."""
-    key = "val_loss" if monitor == "loss" else f"val_median_{monitor}"
-    scored = [(h["epoch"], h[key]) for h in history if key in h and np.isfinite(h[key])]
-    if not scored:
-        return {"best_epoch": int(history[-1]["epoch"]), "best_score": np.nan, "epochs_run": int(history[-1]["epoch"])}
-    sign = -1.0 if monitor == "loss" else 1.0
-    best = max(scored, key=lambda e: (sign * e[1], -e[0]))
-    return {"best_epoch": int(best[0]), "best_score": float(best[1]), "epochs_run": int(history[-1]["epoch"])}
+                       monitor=t.monitor, patience=t.patience, validate_every=t.validate_every, progress=progress)
 
 
 def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:

@@ -54,7 +54,9 @@ def run_physics(
         state0: initial state (name -> ``[basin, ...]``), the model's if ``None``.
         time_varying: names of the time-varying parameters.
         warmup_days: leading days that spin the states up; with ``warmup_gradient=False``
-            they run under ``stop_gradient`` (δHBV), otherwise gradients flow through them.
+            they run under ``stop_gradient`` (δHBV; the outputs are the same values, only
+            the gradients differ), otherwise gradients flow through them and they are
+            ordinary days (``warmup_days`` then changes nothing).
         checkpoint: ``jax.checkpoint`` each step (``None``: the model's default).
         check: validate keys, shapes, gaps in forcing and parameter boxes
             (:func:`~difhydro.physics.simulate`'s checks; values only outside ``jit``).
@@ -84,7 +86,7 @@ def run_physics(
     else:
         if w >= n_time:
             raise ValueError(f"warmup_days={w} must be shorter than the sequence ({n_time} days)")
-        state_w, spin = warm_up(model, physics, tm, w, state0, time_varying=varying, return_outputs=True)
+        state_w, spin = warm_up(model, physics, tm, w, state0, time_varying=varying, return_outputs=True, check=check)
         final, rest = simulate(model, time_slice_params(physics, varying, w, n_time),
                                {k: v[w:] for k, v in tm.items()}, state_w, **run)
         out = {k: jnp.concatenate([spin[k], rest[k]], axis=0) for k in rest}

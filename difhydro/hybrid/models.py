@@ -123,7 +123,13 @@ class HybridPRNN(nn.Module):
         head_hidden: filters of the head's first Conv1D layer.
         lag_days: lag window of the head (10 d in the paper).
         q_scale: Q* is divided by this (mm d-1) before entering the head.
-        warmup_days, checkpoint: passed to :class:`~difhydro.hybrid.PRNN`.
+        warmup_days: the PRNN's spin-up days: the first ``warmup_days`` of every sequence
+            run the physics without gradients (:func:`~difhydro.physics.warm_up`, as δHBV)
+            and the rest starts from the spun-up states; every day's output is still
+            returned (the data's warm-up mask keeps the spin-up days out of the loss and
+            the metrics). 0: gradients flow through every day (P-RNN's spin-up, where only
+            the mask excludes the first days). Must be shorter than the sequence.
+        checkpoint: passed to :class:`~difhydro.hybrid.PRNN`.
     """
 
     model: ProcessModel = ExpHydro()
@@ -147,7 +153,9 @@ class HybridPRNN(nn.Module):
             raise ValueError(f"head must be bounded, residual or plain, got {self.head!r}")
         needs = ("forcing", "inputs") + (("attributes",) if self.mode == "regional" else ())
         check_batch(batch, self.model, needs)
-        prnn = PRNN(self.model, warmup_days=self.warmup_days, checkpoint=self.checkpoint, name="prnn")
+        # warmup_gradient=False: with gradients the spin-up days would be ordinary days
+        prnn = PRNN(self.model, warmup_days=self.warmup_days, warmup_gradient=False, checkpoint=self.checkpoint,
+                    name="prnn")
         conv = CausalConvHead(self.head_hidden, 1, self.lag_days, name="head")
         inputs = jnp.asarray(field(batch, "inputs"))
         raw, head_weights = None, None

@@ -33,6 +33,7 @@ __all__ = [
     "physical_consistency",
     "evaluate",
     "METRICS",
+    "DIRECTION",
 ]
 
 
@@ -181,6 +182,21 @@ METRICS = {
     "r_squared": r_squared,
     "r2_cod": r2_cod,
     "rmse": rmse,
+}
+
+#: how each metric of :data:`METRICS` improves: ``"max"`` (higher is better), ``"min"``
+#: (lower is better) or ``"zero"`` (closest to 0 is best: signed percent biases)
+DIRECTION: dict[str, str] = {
+    "nse": "max",
+    "kge": "max",
+    "kge_2012": "max",
+    "mnse": "max",
+    "fhv": "zero",
+    "pfab": "zero",
+    "r": "max",
+    "r_squared": "max",
+    "r2_cod": "max",
+    "rmse": "min",
 }
 
 

@@ -6,10 +6,11 @@ respect to every network and layer parameter, and applies an optax update — al
 one compiled function, with the batch sharded along the basin axis over every device of a
 ``jax.sharding.Mesh`` (on one device the same step runs without the sharding constraint).
 The compiled step is shared by every Trainer with the same model, loss, optimiser and
-data shapes (e.g. the folds of a cross-validation). Around it the
-Python loop runs epochs with a progress bar, evaluates on validation data with
-:mod:`difhydro.training.metrics`, stops early, logs a CSV and writes orbax checkpoints from which
-:meth:`Trainer.fit` resumes exactly.
+data shapes (e.g. the folds of a cross-validation). Around it the Python loop runs
+epochs, validates every ``validate_every`` epochs with :mod:`difhydro.training.metrics`,
+keeps the best parameters by the monitored score's direction, stops early and prints one
+line per epoch. The loss comes from :mod:`.objectives`; ``log.csv`` and the orbax
+checkpoints from which :meth:`Trainer.fit` resumes exactly from :mod:`.checkpoints`.
 
 Multi-host (several machines): call ``jax.distributed.initialize()`` on every host before
 building the Trainer; ``jax.devices()`` then lists all hosts' devices, the mesh spans
@@ -18,13 +19,12 @@ them and every host must feed the same ``BasinData`` (each keeps the rows it nee
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import json
+import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,99 +36,25 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from . import losses, metrics
-from .._files import atomic_path
+from . import metrics
+from .checkpoints import restore_checkpoint, save_checkpoint, write_log_row
+from .objectives import LOSSES, LossFn, LossTerm, Objective, objective, register_loss
 from ..data.batching import BasinData, Batch, full_period_batch, sample_batch
 
-__all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss", "objective", "basin_mesh"]
+__all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss",
+           "objective", "basin_mesh", "improves", "epoch_line"]
 
 Array = jax.Array
-LossFn = Callable[[Mapping[str, Array], Batch, Mapping[str, Array]], Array]
-
-
-#: built-in losses by name: ``fn(predicted, observed, mask, basin_std) -> scalar``
-LOSSES: dict[str, Callable[..., Array]] = {
-    "nse_star": lambda p, o, m, basin_std: losses.nse_star(p, o, m, basin_std),
-    "mse": lambda p, o, m, basin_std: losses.mse(p, o, m),
-    "rmse": lambda p, o, m, basin_std: losses.rmse(p, o, m),
-    "rmse_low_flow": lambda p, o, m, basin_std: losses.rmse_low_flow(p, o, m),
-}
-
-
-def register_loss(name: str, fn: Callable[..., Array]) -> None:
-    """Add a named loss ``fn(predicted, observed, mask, basin_std)`` (contrib packages do)."""
-    LOSSES[name] = fn
-
-
-@dataclasses.dataclass(frozen=True)
-class LossTerm:
-    """One weighted term of a training objective: ``weight · fn(outputs[output], targets[target], masks[target])``.
-
-    Attributes:
-        fn: a name of :data:`LOSSES` (called with the basin's training-period standard
-            deviation of the target as fourth argument, which ``nse_star`` uses) or a plain
-            function ``fn(predicted, observed, mask) -> scalar`` (e.g. ``losses.rmse``).
-        output: name of the model output.
-        target: name of the observed target (default: ``output``).
-        weight: factor of the term.
-    """
-
-    fn: str | Callable[..., Array] = "nse_star"
-    output: str = "streamflow"
-    target: str | None = None
-    weight: float = 1.0
-
-    def __post_init__(self):
-        if isinstance(self.fn, str) and self.fn not in LOSSES:
-            raise ValueError(f"unknown loss {self.fn!r}; choose from {sorted(LOSSES)} or pass a function")
-
-    @property
-    def target_name(self) -> str:
-        return self.output if self.target is None else self.target
-
-    def __call__(self, pred, batch, context) -> Array:
-        name = self.target_name
-        p, o, m = pred[self.output], batch.targets[name], batch.masks[name]
-        if isinstance(self.fn, str):
-            return self.weight * LOSSES[self.fn](p, o, m, context["basin_std"][name][batch.basin])
-        return self.weight * self.fn(p, o, m)
-
-
-@dataclasses.dataclass(frozen=True)
-class Objective:
-    """The sum of :class:`LossTerm` s: a Trainer loss ``loss(predictions, batch, context)``."""
-
-    terms: tuple[LossTerm, ...]
-
-    def __call__(self, pred, batch, context) -> Array:
-        return sum(term(pred, batch, context) for term in self.terms)
-
-    @property
-    def scored(self) -> dict[str, str]:
-        """output -> target of every term (what evaluation scores)."""
-        return {t.output: t.target_name for t in self.terms}
-
-
-def objective(loss: str | LossFn | LossTerm | Sequence[LossTerm], target: str = "streamflow") -> LossFn:
-    """A Trainer loss from a name (on output and target ``target``), a :class:`LossTerm`,
-    several of them, or any function ``loss(predictions, batch, context)``."""
-    if isinstance(loss, str):
-        return Objective((LossTerm(loss, target, target),))
-    if isinstance(loss, LossTerm):
-        return Objective((loss,))
-    if isinstance(loss, Sequence):
-        if not loss or not all(isinstance(t, LossTerm) for t in loss):
-            raise ValueError("a loss sequence must hold at least one LossTerm")
-        return Objective(tuple(loss))
-    if callable(loss):
-        return loss
-    raise ValueError(f"loss must be a name of {sorted(LOSSES)}, LossTerm(s) or a function, got {loss!r}")
 
 
 def basin_mesh(devices=None) -> Mesh:
     """A 1-D mesh named ``"basin"`` over ``devices`` (default: all devices)."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), ("basin",))
+
+
+#: accepted values of ``TrainConfig.monitor``
+MONITORS = ("loss", *metrics.METRICS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,12 +68,17 @@ class TrainConfig:
         learning_rate: peak Adam step size.
         schedule: ``"constant"``, ``"cosine"`` (decay over all steps) or ``"warmup_cosine"``.
         clip_norm: global gradient-norm clipping (``None`` = off).
-        patience: epochs without validation improvement before stopping (``None`` = off).
-        monitor: ``"loss"`` (validation loss) or a metric of :mod:`difhydro.metrics`
-            whose basin median is maximised (e.g. ``"nse"``).
-        eval_metrics: metrics reported on validation data.
+        patience: validations without improvement of the monitored score before stopping
+            (``None`` = off).
+        monitor: ``"loss"`` (validation loss, minimised) or a metric of
+            :data:`difhydro.training.metrics.METRICS` whose basin median is judged by its
+            :data:`~difhydro.training.metrics.DIRECTION` (``nse`` maximised, ``rmse``
+            minimised, ``fhv`` closest to zero); always evaluated.
+        eval_metrics: metrics reported on validation data (basin medians in ``log.csv``).
         seed: seeds initialisation, sampling and dropout.
-        progress: show progress bars.
+        progress: show progress bars and one line per epoch.
+        validate_every: validate every this many epochs (the last epoch is always
+            validated when there is validation data), as neuralhydrology's ``validate_every``.
     """
 
     epochs: int = 10
@@ -161,9 +92,84 @@ class TrainConfig:
     eval_metrics: tuple[str, ...] = ("nse", "kge", "mnse", "fhv", "r")
     seed: int = 0
     progress: bool = True
+    validate_every: int = 1
+
+    def __post_init__(self):
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor {self.monitor!r} is unknown; accepted: {', '.join(MONITORS)}")
+        unknown = [m for m in self.eval_metrics if m not in metrics.METRICS]
+        if isinstance(self.eval_metrics, str) or unknown:
+            raise ValueError(f"eval_metrics {unknown or self.eval_metrics!r} unknown; a sequence of: "
+                             f"{', '.join(metrics.METRICS)}")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "validate_every"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+
+    @property
+    def direction(self) -> str:
+        """How the monitored score improves: ``"max"``, ``"min"`` or ``"zero"``."""
+        return "min" if self.monitor == "loss" else metrics.DIRECTION[self.monitor]
+
+    @property
+    def validation_metrics(self) -> tuple[str, ...]:
+        """``eval_metrics`` plus the monitored metric (every validation computes these)."""
+        extra = (self.monitor,) if self.monitor != "loss" and self.monitor not in self.eval_metrics else ()
+        return tuple(self.eval_metrics) + extra
+
+    @property
+    def monitor_column(self) -> str:
+        """The history / ``log.csv`` column of the monitored score."""
+        return "val_loss" if self.monitor == "loss" else f"val_median_{self.monitor}"
+
+    def validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) ends with a validation (given validation data)."""
+        return epoch % self.validate_every == 0 or epoch == self.epochs
 
     def optimizer(self) -> optax.GradientTransformation:
-        return _optimizer(self.epochs * self.steps_per_epoch, self.learning_rate, self.schedule, self.clip_norm)
+        # a constant rate ignores the length: equal rates share one transformation (and step)
+        total = 0 if self.schedule == "constant" else self.epochs * self.steps_per_epoch
+        return _optimizer(total, self.learning_rate, self.schedule, self.clip_norm)
+
+
+def improves(value: float, best: float | None, direction: str) -> bool:
+    """Whether the validation score ``value`` beats ``best`` (``None``: no score yet) in
+    ``direction`` (``"max"``, ``"min"``, ``"zero"``: smaller absolute value). A NaN score
+    never improves."""
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    if direction == "max":
+        return value > best
+    if direction == "min":
+        return value < best
+    if direction == "zero":
+        return abs(value) < abs(best)
+    raise ValueError(f"direction must be max, min or zero, got {direction!r}")
+
+
+def _label(name: str) -> str:
+    return "loss" if name == "loss" else name.upper()
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int, monitor: str = "loss", best: bool = False) -> str:
+    """One readable line for an epoch's history ``row``, e.g.
+    ``epoch 3/10  loss 0.3121  val loss 0.2804  val NSE 0.5812  12.0 s  (best)``:
+    the training loss, and after a validation its loss, the median NSE (when evaluated)
+    and the monitored metric; ``(best)`` when the monitored score improved."""
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.4g}"]
+    if "val_loss" in row:
+        shown = ["loss"] + [m for m in dict.fromkeys(("nse", monitor)) if f"val_median_{m}" in row]
+        for m in shown:
+            value = row["val_loss" if m == "loss" else f"val_median_{m}"]
+            parts.append(f"val {_label(m)} {value:.4g}")
+    parts.append(f"{row['seconds']:.1f} s")
+    if best:
+        parts.append("(best)")
+    return "  ".join(parts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -214,11 +220,11 @@ def _train_step(state, data, n_valid, key, context, *, model, loss_fn, tx, batch
     if sharding is not None:
         batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
-    def objective(params):
+    def batch_loss(params):
         pred = model.apply({"params": params}, batch, deterministic=False, rngs={"dropout": dropout_key})
         return loss_fn(pred, batch, context)
 
-    value, grads = jax.value_and_grad(objective)(state["params"])
+    value, grads = jax.value_and_grad(batch_loss)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     return TrainState(params=params, opt_state=opt_state, step=state["step"] + 1), value
@@ -290,9 +296,10 @@ class Trainer:
         self.loss_fn = objective(loss, train_data.target_names[0])
         default = getattr(self.loss_fn, "scored", {train_data.target_names[0]: train_data.target_names[0]})
         self.scored = dict(scored or default)
-        unknown = [t for t in self.scored.values() if t not in train_data.targets]
-        if unknown:
-            raise ValueError(f"scored targets {unknown} are not targets of the data: {list(train_data.targets)}")
+        for role, data in (("training", train_data), ("validation", validation)):
+            unknown = [] if data is None else [t for t in self.scored.values() if t not in data.targets]
+            if unknown:
+                raise ValueError(f"scored targets {unknown} are not targets of the {role} data: {list(data.targets)}")
         self.tx = optimizer or config.optimizer()
         self.run_dir = None if run_dir is None else Path(run_dir).resolve()
         self.norm_stats = norm_stats
@@ -300,8 +307,6 @@ class Trainer:
         n_dev = self.mesh.devices.size
         if config.batch_size % n_dev:
             raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {n_dev} devices")
-        if config.monitor != "loss" and config.monitor not in metrics.METRICS:
-            raise ValueError(f"monitor must be 'loss' or one of {sorted(metrics.METRICS)}")
         self.context = {"basin_std": self._basin_std(train_data)}
         # several devices: shard each batch along the basins; one device: no constraint (it
         # makes XLA partition the whole step, which slowed a VicBucket step 50x on CPU)
@@ -345,8 +350,10 @@ class Trainer:
         return predict(self.model, params, data, chunk)
 
     def evaluate(self, params, data: BasinData, output: str | None = None) -> dict[str, np.ndarray]:
-        """Per-basin metrics of ``output`` (default: the first scored output) against its
-        target after the warm-up (NaN-masked), plus the loss."""
+        """Per-basin metrics (``config.validation_metrics``) of ``output`` (default: the
+        first scored output) against its target, plus the loss. Both score only the days
+        of ``full_period_batch(data).masks``: observed and after the first ``data.warmup``
+        days (the metrics see NaN elsewhere)."""
         pred, full = self.predict(params, data)
         pred = {k: v for k, v in pred.items() if k != "params"}
         output = next(iter(self.scored)) if output is None else output
@@ -354,7 +361,7 @@ class Trainer:
             raise ValueError(f"output {output!r} is not scored; scored pairs: {self.scored}")
         sim = pred[output]
         obs = full.observations(self.scored[output])
-        scores = {m: np.asarray(metrics.METRICS[m](sim, obs)) for m in self.config.eval_metrics}
+        scores = {m: np.asarray(metrics.METRICS[m](sim, obs)) for m in self.config.validation_metrics}
         ctx = {"basin_std": self._basin_std(data)}
         scores["loss"] = float(self.loss_fn({k: jnp.asarray(v) for k, v in pred.items()}, full, ctx))
         return scores
@@ -364,124 +371,116 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train for ``config.epochs`` epochs (or until early stopping).
 
-        With ``resume=True`` and a checkpoint in ``run_dir``, continue from it exactly.
-        Returns ``{"params", "best_params", "history"}``.
+        Every ``config.validate_every`` epochs (and after the last) with validation data,
+        the monitored score (``config.monitor``, judged by ``config.direction``) decides
+        whether these parameters are the best so far; ``config.patience`` validations
+        without improvement stop the run. Without validation data the last epoch is the best.
+        With ``resume=True`` and a checkpoint in ``run_dir``, continue from it exactly (a
+        run that stopped early stays stopped).
+
+        Returns ``{"params", "state", "best_params", "best_epoch", "best_score",
+        "stopped_early", "history"}``: the last parameters and state, the best parameters,
+        their 1-based epoch and monitored score (``None`` before any improvement), whether
+        early stopping fired, and one row per epoch (as in ``log.csv``).
         """
         cfg = self.config
-        state, meta = self.init_state(), {"epoch": 0, "best": None, "wait": 0, "history": []}
+        state = self.init_state()
+        meta = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "stopped": False, "history": []}
         # the step donates its input state, so keep real copies of what must survive it
         keep = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731
         best_params = keep(state["params"])
         if resume:
             restored = self.restore()
             if restored is not None:
-                state, meta, best_params = restored
+                state, restored_meta, best_params = restored
+                meta.update(restored_meta)
+                if meta["stopped"]:
+                    self._say(f"resume: the run stopped early after epoch {meta['epoch']}; nothing to train")
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self.norm_stats is not None:
                 self.norm_stats.save(self.run_dir / "norm_stats.json")
-        for epoch in range(meta["epoch"], cfg.epochs):
-            t0 = time.perf_counter()
-            bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-            total, step_times = 0.0, []
-            for i in bar:
-                t_step = time.perf_counter()
-                state, value = self.train_step(state)
-                total += float(value)  # waits for the step: the times below are real
-                step_times.append(time.perf_counter() - t_step)
-                if i % 10 == 0 or i == cfg.steps_per_epoch - 1:
-                    bar.set_postfix(loss=f"{float(value):.4f}")
-            row = {"epoch": epoch + 1, "train_loss": total / cfg.steps_per_epoch, "seconds": time.perf_counter() - t0,
-                   "first_step_seconds": step_times[0], "median_step_seconds": float(np.median(step_times))}
-            improved = True
-            if self.validation is not None:
-                scores = self.evaluate(state["params"], self.validation)
-                row["val_loss"] = scores["loss"]
-                row.update({f"val_median_{m}": float(np.nanmedian(scores[m])) for m in cfg.eval_metrics})
-                score = -row["val_loss"] if cfg.monitor == "loss" else row[f"val_median_{cfg.monitor}"]
-                improved = meta["best"] is None or score > meta["best"]
+        for epoch in range(meta["epoch"] + 1, cfg.epochs + 1):
+            if meta["stopped"]:
+                break
+            state, row = self._train_epoch(state, epoch)
+            validated = self.validation is not None and cfg.validates(epoch)
+            improved = self.validation is None  # without validation the last epoch is the best
+            if validated:
+                row.update(self._validation_row(state["params"]))
+                improved = improves(row[cfg.monitor_column], meta["best"], cfg.direction)
                 if improved:
-                    meta["best"], meta["wait"] = score, 0
+                    meta["best"], meta["wait"] = row[cfg.monitor_column], 0
                 else:
                     meta["wait"] += 1
+                meta["stopped"] = cfg.patience is not None and meta["wait"] >= cfg.patience
             if improved:
-                best_params = keep(state["params"])
-            meta["epoch"] = epoch + 1
+                best_params, meta["best_epoch"] = keep(state["params"]), epoch
+            meta["epoch"] = epoch
             meta["history"].append(row)
             self._log(row)
             self.save(state, meta, best_params)
-            if cfg.progress:
-                shown = {k: round(v, 4) for k, v in row.items() if k != "epoch"}
-                tqdm.write(f"epoch {epoch + 1}: {shown}")
-            if cfg.patience is not None and meta["wait"] >= cfg.patience:
-                if cfg.progress:
-                    tqdm.write(f"early stopping after {epoch + 1} epochs (patience {cfg.patience})")
-                break
-        return {"params": state["params"], "best_params": best_params, "history": meta["history"], "state": state}
+            self._say(epoch_line(row, cfg.epochs, cfg.monitor, best=validated and improved))
+            if meta["stopped"]:
+                best = "no finite score" if meta["best"] is None else f"best {meta['best']:.4g} at epoch {meta['best_epoch']}"
+                self._say(f"early stopping after epoch {epoch}/{cfg.epochs}: val {_label(cfg.monitor)} did not "
+                          f"improve in {cfg.patience} validation(s); {best}")
+        return {"params": state["params"], "state": state, "best_params": best_params,
+                "best_epoch": meta["best_epoch"], "best_score": meta["best"], "stopped_early": bool(meta["stopped"]),
+                "history": meta["history"]}
+
+    def _train_epoch(self, state: TrainState, epoch: int) -> tuple[TrainState, dict[str, float]]:
+        """``steps_per_epoch`` steps; returns the state and the epoch's row (train loss, timings)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress,
+                   leave=False)
+        total, step_times = 0.0, []
+        for i in bar:
+            t_step = time.perf_counter()
+            state, value = self.train_step(state)
+            total += float(value)  # waits for the step: the times below are real
+            step_times.append(time.perf_counter() - t_step)
+            if i % 10 == 0 or i == cfg.steps_per_epoch - 1:
+                bar.set_postfix(loss=f"{float(value):.4f}")
+        return state, {"epoch": epoch, "train_loss": total / cfg.steps_per_epoch, "seconds": time.perf_counter() - t0,
+                       "first_step_seconds": step_times[0], "median_step_seconds": float(np.median(step_times))}
+
+    def _validation_row(self, params) -> dict[str, float]:
+        """``val_loss`` and ``val_median_<metric>`` (basin median, NaN basins ignored) on the validation data."""
+        scores = self.evaluate(params, self.validation)
+        row = {"val_loss": float(scores["loss"])}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN median: reported as NaN in the row
+            row.update({f"val_median_{m}": float(np.nanmedian(scores[m])) for m in self.config.validation_metrics})
+        return row
+
+    def _say(self, line: str) -> None:
+        if self.config.progress:
+            tqdm.write(line)
 
     # -- files ----------------------------------------------------------------------------
 
-    def _log(self, row):
-        if self.run_dir is None:
-            return
-        path = self.run_dir / "log.csv"
-        rows = []
-        if path.exists():
-            with open(path) as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
-        rows.append(row)
-        fields = list(dict.fromkeys(k for r in rows for k in r))
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def _checkpoints(self):
-        """An orbax CheckpointManager over ``run_dir/checkpoints`` (one step per epoch; the
-        last two kept)."""
-        import orbax.checkpoint as ocp
-
-        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False)
-        return ocp.CheckpointManager(self.run_dir / "checkpoints", options=options,
-                                     item_names=("state", "best_params", "meta"))
+    def _log(self, row) -> None:
+        """Write ``row`` into ``run_dir/log.csv`` (see :func:`~.checkpoints.write_log_row`)."""
+        if self.run_dir is not None:
+            write_log_row(self.run_dir, row)
 
     def save(self, state: TrainState, meta: Mapping, best_params) -> None:
         """Write the latest state, the best parameters and the loop's metadata (orbax)."""
         if self.run_dir is None:
             return
-        import orbax.checkpoint as ocp
-
-        with self._checkpoints() as manager:
-            manager.save(int(meta["epoch"]), args=ocp.args.Composite(
-                state=ocp.args.StandardSave(dict(state)),
-                best_params=ocp.args.StandardSave(best_params),
-                meta=ocp.args.JsonSave(json.loads(json.dumps({**meta, "seed": self.config.seed}, default=float))),
-            ))
-            manager.wait_until_finished()
+        save_checkpoint(self.run_dir, int(meta["epoch"]), state, best_params, {**meta, "seed": self.config.seed})
 
     def restore(self):
         """``(state, meta, best_params)`` from the newest checkpoint in ``run_dir`` or None."""
-        if self.run_dir is None or not (self.run_dir / "checkpoints").is_dir():
+        if self.run_dir is None:
             return None
-        import orbax.checkpoint as ocp
-
-        template = self.init_state()
-        abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)  # noqa: E731
-        with self._checkpoints() as manager:
-            step = manager.latest_step()
-            if step is None:
-                return None
-            restored = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract(dict(template))),
-                best_params=ocp.args.StandardRestore(abstract(template["params"])),
-                meta=ocp.args.JsonRestore(),
-            ))
-        # re-impose the exact pytree structure (optax named tuples) of a fresh state
-        tree = {"state": dict(template), "best_params": template["params"]}
-        leaves = jax.tree.leaves({"state": restored["state"], "best_params": restored["best_params"]})
-        tree = jax.tree.unflatten(jax.tree.structure(tree), leaves)
-        meta = dict(restored["meta"])
+        restored = restore_checkpoint(self.run_dir, self.init_state())
+        if restored is None:
+            return None
+        state, best_params, meta = restored
         if meta.get("seed") != self.config.seed:
             raise ValueError(f"checkpoint {self.run_dir / 'checkpoints'} was written with seed {meta.get('seed')}, "
                              f"the config has {self.config.seed}")
-        return TrainState(**tree["state"]), meta, tree["best_params"]
+        return TrainState(**state), meta, best_params
