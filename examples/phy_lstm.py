@@ -24,6 +24,7 @@ Run: ``python examples/phy_lstm.py [--quick] [--out results/phy_lstm] [--data si
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -46,7 +47,8 @@ from difhydro.contrib.phy_lstm import (  # noqa: E402
 from difhydro.data import fit_normalization, make_basin_data, richards_twin  # noqa: E402
 from difhydro.training import TrainConfig, Trainer  # noqa: E402
 
-CARAVAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camels_caravan"
+#: $DIFHYDRO_DATA_DIR's Caravan subset, else the shared data beside the checkout
+CARAVAN = Path(os.environ.get("DIFHYDRO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data") / "camels_caravan"
 WEIGHTS = ((0.1, 0.9), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.9, 0.1))
 W_LABEL = {"A1": "W=P", "A2": "W=P-ET", "A3": "W=P-ET-SRO", "A4": "W=P-ET-SRO+SD",
            "B1": "W=P", "B2": "W=P-ET", "B3": "W=P-ET-SRO", "B4": "W=P-ET-SRO+SD"}

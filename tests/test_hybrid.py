@@ -237,3 +237,17 @@ def test_bad_configuration_raises_clear_errors():
     lstm = RegionalLSTM(hidden_size=4)
     out = lstm.apply(lstm.init(jax.random.key(0), batch), batch)
     assert out["streamflow"].shape == (3, 200)
+
+
+def test_run_physics_check_reaches_the_warm_up_days():
+    """``check=False`` skips the value checks on the spin-up days too (and ``check=True`` makes them)."""
+    from difhydro.hybrid import run_physics
+
+    model = ExpHydro()
+    forcing = {k: np.asarray(v, np.float32)[None] for k, v in random_forcing(60, seed=3).items()}
+    forcing["precipitation"][0, 5] = -1.0  # inside the 20 spin-up days
+    params = {k: jnp.full((1,), s.default, jnp.float32) for k, s in model.param_spec.items()}
+    with pytest.raises(ValueError, match="precipitation"):
+        run_physics(model, params, forcing, warmup_days=20, check=True)
+    out = run_physics(model, params, forcing, warmup_days=20, check=False)
+    assert out["streamflow"].shape == (1, 60)
