@@ -7,3 +7,5 @@ from .assimilation import flow_misfit as flow_misfit
 from .assimilation import open_loop as open_loop
 from .assimilation import rolling_forecast as rolling_forecast
 from .assimilation import update_state as update_state
+from .autoregression import holdout_mask as holdout_mask
+from .autoregression import lagged_flow as lagged_flow
