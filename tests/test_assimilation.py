@@ -1,5 +1,7 @@
 """Variational state updating of EXP-HYDRO on a synthetic twin whose initial soil storage is wrong."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +15,7 @@ from helpers import random_forcing
 
 MODEL = ExpHydro()
 B, WARM, T = 3, 485, 60  # the period starts on 1 May (rain, not a winter recession)
-SETTINGS = Assimilation(window=10, n_steps=5, optimizer="lbfgs", background_sigma=100.0, obs_sigma=0.1,
-                        states=("soil_storage",))
+SETTINGS = Assimilation(window=10, n_steps=4, background_sigma=100.0, obs_sigma=0.1, states=("soil_storage",))
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,30 @@ def test_state_update_moves_toward_the_truth_and_beats_the_open_loop(twin):
     assert (nse_fc - nse_ol > 0.1).all() and np.median(nse_fc) - np.median(nse_ol) > 0.5, (nse_fc, nse_ol)
 
 
+@functools.cache
+def _update(settings):
+    """One compiled update per settings (the tests share shapes, so they share the compile)."""
+    return jax.jit(lambda p, f, o, b: update_state(MODEL, p, f, o, b, settings))
+
+
+SOIL = ("soil_storage",)
+
+
+@pytest.mark.parametrize("settings, share", [
+    (Assimilation(n_steps=4, states=SOIL), 0.03),  # Gauss-Newton (the default)
+    pytest.param(Assimilation(optimizer="lbfgs", n_steps=5, states=SOIL), 0.03, marks=pytest.mark.slow),  # 30 s to compile
+    # Adam is slower: measured 0.14, 0.49, 0.21 of the error left after 20 steps
+    (Assimilation(optimizer="adam", n_steps=20, learning_rate=0.3, states=SOIL), 0.6),
+])
+def test_each_optimiser_moves_the_first_window_toward_the_truth(twin, settings, share):
+    params, forcing, flow, truth, background = twin
+    window = {k: v[:, :10] for k, v in forcing.items()}
+    analysis = _update(settings)(params, window, flow[:, :10], background)
+    soil, true, bg = (np.asarray(x["soil_storage"]) for x in (analysis, truth, background))
+    assert (np.abs(soil - true) < share * np.abs(bg - true)).all(), (soil, true, bg)
+    np.testing.assert_array_equal(np.asarray(analysis["snow_storage"]), np.asarray(background["snow_storage"]))
+
+
 def _window(twin, days=10):
     params, forcing, flow, truth, background = twin
     return params, {k: v[:, :days] for k, v in forcing.items()}, flow[:, :days], background
@@ -62,34 +87,29 @@ def _window(twin, days=10):
 
 def test_without_observations_the_background_is_returned(twin):
     params, forcing, flow, background = _window(twin)
-    analysis = update_state(MODEL, params, forcing, jnp.full_like(flow, jnp.nan),
-                            background, Assimilation(window=10, n_steps=5))
+    analysis = _update(Assimilation(n_steps=4))(params, forcing, jnp.full_like(flow, jnp.nan), background)
     for k in MODEL.state_names:
         np.testing.assert_array_equal(np.asarray(analysis[k]), np.asarray(background[k]))
 
 
-def test_misfit_gradient_matches_finite_differences(twin, x64):
+def test_misfit_gradient_matches_finite_differences(twin):
     params, forcing, flow, background = _window(twin)
-    to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)  # noqa: E731
-    params, forcing, flow, background = map(to64, (params, forcing, flow, background))
-
-    def misfit(soil):
-        return flow_misfit(MODEL, params, forcing, flow, {**background, "soil_storage": soil}, SETTINGS).sum()
-
+    misfit = jax.jit(lambda soil: flow_misfit(MODEL, params, forcing, flow,
+                                              {**background, "soil_storage": soil}, SETTINGS).sum())
     soil = background["soil_storage"]
-    g = np.asarray(jax.grad(misfit)(soil))
-    h = 1e-3
+    g = np.asarray(jax.jit(jax.grad(misfit))(soil))
+    h = 0.5  # mm; the misfit is smooth on this scale and float32 round-off stays small
     for b in range(B):
-        e = jnp.zeros(B, jnp.float64).at[b].set(h)
+        e = jnp.zeros(B).at[b].set(h)
         fd = (float(misfit(soil + e)) - float(misfit(soil - e))) / (2 * h)
-        assert g[b] == pytest.approx(fd, rel=1e-5)
+        assert g[b] == pytest.approx(fd, rel=2e-3)
         assert g[b] < 0.0  # too little water: more soil storage lowers the misfit
 
 
 def test_basins_are_independent_under_vmap(twin):
     params, forcing, flow, background = _window(twin)
-    settings = Assimilation(window=10, n_steps=8, states=("soil_storage",))
-    update = jax.jit(lambda p, f, o, b: update_state(MODEL, p, f, o, b, settings))
+    settings = Assimilation(n_steps=4)
+    update = _update(settings)
     joint = update(params, forcing, flow, background)["soil_storage"]
     changed = update(params, forcing, flow.at[2].multiply(3.0), background)["soil_storage"]
     np.testing.assert_array_equal(np.asarray(changed[:2]), np.asarray(joint[:2]))

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from ..hybrid.layer import run_physics
 from ..physics.base import Array, ProcessModel
@@ -50,10 +51,12 @@ __all__ = [
 ]
 
 _TRANSFORMS = ("sqrt", "identity", "log")
-_OPTIMIZERS = ("adam", "lbfgs")
+_OPTIMIZERS = ("gauss_newton", "lbfgs", "adam")
 #: floor (mm) of the background in the softplus map, and offset (mm d-1) of the sqrt/log transforms
 _STATE_FLOOR = 1e-6
 _FLOW_OFFSET = 0.01
+#: fractions of the Gauss-Newton step tried side by side (a parallel backtracking line search)
+_STEP_FRACTIONS = jnp.array([1.0, 0.5, 0.25, 0.125])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +66,8 @@ class Assimilation:
     Attributes:
         window: assimilation window N (days of observed flow ending today).
         n_steps: optimiser iterations per forecast day (fixed: the cost is known in
-            advance). L-BFGS reaches the truth of the synthetic twin of the tests in 5;
-            Adam needs far more (20 steps at rate 0.3 leave a third of the error).
+            advance). Gauss-Newton and L-BFGS reach the truth of the synthetic twin of the
+            tests in 4-5; Adam needs far more (20 steps at rate 0.3 leave a third of the error).
         learning_rate: step of the optimiser in control units (multiples of ``σ_b``) for
             ``adam``; ``lbfgs`` chooses its steps by a line search.
         background_sigma: σ_b (mm), one value for every state or a tuple of
@@ -74,17 +77,22 @@ class Assimilation:
             for ``log``; ``sqrt`` also adds 0.01 mm d-1 so its gradient stays finite at 0).
         states: names of the states updated (``None``: all of the model's); the others
             keep their background values.
-        optimizer: ``"lbfgs"`` (optax, zoom line search; default) or ``"adam"`` (optax).
+        optimizer: ``"gauss_newton"`` (default: ``J`` is a sum of squares of the
+            residuals ``r``; each step solves ``(JᵣᵀJᵣ + λI) Δv = −Jᵣᵀr`` with the Jacobian
+            ``Jᵣ`` from forward mode, one tangent per control variable, λ = 1e-3, steps
+            clipped at 3 σ_b, then the best of 1, 1/2, 1/4, 1/8 of the step, tried side
+            by side, is kept if it lowers ``J``; cheapest when few states are updated), ``"lbfgs"`` (optax,
+            zoom line search) or ``"adam"`` (optax, ``learning_rate``).
     """
 
     window: int = 10
-    n_steps: int = 5
+    n_steps: int = 4
     learning_rate: float = 0.3
     background_sigma: float | tuple[tuple[str, float], ...] = 100.0
     obs_sigma: float = 0.1
     transform: str = "sqrt"
     states: tuple[str, ...] | None = None
-    optimizer: str = "lbfgs"
+    optimizer: str = "gauss_newton"
 
     def __post_init__(self):
         if int(self.window) < 1:
@@ -212,7 +220,7 @@ def _one_basin(x):
 
 
 def _minimise_one(model, params, forcing, observed, background, settings: Assimilation):
-    """Optimal control variables of one basin (inputs without the basin axis)."""
+    """Control variables of one basin after ``n_steps`` iterations (inputs without the basin axis)."""
     names = settings.updated(model)
     p, f, o, b = (_one_basin(x) for x in (params, forcing, observed, background))
 
@@ -220,6 +228,8 @@ def _minimise_one(model, params, forcing, observed, background, settings: Assimi
         return cost(model, p, f, o, b, _one_basin(v), settings)[0]
 
     v0 = {k: jnp.zeros_like(background[k]) for k in names}
+    if settings.optimizer == "gauss_newton":
+        return _gauss_newton(model, p, f, o, b, v0, settings)
     if settings.optimizer == "adam":
         opt = optax.adam(settings.learning_rate)
         grad = jax.grad(objective)
@@ -240,6 +250,37 @@ def _minimise_one(model, params, forcing, observed, background, settings: Assimi
 
     (v, _), _ = jax.lax.scan(step, (v0, opt.init(v0)), None, length=int(settings.n_steps))
     return v
+
+
+def _gauss_newton(model, params, forcing, observed, background, v0, settings: Assimilation):
+    """Fixed Gauss-Newton iterations on the residuals of ``J`` (one basin, leading axis 1)."""
+    flat0, unravel = ravel_pytree(v0)
+    ok = ~jnp.isnan(observed)
+    target = settings.transformed(jnp.where(ok, observed, 0.0))
+    names = tuple(v0)
+
+    def residuals(flat):
+        state = _to_state(_one_basin(unravel(flat)), background, settings)
+        sim = _simulated_flow(model, params, forcing, state)
+        r_obs = jnp.where(ok, settings.transformed(sim) - target, 0.0) / settings.obs_sigma
+        r_bg = [((state[k] - background[k]) / settings.sigma(k)).ravel() for k in names]
+        r = jnp.concatenate([r_obs.ravel()] + r_bg)
+        return r, r
+
+    eye = jnp.eye(flat0.size, dtype=flat0.dtype)
+
+    def step(flat, _):
+        jac, r = jax.jacfwd(residuals, has_aux=True)(flat)
+        delta = jnp.clip(jnp.linalg.solve(jac.T @ jac + 1e-3 * eye, jac.T @ r), -3.0, 3.0)
+        # the flow is exponential in the storage, so a full step can overshoot: try the
+        # fractions of _STEP_FRACTIONS side by side (one vectorised run) and keep the best
+        trials = flat - _STEP_FRACTIONS.astype(flat.dtype)[:, None] * delta
+        costs = jax.vmap(lambda x: jnp.sum(residuals(x)[0] ** 2))(trials)
+        best = jnp.argmin(costs)
+        return jnp.where(costs[best] < jnp.sum(r**2), trials[best], flat), None
+
+    flat, _ = jax.lax.scan(step, flat0, None, length=int(settings.n_steps))
+    return unravel(flat)
 
 
 def update_state(
