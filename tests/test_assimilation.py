@@ -70,7 +70,7 @@ SOIL = ("soil_storage",)
     pytest.param(Assimilation(optimizer="lbfgs", n_steps=5, states=SOIL), 0.03, marks=pytest.mark.slow),  # 30 s to compile
     # Adam is slower: measured 0.14, 0.49, 0.21 of the error left after 20 steps
     (Assimilation(optimizer="adam", n_steps=20, learning_rate=0.3, states=SOIL), 0.6),
-])
+], ids=["gauss_newton", "lbfgs", "adam"])
 def test_each_optimiser_moves_the_first_window_toward_the_truth(twin, settings, share):
     params, forcing, flow, truth, background = twin
     window = {k: v[:, :10] for k, v in forcing.items()}
