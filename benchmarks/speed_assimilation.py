@@ -85,7 +85,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         jax.block_until_ready(fn(params, period, observed, background))
         compile_s = time.perf_counter() - t0
-        t = best_time(fn, params, period, observed, background, repeat=2)
+        t = best_time(fn, params, period, observed, background, repeat=3)
         print(f"{name:<48} {basin_days / t:14.0f} {t / t_ol:12.1f} {compile_s:10.1f}", flush=True)
 
 

@@ -327,8 +327,12 @@ def forecast_from(model, params, forcing, state0) -> Array:
 
 def open_loop(model, params, forcing, state0) -> tuple[Array, dict[str, Array]]:
     """Open-loop streamflow ``[basin, time]`` and the states at the *start* of each day
-    (name -> ``[basin, time, *event]``; day 0 is ``state0``)."""
-    out = run_physics(model, _check_params(model, params), forcing, state0)
+    (name -> ``[basin, time, *event]``; day 0 is ``state0``).
+
+    Outside ``jit`` the forcing is checked for gaps (NaN, -999) and the parameters for
+    their boxes, one line naming the variable (:func:`~difhydro.physics.simulate`'s checks).
+    """
+    out = run_physics(model, _check_params(model, params), forcing, state0, check=True)
     starts = {k: jnp.concatenate([jnp.asarray(state0[k])[:, None], out[k][:, :-1]], axis=1) for k in model.state_names}
     return out["streamflow"], starts
 
