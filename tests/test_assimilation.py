@@ -151,3 +151,5 @@ def test_bad_settings_and_routing_parameters_are_refused(twin):
         update_state(MODEL, params, forcing, flow, background, Assimilation(states=("lower_zone",)))
     with pytest.raises(ValueError, match="routing"):
         update_state(MODEL, {**params, "maxbas": jnp.ones(B)}, forcing, flow, background)
+    with pytest.raises(ValueError, match="static parameters"):
+        update_state(MODEL, {**params, "f": jnp.full((B, 10), 0.02)}, forcing, flow, background)

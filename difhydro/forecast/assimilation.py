@@ -2,7 +2,8 @@
 
 Before a forecast is issued on day ``t`` ("today", observed flow known up to and including
 ``t``), the model's states at the start of the assimilation window (days
-``t − N + 1 .. t``) are adjusted by a fixed number of gradient steps on
+``t − N + 1 .. t``) are adjusted by a fixed number of iterations (Gauss-Newton by default;
+optax's L-BFGS or Adam on request) that lower
 
 ``J(x) = Σ_{days with an observation} (T(q_sim) − T(q_obs))² / σ_o²
          + Σ_states Σ ((x − x_b) / σ_b)²``
@@ -11,9 +12,9 @@ where ``x_b`` is the background (e.g. open-loop) state at the window start, ``T`
 transform (``sqrt`` by default: it weights low and high flows more evenly) and ``q_sim``
 the model's streamflow over the window from ``x``. The model then runs from the analysed
 state through the window and forecasts day ``t + 1`` (with that day's forcing, as in a
-hindcast with known meteorology). The gradient of ``J`` with respect to the states is
-exact (reverse mode through :func:`~difhydro.hybrid.run_physics`, the one bridge to the
-physics); parameters stay fixed.
+hindcast with known meteorology). Derivatives of the simulated flow with respect to the
+states are exact (forward mode for Gauss-Newton, reverse mode for L-BFGS and Adam, through
+:func:`~difhydro.hybrid.run_physics`, the one bridge to the physics); parameters stay fixed.
 
 Optimisation is in control variables ``v`` (one per state value and basin) with
 ``x = x_b + softplus(z_b + σ_b v) − softplus(z_b)``, ``z_b = softplus⁻¹(max(x_b, 1e-6 mm))``:
@@ -147,7 +148,16 @@ def _check_params(model: ProcessModel, params: Mapping[str, Array]) -> dict[str,
             f"state updating takes only {type(model).__name__}'s own parameters {list(model.param_spec)}; got {extra} "
             "(unit-hydrograph routing carries water from before the window, which the state update cannot see)"
         )
-    return {k: jnp.asarray(params[k]) for k in model.param_spec}
+    missing = [k for k in model.param_spec if k not in params]
+    if missing:
+        raise ValueError(f"{type(model).__name__} needs parameters {missing}; got {sorted(params)}")
+    out = {k: jnp.asarray(params[k]) for k in model.param_spec}
+    varying = [k for k, v in out.items() if v.ndim != 1 + len(model.param_event_shape(k))]
+    if varying:
+        shapes = {k: out[k].shape for k in varying}
+        raise ValueError(f"state updating takes static parameters [basin, *event]; got shapes {shapes} "
+                         "(time-varying parameters are not supported yet)")
+    return out
 
 
 def _simulated_flow(model, params, forcing, state0) -> Array:
@@ -295,7 +305,7 @@ def update_state(
     """The analysed state at the window start, basin by basin (``jax.vmap``).
 
     Args:
-        model: a process model with a ``streamflow`` output (any of difhydro's).
+        model: a process model with a ``streamflow`` output (EXP-HYDRO, HBV, ...).
         params: static physical parameters ``[basin, *event]`` (no routing ones).
         forcing: name -> ``[basin, window]``, the window's forcing.
         observed: ``[basin, window]`` flow (mm d-1); NaN = missing. Without any
