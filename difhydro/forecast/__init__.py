@@ -1,0 +1,11 @@
+"""Forecasting with observed flow: variational state updating of process models
+(:mod:`.assimilation`) and lagged observed-flow inputs with random holdout
+(:mod:`.autoregression`). Arrays are basin-first (``[basin, time, ...]``)."""
+
+from .assimilation import Assimilation as Assimilation
+from .assimilation import flow_misfit as flow_misfit
+from .assimilation import open_loop as open_loop
+from .assimilation import rolling_forecast as rolling_forecast
+from .assimilation import update_state as update_state
+from .autoregression import holdout_mask as holdout_mask
+from .autoregression import lagged_flow as lagged_flow

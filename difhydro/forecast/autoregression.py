@@ -1,0 +1,76 @@
+"""Observed flow of the previous days as a network input, with a flag and random holdout.
+
+Autoregressive inputs (Nearing et al. 2022, HESS 26, 5493) make a model forecast from the
+latest observations; gaps in the record are frequent, so the model must learn to do without
+them. :func:`lagged_flow` therefore returns each lagged value together with a flag saying
+whether it is there, and during training :func:`holdout_mask` hides a random share of the
+observed days (the same day hidden in every lag that would see it), so the network meets
+"missing" as often as the user asks. A hidden or missing value is replaced by ``fill``
+(0 by default) *and* its flag is 0: the fill is never a silent value.
+
+Shapes are basin-first: observations ``[basin, time]``, inputs ``[basin, time, 2 * n_lags]``
+(the ``n_lags`` values first, then the ``n_lags`` flags), in the units of the observations
+given (e.g. normalised flow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+__all__ = ["holdout_mask", "lagged_flow"]
+
+
+def holdout_mask(key: Array, shape: tuple[int, ...], probability: float) -> Array:
+    """Bool ``shape`` mask, ``True`` where an observed day is held out (each day
+    independently with ``probability``); a new ``key`` gives each training sample its own."""
+    if not 0.0 <= probability <= 1.0:
+        raise ValueError(f"holdout probability must be in [0, 1], got {probability}")
+    return jax.random.bernoulli(key, probability, shape)
+
+
+def lagged_flow(
+    observed: Array,
+    lags: Sequence[int] = (1,),
+    *,
+    holdout: float = 0.0,
+    key: Array | None = None,
+    fill: float = 0.0,
+) -> Array:
+    """Lagged observed flow with availability flags -> ``[basin, time, 2 * len(lags)]``.
+
+    Entry ``[b, t, i]`` is ``observed[b, t − lags[i]]`` and ``[b, t, len(lags) + i]`` is 1
+    where that value is available, 0 where it is missing (NaN), before the start of the
+    series, or held out; the value is then ``fill``.
+
+    Args:
+        observed: ``[basin, time]`` flow, NaN where missing.
+        lags: positive lags in days (1 = yesterday); only past observations are used.
+        holdout: probability of hiding each observed day (training); 0 for evaluation.
+        key: PRNG key of the holdout draw (required when ``holdout > 0``).
+        fill: value written where the flag is 0.
+    """
+    obs = jnp.asarray(observed)
+    if obs.ndim != 2:
+        raise ValueError(f"observed must be [basin, time], got shape {obs.shape}")
+    lags = tuple(int(lag) for lag in lags)
+    if not lags or min(lags) < 1:
+        raise ValueError(f"lags must be positive days (1 = yesterday), got {lags}")
+    available = ~jnp.isnan(obs)
+    if holdout > 0.0:
+        if key is None:
+            raise ValueError("lagged_flow needs a PRNG key when holdout > 0")
+        available = available & ~holdout_mask(key, obs.shape, holdout)
+    n_time = obs.shape[1]
+    values, flags = [], []
+    for lag in lags:
+        pad = min(lag, n_time)
+        shifted_ok = jnp.pad(available, ((0, 0), (pad, 0)), constant_values=False)[:, :n_time]
+        shifted = jnp.pad(jnp.where(available, obs, fill), ((0, 0), (pad, 0)), constant_values=fill)[:, :n_time]
+        values.append(jnp.where(shifted_ok, shifted, fill))
+        flags.append(shifted_ok.astype(obs.dtype))
+    return jnp.stack(values + flags, axis=-1)
