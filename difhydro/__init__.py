@@ -5,6 +5,7 @@ Subpackages (dependencies point down the list):
 - :mod:`difhydro.contrib`: one package per paper (PHY-LSTM, PGDL, ParaFormer, δHBV);
 - :mod:`difhydro.experiment`: configs, run directories, train / evaluate / predict, the
   ``difhydro`` command;
+- :mod:`difhydro.forecast`: state updating and autoregressive inputs (observed flow);
 - :mod:`difhydro.training`: the Trainer, losses, metrics, calibration;
 - :mod:`difhydro.hybrid`: ParamHead, the PRNN layer, hybrid and regional models, the registry;
 - :mod:`difhydro.nn`, :mod:`difhydro.physics`, :mod:`difhydro.data`: generic layers, process
@@ -18,9 +19,9 @@ __version__ = "0.2.0"
 
 from importlib import import_module
 
-_SUBPACKAGES = ("data", "experiment", "hybrid", "nn", "physics", "training")
+_SUBPACKAGES = ("data", "experiment", "forecast", "hybrid", "nn", "physics", "training")
 
-__all__ = ["data", "experiment", "hybrid", "nn", "physics", "training", "load_run", "__version__"]
+__all__ = ["data", "experiment", "forecast", "hybrid", "nn", "physics", "training", "load_run", "__version__"]
 
 
 def __getattr__(name):

@@ -1,5 +1,5 @@
 """Generic Flax (``flax.linen``) layers: LSTM, causal convolutions, MLP, attention blocks,
-the temporal transformer.
+the temporal transformer, probabilistic heads (CMAL and GMM mixtures, :mod:`.distributions`).
 
 All modules use pure ``init``/``apply`` with parameter pytrees, so they compose with the
 ``lax.scan`` physics, optax, orbax and ``jax.sharding``.
@@ -22,12 +22,15 @@ from .attention import causal_band as causal_band
 from .attention import key_padding_mask as key_padding_mask
 from .attention import sinusoidal_encoding as sinusoidal_encoding
 from .attention import zero_padding as zero_padding
+from . import distributions as distributions
 from .cnn import CNNLSTM as CNNLSTM
 from .cnn import CausalConv1D as CausalConv1D
 from .cnn import CausalConvHead as CausalConvHead
 from .cnn import lag_windows as lag_windows
 from .lstm import GATE_ORDER as GATE_ORDER
 from .lstm import LSTM as LSTM
+from .distributions import CMALHead as CMALHead
+from .distributions import GMMHead as GMMHead
 from .mlp import MLP as MLP
 from .transformer import TemporalTransformer as TemporalTransformer
 
@@ -36,4 +39,5 @@ __all__ = [
     "sinusoidal_encoding", "PositionalEncoding", "key_padding_mask", "zero_padding",
     "TransformerEncoderLayer", "TransformerEncoder", "CrossAttentionBlock", "QueryReadout",
     "attribute_tokens", "AttributeTransformer", "causal_band", "TemporalTransformer",
+    "distributions", "CMALHead", "GMMHead",
 ]

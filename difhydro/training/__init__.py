@@ -8,6 +8,8 @@
 - :mod:`.checkpoints`: orbax checkpoints and ``log.csv`` of a run directory;
 - :mod:`.losses`: NSE*, MSE, RMSE, the Richards residual loss;
 - :mod:`.metrics`: NSE, KGE, ... over the time axis of ``[basin, time]`` arrays;
+- :mod:`.probabilistic`: CRPS (closed forms for the CMAL and Gaussian mixtures), PIT,
+  interval coverage and width;
 - :mod:`.calibrate`: per-basin gradient calibration and SCE-UA (spotpy).
 """
 
@@ -16,6 +18,7 @@ from . import checkpoints as checkpoints
 from . import losses as losses
 from . import metrics as metrics
 from . import objectives as objectives
+from . import probabilistic as probabilistic
 from .calibrate import CalibrationResult as CalibrationResult
 from .calibrate import gradient_calibration as gradient_calibration
 from .calibrate import sceua_calibration as sceua_calibration
@@ -33,5 +36,5 @@ from .trainer import predict as predict
 __all__ = [
     "Trainer", "TrainConfig", "TrainState", "LossTerm", "Objective", "LOSSES", "register_loss",
     "objective", "predict", "basin_mesh", "gradient_calibration", "sceua_calibration", "CalibrationResult",
-    "losses", "metrics", "calibrate", "checkpoints", "objectives",
+    "losses", "metrics", "calibrate", "checkpoints", "objectives", "probabilistic",
 ]
