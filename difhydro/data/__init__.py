@@ -9,7 +9,7 @@ Names are imported on first use (PEP 562): ``difhydro.data.periods`` and
 neither NumPy nor xarray.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _WHERE = {  # name -> module of this package
     **dict.fromkeys(["SENTINELS", "DataFileError", "with_day_length"], "_common"),
@@ -74,13 +74,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -11,7 +11,7 @@
 Names are imported on first use (PEP 562).
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _WHERE = {"Config": "config", "ConfigError": "config", "load_config": "config", "train_run": "run",
           "Run": "api", "load_run": "api"}
@@ -19,13 +19,4 @@ _WHERE = {"Config": "config", "ConfigError": "config", "load_config": "config", 
 __all__ = ["Config", "ConfigError", "load_config", "train_run", "Run", "load_run"]
 
 
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)

@@ -9,3 +9,5 @@ from .assimilation import rolling_forecast as rolling_forecast
 from .assimilation import update_state as update_state
 from .autoregression import holdout_mask as holdout_mask
 from .autoregression import lagged_flow as lagged_flow
+
+__all__ = ["Assimilation", "flow_misfit", "open_loop", "rolling_forecast", "update_state", "holdout_mask", "lagged_flow"]

@@ -11,12 +11,12 @@ Every array here is basin-first: ``[basin, time, ...]``. Names are imported on f
 (PEP 562), so that ``from difhydro.hybrid import MODELS`` stays light.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _WHERE = {
     "ParamHead": "params", "ROUTING_SPECS": "params", "split_last_axis": "params",
     "PRNN": "layer", "run_physics": "layer",
-    "HybridPRNN": "models", "DifferentiableParameterLearning": "models", "RegionalLSTM": "models",
+    "HybridPRNN": "models", "DifferentiableParameterLearning": "models", "RegionalLSTM": "models", "RegionalTransformer": "models",
     "field": "models", "check_batch": "models", "inputs_with_attributes": "models",
     "MODELS": "registry", "RegisteredModel": "registry", "register_model": "registry",
     "build_model": "registry", "model_options": "registry",
@@ -24,19 +24,10 @@ _WHERE = {
 
 __all__ = [
     "ParamHead", "ROUTING_SPECS", "split_last_axis", "PRNN", "run_physics", "HybridPRNN",
-    "DifferentiableParameterLearning", "RegionalLSTM", "MODELS", "RegisteredModel",
+    "DifferentiableParameterLearning", "RegionalLSTM", "RegionalTransformer", "MODELS", "RegisteredModel",
     "register_model", "build_model", "model_options", "field", "check_batch",
     "inputs_with_attributes",
 ]
 
 
-def __getattr__(name):
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, __all__)
