@@ -49,7 +49,7 @@ class RichardsSolver(eqx.Module):
     ``grow_after`` converged steps in a row the step doubles again (never beyond the
     nominal one, never across a nominal boundary). A step that fails at the smallest size
     is kept and the day reported unconverged. ``max_substeps`` bounds the accepted steps
-    of one forcing step (``None``: 4 x ``n_substeps``; the gradient stores each of them);
+    of one forcing step (``None``: 4 x ``n_substeps``, at least 96; the gradient stores each);
     the last one allowed, or the last of ``2 max_substeps + max_halvings`` attempts,
     takes the rest of the day whatever happens (reported unconverged if it fails). The
     control acts only with ``tol`` set and ``gradient="implicit"``; ``max_halvings=0``
@@ -102,4 +102,4 @@ class RichardsSolver(eqx.Module):
 
     def step_budget(self, n_substeps: int) -> int:
         """Largest number of accepted sub-steps in one forcing step."""
-        return max(int(n_substeps), int(self.max_substeps or 4 * int(n_substeps)))
+        return max(int(n_substeps), int(self.max_substeps or max(4 * int(n_substeps), 96)))
