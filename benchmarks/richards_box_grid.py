@@ -108,7 +108,12 @@ def check(out, s0, params, rain):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--old", help="path of another richards module to compare (e.g. before the change)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a solver option, e.g. max_halvings=8 (Python literal)")
     args = parser.parse_args(argv)
+    import ast
+
+    options = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in args.option)}
     if args.old:
         spec = importlib.util.spec_from_file_location("difhydro.physics._richards_compare", args.old)
         module = importlib.util.module_from_spec(spec)
@@ -117,7 +122,7 @@ def main(argv=None):
         model_cls = module.Richards1D
     else:
         from difhydro.physics import Richards1D as model_cls
-    out, s0, params, rain, seconds = run(model_cls)
+    out, s0, params, rain, seconds = run(model_cls, **options)
     results = check(out, s0, params, rain)
     for ok, line in results:
         if not ok:

@@ -14,8 +14,9 @@ its current state (every profile its own time, level and step):
   unconverged. Integer ticks keep the time exact.
 
 Gradient. ``lax.while_loop`` has no reverse mode, so the whole day is one
-``jax.custom_vjp``. Its forward pass records every accepted step (heads, water content,
-length; at most ``RichardsSolver.step_budget`` of them); its backward pass walks the
+``jax.custom_vjp``. Its forward pass records the accepted steps (heads, water content,
+length; the first ``RichardsSolver.stored_steps`` of them, a day that needed more is
+recomputed with all of them kept in the backward pass); its backward pass walks the
 accepted steps in reverse and applies to each the vector-Jacobian product of that step
 *replayed at its accepted heads* (:func:`~.implicit.at_solution`: no iteration, the
 implicit function theorem at the accepted iterate, and the flux update differentiated as
@@ -73,8 +74,9 @@ def _grid(model):
 
 
 def _run(model, record, h, theta, top, tp, soil):
-    """The adaptive day for profiles ``[B, N]``: ``(h, theta, DayTotals, record)``; with
-    ``record`` the accepted steps ``(heads [M, B, N], theta [M, B, N], ticks [M, B])``."""
+    """The adaptive day for profiles ``[B, N]``: ``(h, theta, DayTotals, buffers)``; with
+    ``record = M > 0`` the first M accepted steps ``(heads [M, B, N], theta [M, B, N],
+    ticks [M, B])``."""
     nominal, day, budget, attempts_max = _grid(model)
     levels = int(model.solver.max_halvings)
     b = h.shape[0]
@@ -85,9 +87,9 @@ def _run(model, record, h, theta, top, tp, soil):
     totals = DayTotals(zero, zero, zero, zero, zero, jnp.ones((b,), dtype), izero, jnp.full((b,), day, jnp.int32))
     if record:
         buffers = (
-            jnp.broadcast_to(h, (budget, *h.shape)),
-            jnp.broadcast_to(theta, (budget, *theta.shape)),
-            jnp.zeros((budget, b), jnp.int32),
+            jnp.broadcast_to(h, (record, *h.shape)),
+            jnp.broadcast_to(theta, (record, *theta.shape)),
+            jnp.zeros((record, b), jnp.int32),
         )
     else:
         buffers = ()
@@ -107,7 +109,7 @@ def _run(model, record, h, theta, top, tp, soil):
         dt_k = ticks.astype(dtype) * tick
         acc = accept.astype(dtype)
         if record:
-            slot = jnp.where(accept, tot.substeps, budget)  # out of range: dropped
+            slot = jnp.where(accept, tot.substeps, record)  # out of range: dropped
             buf = (
                 buf[0].at[slot, rows].set(h_new, mode="drop"),
                 buf[1].at[slot, rows].set(theta_new, mode="drop"),
@@ -162,17 +164,36 @@ def adaptive_day(model, h, theta, top, tp, soil):
         ``(h, theta, DayTotals)``; h carries no gradient to the start heads (they are only
         the first iterate), everything flows through theta and the parameters.
     """
-    h, theta, totals, _ = _run(model, False, h, theta, top, tp, soil)
+    h, theta, totals, _ = _run(model, 0, h, theta, top, tp, soil)
     return h, theta, totals
 
 
 def _adaptive_fwd(model, h, theta, top, tp, soil):
-    h1, theta1, totals, buffers = _run(model, True, h, theta, top, tp, soil)
+    stored = model.solver.stored_steps(model.n_substeps)
+    h1, theta1, totals, buffers = _run(model, stored, h, theta, top, tp, soil)
     return (h1, theta1, totals), (h, theta, top, tp, soil, buffers, totals.substeps)
 
 
 def _adaptive_bwd(model, residuals, cotangents):
-    h0, theta0, top, tp, soil, (heads, thetas, ticks), count = residuals
+    h0, theta0, top, tp, soil, buffers, count = residuals
+    _, _, budget, _ = _grid(model)
+    count = count.astype(jnp.int32)
+
+    def recomputed(_):  # a day longer than the stored steps: its forward pass again, all kept
+        return _walk_back(model, _run(model, budget, h0, theta0, top, tp, soil)[3], residuals, cotangents)
+
+    def stored(_):
+        return _walk_back(model, buffers, residuals, cotangents)
+
+    if buffers[2].shape[0] >= budget:
+        return stored(None)
+    return jax.lax.cond(jnp.max(count) > buffers[2].shape[0], recomputed, stored, None)
+
+
+def _walk_back(model, buffers, residuals, cotangents):
+    """The backward pass over the accepted steps in ``buffers``, last first."""
+    h0, theta0, top, tp, soil, _, count = residuals
+    heads, thetas, ticks = buffers
     h_bar, theta_bar, tot_bar = cotangents
     _, day, _, _ = _grid(model)
     tick = model.dt / day

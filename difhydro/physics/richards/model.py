@@ -105,8 +105,7 @@ class Richards1D(ProcessModel):
             tol=None)``) and read as attributes (``model.n_iter``).
 
     Limits: a day is reported unconverged only when its smallest step (``1/2**6`` of the
-    nominal one by default) fails too, or when it needs more accepted steps than the
-    budget (4 x ``n_substeps``, at least 96). Every profile of a batch has its own steps, but a batch
+    nominal one by default) fails too. Every profile of a batch has its own steps, but a batch
     runs as many passes as its slowest profile needs, so one hard profile makes the whole
     batch iterate longer (the cost of a storm day is measured in docs/physics.md).
     """

@@ -49,9 +49,12 @@ class RichardsSolver(eqx.Module):
     ``grow_after`` converged steps in a row the step doubles again (never beyond the
     nominal one, never across a nominal boundary). A step that fails at the smallest size
     is kept and the day reported unconverged. ``max_substeps`` bounds the accepted steps
-    of one forcing step (``None``: 4 x ``n_substeps``, at least 96; the gradient stores each);
-    the last one allowed, or the last of ``2 max_substeps + max_halvings`` attempts,
-    takes the rest of the day whatever happens (reported unconverged if it fails). The
+    of one forcing step (``None``: the whole grid, ``n_substeps * 2**max_halvings``, so no
+    step is ever forced); the last one allowed, or the last of ``2 max_substeps +
+    max_halvings`` attempts, takes the rest of the day whatever happens (reported
+    unconverged if it fails). For the gradient a forward pass keeps the first
+    ``stored_substeps`` accepted steps of each day (``None``: max(4 x ``n_substeps``, 96));
+    a day that needed more is recomputed in the backward pass. The
     control acts only with ``tol`` set and ``gradient="implicit"``; ``max_halvings=0``
     gives the fixed sub-steps.
     """
@@ -71,6 +74,7 @@ class RichardsSolver(eqx.Module):
     max_halvings: int = eqx.field(static=True, default=6)
     grow_after: int = eqx.field(static=True, default=2)
     max_substeps: int | None = eqx.field(static=True, default=None)
+    stored_substeps: int | None = eqx.field(static=True, default=None)
 
     def __check_init__(self):
         if int(self.n_iter) < 1:
@@ -92,8 +96,9 @@ class RichardsSolver(eqx.Module):
             raise ValueError(f"max_halvings must be in [0, 16], got {self.max_halvings}")
         if int(self.grow_after) < 1:
             raise ValueError(f"grow_after must be >= 1, got {self.grow_after}")
-        if self.max_substeps is not None and int(self.max_substeps) < 1:
-            raise ValueError(f"max_substeps must be >= 1 or None, got {self.max_substeps}")
+        for name in ("max_substeps", "stored_substeps"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
 
     @property
     def adaptive(self) -> bool:
@@ -102,4 +107,8 @@ class RichardsSolver(eqx.Module):
 
     def step_budget(self, n_substeps: int) -> int:
         """Largest number of accepted sub-steps in one forcing step."""
-        return max(int(n_substeps), int(self.max_substeps or max(4 * int(n_substeps), 96)))
+        return max(int(n_substeps), int(self.max_substeps or int(n_substeps) * 2 ** int(self.max_halvings)))
+
+    def stored_steps(self, n_substeps: int) -> int:
+        """Accepted sub-steps of a day kept by the forward pass for the gradient."""
+        return min(self.step_budget(n_substeps), int(self.stored_substeps or max(4 * int(n_substeps), 96)))
