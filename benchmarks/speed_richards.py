@@ -53,7 +53,8 @@ def _time(fn, params, repeats):
     return float(np.median(times)), float(min(times)), float(max(times))
 
 
-def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=Richards1D, label="") -> dict[int, float]:
+def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=Richards1D,
+        label: str = "") -> dict[int, float]:
     """Print and return ns per layer-substep (per profile) of forward+backward."""
     results = {}
     for n in profiles:

@@ -223,7 +223,8 @@ def _walk_back(model, buffers, residuals, cotangents):
         soil_bar = tuple(a + jnp.where(valid[:, None], g, 0.0) for a, g in zip(soil_bar, g_soil))
         return (theta_bar_, top_bar + jnp.where(valid, g_top, 0.0), tp_bar + jnp.where(valid, g_tp, 0.0), soil_bar)
 
-    init = (jnp.asarray(theta_bar, dtype), jnp.zeros_like(top), jnp.zeros_like(tp), tuple(jnp.zeros_like(s) for s in soil))
+    init = (jnp.asarray(theta_bar, dtype), jnp.zeros_like(top), jnp.zeros_like(tp),
+            tuple(jnp.zeros_like(s) for s in soil))
     theta_bar0, top_bar, tp_bar, soil_bar = jax.lax.fori_loop(0, jnp.max(count), body, init)
     return jnp.zeros_like(h0), theta_bar0, top_bar, tp_bar, soil_bar
 
