@@ -26,6 +26,7 @@ from .pet import hamon_pet as hamon_pet
 from .pet import hargreaves_pet as hargreaves_pet
 from .pet import oudin_pet as oudin_pet
 from .richards import Richards1D as Richards1D
+from .richards import RichardsSolver as RichardsSolver
 from .richards import richards_residual as richards_residual
 from .routing import gamma_uh_weights as gamma_uh_weights
 from .routing import maxbas_weights as maxbas_weights
@@ -45,7 +46,7 @@ from .vic import VicBucket as VicBucket
 __all__ = [
     "ParamSpec", "ProcessModel", "simulate", "warm_up", "time_slice_params", "to_physical",
     "from_physical", "heaviside", "smooth_step", "safe_power", "substeps", "checkpointed",
-    "ExpHydro", "VicBucket", "DegreeDaySnow", "snow_fluxes", "HBV", "hbv_streamflow", "Richards1D", "richards_residual",
+    "ExpHydro", "VicBucket", "DegreeDaySnow", "snow_fluxes", "HBV", "hbv_streamflow", "Richards1D", "RichardsSolver", "richards_residual",
     "VanGenuchten", "Haverkamp", "Gardner", "vg_water_content", "vg_conductivity",
     "vg_capacity", "vg_pressure_head", "gamma_uh_weights", "maxbas_weights", "route",
     "route_streamflow", "day_length", "extraterrestrial_radiation", "hamon_pet",
