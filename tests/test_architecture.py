@@ -37,7 +37,7 @@ def test_the_core_does_not_import_contrib(path):
     assert not bad, f"{path} imports {bad}"
 
 
-@pytest.mark.parametrize("path", sorted((PACKAGE / "physics").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((PACKAGE / "physics").rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_physics_imports_no_neural_code(path):
     bad = [m for m in _imports(path) if m.split(".")[0] in ("flax", "optax") or m.startswith(("difhydro.nn", "difhydro.hybrid"))]
     assert not bad, f"{path} imports {bad}"

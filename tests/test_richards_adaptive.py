@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from difhydro.physics import Richards1D, RichardsSolver, simulate
@@ -104,7 +104,7 @@ _soil = st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5)
 
 @pytest.mark.xfail(strict=True, reason="known limit (docs/physics.md): a coarse layer (Ks 1000 cm/d) over a "
                    "tight one (Ks 0.1 cm/d, alpha 0.002) under 2 cm/d fails to converge at the smallest step")
-@settings(max_examples=6, deadline=None, derandomize=True)
+@settings(max_examples=6, deadline=None, derandomize=True, phases=(Phase.generate,))  # no shrinking: it fails by design
 @given(top=_soil, bottom=_soil, dry=st.booleans(), storm=st.floats(2.0, 30.0), layered=st.booleans())
 def test_box_holds_over_the_parameter_box(top, bottom, dry, storm, layered):
     """Soils drawn over the parameter box (n >= 1.3: see docs/physics.md for the steeper
