@@ -32,9 +32,7 @@ def test_point_configs_validate_and_keep_the_test_period_out(study):
             cfg = study.point_config(args, model, overrides, seed=1)
             assert cfg["periods"] == {"train": study.TRAIN, "test": study.VALIDATION}, factor
             assert list(cfg["models"]) == [model] and cfg["seeds"] == [1]
-            if factor == "hbv_loss" and level != "NSE*":
-                continue  # training.loss accepts the registered name once config.py lists LOSSES
-            load_config(cfg)  # every other point is a valid difhydro config today
+            load_config(cfg)  # every point is a valid difhydro config
     base = study.point_config(args, "lstm", {}, 0)
     assert base["models"]["lstm"] == {"hidden_size": 64} and base["training"]["window"] == 270
     wide = study.point_config(args, "lstm", study.FACTORS["lstm_protocol"][1]["366-day windows, 1 scored day (Kratzert)"], 0)
@@ -53,8 +51,10 @@ def test_early_stopping_adds_the_validation_keys(study):
     args = _args(study)
     args.early_stopping = True
     cfg = study.point_config(args, "dpl_hbv", {}, 0)
-    assert cfg["periods"]["validation"] == study.VALIDATION
+    assert cfg["periods"]["validation"] == study.EARLY_STOPPING  # chooses the epoch; VALIDATION scores it
     assert (cfg["training"]["monitor"], cfg["training"]["patience"]) == ("nse", 3)
+    periods = load_config(cfg).periods  # the config refuses overlapping periods: these do not overlap
+    assert periods["validation"][1] < periods["test"][0] < periods["test"][1] < "1989-10-01"
 
 
 def test_summary_mean_spread_and_effect(study):
