@@ -179,12 +179,21 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def own_steps(args) -> str:
+    """The models whose base point sets its own steps_per_epoch (regional.yml), as text."""
+    own = {m: b["training"]["steps_per_epoch"] for m, b in BASE.items()
+           if "steps_per_epoch" in b.get("training", {})}
+    if args.steps_per_epoch_fixed or not own:
+        return ""
+    return " (" + ", ".join(f"{m}: {n}" for m, n in own.items()) + " steps per epoch)"
+
+
 def write_table(summary: pd.DataFrame, path: Path, args) -> None:
     lines = ["# What limits regional accuracy: the validation study", "",
              f"`python benchmarks/regional_study.py {' '.join(sys.argv[1:])}` (benchmarks/regional_study.py). "
              f"Training {TRAIN}; kept epoch chosen on {EARLY_STOPPING.replace(':', '..')}, every point scored on "
              f"{VALIDATION.replace(':', '..')}; the test period untouched. {args.basins} basins, "
-             f"{args.epochs} x {args.steps_per_epoch} steps, batch {args.batch_size}, early stopping "
+             f"{args.epochs} epochs x {args.steps_per_epoch} steps{own_steps(args)}, batch {args.batch_size}, early stopping "
              f"{'on the validation NSE' if args.early_stopping else 'off'}.", "",
              "Median NSE over the basins per seed; mean and spread (max - min) over the seeds; effect = mean minus "
              "the factor's base level (first row of each factor).", "",
