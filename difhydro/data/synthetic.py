@@ -31,6 +31,7 @@ import xarray as xr
 
 from ..physics.base import ProcessModel, simulate
 from ..physics.snow import DegreeDaySnow
+from ..physics.soil_hydraulics import CARSEL_PARRISH
 from ._common import VARIABLE_ATTRS, with_day_length
 
 __all__ = ["true_parameters", "make_synthetic_twin", "fulda_twin", "richards_twin", "degree_day_snow", "TEXTURES", "TWIN_THICKNESS_CM", "TWIN_DEPTHS_CM"]
@@ -225,15 +226,8 @@ def fulda_twin(model: ProcessModel, n_basins: int = 32, **kwargs) -> xr.Dataset:
 TWIN_THICKNESS_CM = (5.0, 10.0, 10.0, 10.0, 10.0, 10.0, 20.0, 25.0)
 TWIN_DEPTHS_CM = (10, 20, 30, 40, 50)
 _TWIN_LAYERS = (1, 2, 3, 4, 5)
-# Carsel & Parrish (1988) van Genuchten classes: theta_r, theta_s, alpha (cm-1), n, Ks (cm d-1)
-TEXTURES = {
-    "loam": (0.078, 0.43, 0.036, 1.56, 24.96),
-    "silt_loam": (0.067, 0.45, 0.020, 1.41, 10.8),
-    "silt": (0.034, 0.46, 0.016, 1.37, 6.0),
-    "clay_loam": (0.095, 0.41, 0.019, 1.31, 6.24),
-    "silty_clay_loam": (0.089, 0.43, 0.010, 1.23, 1.68),
-    "sandy_clay_loam": (0.100, 0.39, 0.059, 1.48, 31.44),
-}
+# the medium textures of Carsel & Parrish (1988) (physics.soil_hydraulics.CARSEL_PARRISH)
+TEXTURES = {k: CARSEL_PARRISH[k] for k in ("loam", "silt_loam", "silt", "clay_loam", "silty_clay_loam", "sandy_clay_loam")}
 
 
 def degree_day_snow(precipitation: np.ndarray, temperature: np.ndarray, ddf: float = 3.0, threshold: float = 0.0):
