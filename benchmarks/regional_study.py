@@ -71,6 +71,9 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     }),
     "lstm_attributes": ("lstm", {"20 Caravan attributes": {}, "none": {"data": {"attributes": []}}}),
     "lstm_training_basins": ("lstm", {"all": {}, "115": {"data": {"basins": 115}}, "58": {"data": {"basins": 58}}}),
+    # the years after the Kratzert et al. training period that Caravan also covers (1999-2014)
+    "lstm_training_years": ("lstm", {"1999-10..2008-09 (9 years)": {},
+                                     "1999-10..2014-09 (15 years)": {"periods": {"train": "1999-10-01:2014-09-30"}}}),
     "hbv_capillary_rise": ("dpl_hbv", {"off": {}, "on": {"models": {"capillary_rise": True}}}),
     "hbv_groundwater_exchange": ("dpl_hbv", {"off": {}, "on": {"models": {"groundwater_exchange": True}}}),
     "hbv_forcing_correction": ("dpl_hbv", {
@@ -112,7 +115,7 @@ def point_config(args, model: str, overrides: dict, seed: int) -> dict:
     cfg = {
         "name": f"study_{model}",
         "data": merge({"format": "caravan", "basins": args.basins, "pet": "oudin"}, overrides.get("data", {})),
-        "periods": periods,
+        "periods": merge(periods, overrides.get("periods", {})),
         "evaluations": ["temporal"],
         "seeds": [seed],
         "models": {model: own},
