@@ -12,6 +12,9 @@ time-series files, since the Caravan tables do not carry it). Writes:
   NSE, basins below 0 and below -1), the worst basins with their characteristics, and where
   the basins below ``--threshold`` sit against all basins (median characteristic, share in
   each tercile);
+- with the run's ``predictions.nc`` beside its ``metrics.csv``: the volume ratio (mean
+  simulated / mean observed flow on the scored days) of the worst basins and of the tail
+  against the other basins (is the failure a water-balance error?);
 - a figure of NSE against aridity per model (coloured by snow fraction, runoff ratio as size;
   NSE below -1 drawn at -1 and counted).
 
@@ -61,6 +64,48 @@ def read_metrics(paths, evaluation: str = "temporal") -> pd.DataFrame:
         raise SystemExit(f"no rows of evaluation {evaluation!r} in {', '.join(map(str, paths))}")
     return (table.groupby(["model", "basin"], sort=False)
             .agg(nse=("nse", "mean"), seeds=("seed", "nunique")).reset_index())
+
+
+def volume_ratios(paths, evaluation: str = "temporal") -> pd.DataFrame:
+    """Mean simulated over mean observed streamflow on the scored (observed) days,
+    ``[model, basin, volume_ratio]``, from the ``predictions.nc`` beside each metrics file
+    (the mean over files); empty without any."""
+    from difhydro.experiment.outputs import open_predictions
+
+    frames = []
+    for path in paths:
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        if not (folder / "predictions.nc").is_file():
+            continue
+        with open_predictions(folder / "predictions.nc") as ds:
+            if evaluation not in ds["evaluation"].values or "observed_streamflow" not in ds:
+                continue
+            obs = ds["observed_streamflow"].values
+            for model in ds["model"].values:
+                sim = ds["simulated_streamflow"].sel(evaluation=evaluation, model=model).values
+                scored = np.isfinite(obs) & np.isfinite(sim)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.where(scored, sim, 0).sum(1) / np.where(scored, obs, 0).sum(1)
+                ratio[scored.sum(1) == 0] = np.nan
+                frames.append(pd.DataFrame({"model": str(model), "basin": ds["basin"].values.astype(str),
+                                            "volume_ratio": ratio}))
+    if not frames:
+        return pd.DataFrame(columns=["model", "basin", "volume_ratio"])
+    return pd.concat(frames).groupby(["model", "basin"], sort=False)["volume_ratio"].mean().reset_index()
+
+
+def volume_table(nse: pd.DataFrame, volumes: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Per model: median volume ratio of the basins below ``threshold`` and of the others,
+    and how many tail basins over-predict the volume by more than half or under-predict it
+    by more than a third."""
+    joined = nse.merge(volumes, on=["model", "basin"], how="inner")
+    rows = []
+    for model, sub in joined.groupby("model", sort=False):
+        tail, rest = sub[sub["nse"] < threshold], sub[sub["nse"] >= threshold]
+        rows.append({"model": model, "tail_basins": len(tail), "tail_median": float(tail["volume_ratio"].median()),
+                     "rest_median": float(rest["volume_ratio"].median()),
+                     "over": int((tail["volume_ratio"] > 1.5).sum()), "under": int((tail["volume_ratio"] < 2 / 3).sum())})
+    return pd.DataFrame(rows)
 
 
 def runoff_ratio(streamflow: np.ndarray, precipitation: np.ndarray) -> float:
@@ -158,7 +203,8 @@ def _f(value, spec="{:.3f}") -> str:
     return "NaN" if value is None or not np.isfinite(value) else spec.format(value)
 
 
-def write_table(nse, chars, path: Path, *, worst: int, threshold: float, command: str) -> str:
+def write_table(nse, chars, path: Path, *, worst: int, threshold: float, command: str,
+                volumes: pd.DataFrame | None = None) -> str:
     """The markdown report; returns its text."""
     seeds = nse.groupby("model", sort=False)["seeds"].max()
     lines = ["# The tails of the regional models", "", f"`{command}` (benchmarks/regional_tails.py).", "",
@@ -184,14 +230,26 @@ def write_table(nse, chars, path: Path, *, worst: int, threshold: float, command
                      f"{_f(r.all_median, '{:.2f}')} | "
                      + " | ".join(f"{_f(getattr(r, 'share_' + t), '{:.0%}')} ({getattr(r, 'all_' + t):.0%})"
                                   for t in TERCILES) + " |")
+    volumes = volumes if volumes is not None and len(volumes) else None
+    if volumes is not None:
+        lines += ["", f"## Volume: mean simulated / mean observed flow (NSE < {threshold:g} against the others)", "",
+                  "| model | tail basins | their median ratio | the others' median | tail > 1.5 | tail < 2/3 |",
+                  "|---|---|---|---|---|---|"]
+        for r in volume_table(nse, volumes, threshold).itertuples():
+            lines.append(f"| {r.model} | {r.tail_basins} | {_f(r.tail_median, '{:.2f}')} | {_f(r.rest_median, '{:.2f}')} | "
+                         f"{r.over} | {r.under} |")
+    ranked = worst_basins(nse, chars, worst)
+    if volumes is not None:
+        ranked = ranked.merge(volumes, on=["model", "basin"], how="left")
     lines += ["", f"## The {worst} worst basins of each model", "",
-              "| model | basin | NSE | aridity | runoff ratio | snow fraction | P mean (mm/d) | lat | lon |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in worst_basins(nse, chars, worst).itertuples():
+              "| model | basin | NSE | aridity | runoff ratio | snow fraction | P mean (mm/d) | lat | lon | Qsim/Qobs |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in ranked.itertuples():
         lines.append(f"| {r.model} | {r.basin} | {_f(r.nse, '{:.2f}')} | {_f(r.aridity, '{:.2f}')} | "
                      f"{_f(r.runoff_ratio, '{:.2f}')} | {_f(r.frac_snow, '{:.2f}')} | "
                      f"{_f(getattr(r, 'p_mean', np.nan), '{:.2f}')} | {_f(getattr(r, 'gauge_lat', np.nan), '{:.2f}')} | "
-                     f"{_f(getattr(r, 'gauge_lon', np.nan), '{:.2f}')} |")
+                     f"{_f(getattr(r, 'gauge_lon', np.nan), '{:.2f}')} | "
+                     f"{_f(getattr(r, 'volume_ratio', np.nan), '{:.2f}')} |")
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -257,7 +315,8 @@ def main(argv=None) -> int:
         nse = nse[nse["model"].isin(wanted)]
     chars = basin_characteristics(args.data_dir, list(dict.fromkeys(nse["basin"])), args.source)
     command = "python benchmarks/regional_tails.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = write_table(nse, chars, Path(args.table), worst=args.worst, threshold=args.threshold, command=command)
+    text = write_table(nse, chars, Path(args.table), worst=args.worst, threshold=args.threshold, command=command,
+                       volumes=volume_ratios(args.metrics, args.evaluation))
     write_figure(nse, chars, Path(args.figure))
     print(text)
     return 0

@@ -97,3 +97,27 @@ def test_the_report_on_a_small_caravan_folder(tails, tmp_path):
     assert "| b | aridity | 0 | NaN |" in text
     worst = [line for line in text.splitlines() if line.startswith("| a | 0100000")]
     assert [w.split(" | ")[1] for w in worst] == ["01000006", "01000005"] and "-3.00" in worst[0]
+
+
+def test_volume_ratios_from_the_predictions_beside_the_metrics(tails, tmp_path):
+    from difhydro.experiment.outputs import predictions_dataset, write_netcdf
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _metrics(run / "metrics.csv")
+    time = pd.date_range("1985-10-01", periods=4)
+    obs = np.tile([1.0, 2.0, np.nan, 1.0], (len(BASINS), 1))
+    factor = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 3.0])[:, None]  # the two dry basins over-predict
+    sim_a = obs * factor
+    sim_a[:, 2] = 50.0  # an unobserved day is not scored
+    write_netcdf(predictions_dataset(time, BASINS, {("temporal", "a"): sim_a, ("temporal", "b"): 0.5 * np.nan_to_num(obs)},
+                                     obs), run / "predictions.nc")
+    volumes = tails.volume_ratios([run], "temporal").set_index(["model", "basin"])["volume_ratio"]
+    np.testing.assert_allclose(volumes.loc["a"].loc[BASINS], [1, 1, 1, 1, 2, 3], rtol=1e-6)
+    np.testing.assert_allclose(volumes.loc["b"], 0.5, rtol=1e-6)
+    nse = tails.read_metrics([run])
+    table = tails.volume_table(nse, volumes.reset_index(), 0.0).set_index("model")
+    assert table.loc["a", "tail_basins"] == 2 and table.loc["a", "tail_median"] == pytest.approx(2.5)
+    assert table.loc["a", "rest_median"] == pytest.approx(1.0) and table.loc["a", "over"] == 2
+    assert table.loc["b", "tail_basins"] == 0
+    assert tails.volume_ratios([tmp_path / "metrics.csv"], "temporal").empty  # no predictions.nc there
