@@ -90,6 +90,10 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
         "BETA, BETAET": {}, "BETA, BETAET, K0": {"models": {"dynamic_params": ["beta", "betaet", "k0"]}},
         "none (static)": {"models": {"dynamic_params": []}},
     }),
+    # the PET the physics reads: ERA5-Land's (too high on many basins) instead of Oudin's; the networks keep
+    # the same three inputs (P, T and ERA5-Land PET, named pet here). With it the EXP-HYDRO models' tails
+    # shrank (regional_tails.py: most failing basins over-predict the volume, Oudin's ET is too small there)
+    "hbv_pet": ("dpl_hbv", {"Oudin": {}, "ERA5-Land": {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]}}}),
     "hbv_spin_up": ("dpl_hbv", {"90 days": {}, "365 days": {"models": {"training": {"window": 545, "warmup": 365}}}}),
     # needs training.loss to accept the registered name (config.py's choices list)
     "hbv_loss": ("dpl_hbv", {"NSE*": {}, "low-flow RMSE": {"models": {"training": {"loss": "rmse_low_flow"}}}}),
