@@ -305,3 +305,15 @@ def test_every_plausibility_check_is_a_policy_key_the_config_names():
     for name in CHECKS:
         assert name in doc
         assert load_config({"data": {"policies": {name: "flag"}}}).data.policies == {name: "flag"}
+
+
+@pytest.mark.parametrize("key", ["training.weight_decay", "training.input_noise"])
+def test_regularisation_keys_are_non_negative_numbers_defaulting_to_off(key):
+    assert getattr(load_config(BASE).training, key.split(".")[1]) == 0.0
+    _refused(_with(key, -0.01), key, ">= 0")
+    _refused(_with(key, "1e-4"), key, "decimal point")
+    _refused(_with(key, float("inf")), key, "finite")
+    assert getattr(load_config(_with(key, 1)).training, key.split(".")[1]) == 1.0  # an integer resolves to a float
+    own = _with(f"models.lstm.training.{key.split('.')[1]}", 0.05)
+    assert getattr(model_training(load_config(own), "lstm"), key.split(".")[1]) == 0.05
+

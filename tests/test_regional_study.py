@@ -68,3 +68,27 @@ def test_summary_mean_spread_and_effect(study):
     assert out.loc["0.1", "mean"] == pytest.approx(0.42) and out.loc["0.1", "spread"] == pytest.approx(0.04)
     assert out.loc["0.4", "mean"] == pytest.approx(0.48) and out.loc["0.4", "effect"] == pytest.approx(0.06)
     assert out.loc["0.1", "effect"] == 0.0 and out.loc["0.1", "below_minus_1"] == 0.5
+
+
+def test_the_base_points_keep_their_names_when_factors_are_added(study):
+    # the names of the study's finished base points (docs/regional_study.md): a new factor or a
+    # new training key with a default must not rename them (each would be trained again)
+    args = study.parse_args(["--out", "unused"])
+    assert study.point_id(study.point_config(args, "lstm", {}, 0)) == "lstm_99d485b26e_seed0"
+    assert study.point_id(study.point_config(args, "dpl_hbv", {}, 1)) == "dpl_hbv_a9b215cbed_seed1"
+    for factor, (model, levels) in study.FACTORS.items():
+        assert next(iter(levels.values())) == {}, factor  # every factor's first level is the base point
+
+
+def test_weight_decay_input_noise_and_day_length_points(study):
+    args = _args(study)
+    for factor, key in (("lstm_weight_decay", "weight_decay"), ("lstm_input_noise", "input_noise")):
+        levels = study.FACTORS[factor][1]
+        assert study.FACTORS[factor][0] == "lstm" and len(levels) >= 3
+        for level, overrides in list(levels.items())[1:]:
+            cfg = load_config(study.point_config(args, "lstm", overrides, 0))
+            assert getattr(cfg.training, key) == float(level) > 0  # the level's name is the value trained
+        assert getattr(load_config(study.point_config(args, "lstm", {}, 0)).training, key) == 0.0
+    day = study.FACTORS["lstm_inputs"][1]["P, T, ERA5 PET, day length"]
+    assert load_config(study.point_config(args, "lstm", day, 0)).data.inputs == study.CARAVAN_INPUTS + ["day_length"]
+    assert not hasattr(study, "NOT_AVAILABLE")

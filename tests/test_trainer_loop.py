@@ -219,3 +219,72 @@ def test_evaluate_scores_only_the_days_after_the_warm_up(data):
     # one spoiled day more and every score notices
     spoiled = Trainer(_SpoiledWarmup(val.warmup + 1), train, _config(eval_metrics=("nse",)))
     assert np.all(spoiled.evaluate(params, val)["nse"] < 0.99) and spoiled.evaluate(params, val)["loss"] > 0
+
+
+# -- weight decay and input noise (TrainConfig.weight_decay, TrainConfig.input_noise) ---------
+
+
+def test_weight_decay_on_a_zero_gradient_shrinks_parameters_by_lr_times_wd_per_step():
+    lr, wd = 0.01, 0.1
+    tx = TrainConfig(learning_rate=lr, weight_decay=wd, schedule="constant").optimizer()
+    params = {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array(3.0)}
+    state = tx.init(params)
+    for _ in range(3):  # Adam's moments stay 0 on a zero gradient: only the decay moves the parameters
+        updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+    np.testing.assert_allclose(params["w"], np.array([1.0, -2.0, 0.5]) * (1 - lr * wd) ** 3, rtol=1e-6)
+    np.testing.assert_allclose(params["b"], 3.0 * (1 - lr * wd) ** 3, rtol=1e-6)
+
+
+def test_weight_decay_first_step_is_the_adamw_formula():
+    # step 1 of AdamW: m_hat = g, v_hat = g^2, p1 = p0 - lr (g / (|g| + eps) + wd p0)
+    lr, wd, eps = 0.05, 0.2, 1e-8
+    p0, g = np.array([1.5, -0.4], np.float32), np.array([0.3, -0.2], np.float32)  # |g| < clip_norm
+    tx = TrainConfig(learning_rate=lr, weight_decay=wd, schedule="constant").optimizer()
+    updates, _ = tx.update(jnp.asarray(g), tx.init(jnp.asarray(p0)), jnp.asarray(p0))
+    np.testing.assert_allclose(p0 + np.asarray(updates), p0 - lr * (g / (np.abs(g) + eps) + wd * p0), atol=1e-6)
+    plain = TrainConfig(learning_rate=lr, schedule="constant").optimizer()
+    updates, _ = plain.update(jnp.asarray(g), plain.init(jnp.asarray(p0)), jnp.asarray(p0))
+    np.testing.assert_allclose(p0 + np.asarray(updates), p0 - lr * g / (np.abs(g) + eps), atol=1e-6)
+
+
+@pytest.mark.parametrize("key, value", [("weight_decay", -1e-4), ("input_noise", -0.1), ("input_noise", float("nan")),
+                                        ("weight_decay", True)])
+def test_negative_or_non_finite_regularisation_is_refused_naming_the_key(key, value):
+    with pytest.raises(ValueError, match=key):
+        TrainConfig(**{key: value})
+
+
+def test_the_defaults_train_the_same_parameters_as_plain_adam_without_noise(data):
+    import optax
+
+    train, _ = data
+    cfg = _config(epochs=1, steps_per_epoch=3, clip_norm=1.0)
+    default = Trainer(_model(), train, cfg).fit()["params"]
+    adam = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(cfg.learning_rate))
+    assert _same(default, Trainer(_model(), train, cfg, optimizer=adam).fit()["params"])  # bit-identical
+    decayed = Trainer(_model(), train, _config(epochs=1, steps_per_epoch=3, weight_decay=0.5)).fit()["params"]
+    noisy = Trainer(_model(), train, _config(epochs=1, steps_per_epoch=3, input_noise=0.5)).fit()["params"]
+    assert not _same(default, decayed) and not _same(default, noisy)
+
+
+def test_input_noise_has_the_requested_std_in_a_training_batch_only(data):
+    from difhydro.data.batching import sample_batch
+    from difhydro.training.trainer import training_batch
+
+    train, val = data
+    key = jax.random.PRNGKey(7)
+    clean = sample_batch(jax.random.split(key)[0], train, 64)
+    assert _same(training_batch(key, train, 64), clean)  # no noise: the very batch of sample_batch
+    noisy = training_batch(key, train, 64, input_noise=0.3)
+    diff = np.asarray(noisy.inputs - clean.inputs)
+    # 64 x 120 x 3 = 23 040 draws: the sample std is within ~1 % (3 standard errors) of 0.3
+    assert diff.std() == pytest.approx(0.3, rel=0.015) and abs(diff.mean()) < 0.01
+    for part in ("forcing", "targets", "masks", "attributes", "basin", "start"):
+        assert _same(getattr(noisy, part), getattr(clean, part)), part  # only the network inputs move
+    # evaluation sees no noise: the same parameters score identically with and without the setting
+    params = Trainer(_model(), train, _config()).init_state()["params"]
+    quiet = Trainer(_model(), train, _config()).evaluate(params, val)
+    loud = Trainer(_model(), train, _config(input_noise=1.0)).evaluate(params, val)
+    for name in quiet:
+        np.testing.assert_array_equal(quiet[name], loud[name])

@@ -46,6 +46,7 @@ __all__ = [
     "Batch",
     "make_basin_data",
     "sample_batch",
+    "add_input_noise",
     "make_sampler",
     "full_period_batch",
 ]
@@ -377,6 +378,16 @@ def sample_batch(key: jax.Array, data: BasinData, batch_size: int, n_valid: jax.
     flat = data.valid_windows[pick]
     basin, start = flat // data.n_starts, flat % data.n_starts
     return _gather(data, basin, start)
+
+
+def add_input_noise(key: jax.Array, batch: Batch, std: float) -> Batch:
+    """``batch`` with independent Gaussian noise ``N(0, std^2)`` added to every value of its
+    standardised dynamic network inputs ``inputs`` ``[B, L, F]`` (``std`` is therefore in
+    units of each input's training standard deviation). Forcing (physical units, what the
+    process models read), attributes, targets and masks are unchanged. A regulariser of
+    training batches only (``TrainConfig.input_noise``)."""
+    noise = jax.random.normal(key, batch.inputs.shape, batch.inputs.dtype)
+    return batch._replace(inputs=batch.inputs + jnp.asarray(std, batch.inputs.dtype) * noise)
 
 
 def _gather(data: BasinData, basin: jax.Array, start: jax.Array) -> Batch:

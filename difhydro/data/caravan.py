@@ -7,7 +7,10 @@ Layout under ``root``::
     attributes/<source>/attributes_*_<source>.csv       (``gauge_id`` = ``<source>_<gauge>``)
 
 Caravan names are mapped to the package's names (:data:`CARAVAN_NAMES`); every other
-column is kept under its Caravan name.
+column is kept under its Caravan name, with the units Caravan gives it (:data:`CARAVAN_UNITS`:
+the ERA5-Land series of the full product, e.g. ``surface_net_solar_radiation_mean`` in
+W m-2), so a user's copy with more columns than the shared three forcing series offers them
+as network inputs by name.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from ._common import (DataFileError, add_note, check_daily, check_table_lines, d
     encode_spans, join_attribute_tables, mask_sentinels, normalise_basin_ids, options_key, place_on_axis,
     read_cached, read_csv_records, set_units, source_fingerprint, with_day_length, write_cached)
 
-__all__ = ["CARAVAN_NAMES", "load_caravan", "read_caravan_timeseries", "read_caravan_attributes"]
+__all__ = ["CARAVAN_NAMES", "CARAVAN_UNITS", "caravan_column_attrs", "load_caravan", "read_caravan_timeseries",
+           "read_caravan_attributes"]
 
 CARAVAN_NAMES = {
     "total_precipitation_sum": "precipitation",
@@ -37,8 +41,46 @@ CARAVAN_NAMES = {
 }
 # streamflow is optional: a file without it (forcing only, for prediction) loads with
 # streamflow all NaN, and the data set says so in its notes
+#: package name -> Caravan column
+_CARAVAN_COLUMN = {v: k for k, v in CARAVAN_NAMES.items()}
 _REQUIRED = ("total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum")
 _EXTRA_ATTRS = {"pet": {"units": "mm d-1", "long_name": "potential evaporation (ERA5-Land; may be slightly negative)"}}
+#: units and long names of the ERA5-Land series of Caravan (Kratzert et al. 2023, Table 2; the
+#: conversions of Caravan's ``era5l_unit_conversion``) by column stem; a column is the stem
+#: plus a daily aggregate suffix (``_mean``, ``_min``, ``_max``, ``_sum``, possibly more, e.g.
+#: ``potential_evaporation_sum_FAO_PENMAN_MONTEITH``). Daily sums are per day.
+CARAVAN_UNITS: dict[str, tuple[str, str]] = {
+    "total_precipitation": ("mm d-1", "precipitation (ERA5-Land)"),
+    "potential_evaporation": ("mm d-1", "potential evaporation"),
+    "temperature_2m": ("degC", "2 m air temperature (ERA5-Land)"),
+    "dewpoint_temperature_2m": ("degC", "2 m dew-point temperature (ERA5-Land)"),
+    "surface_net_solar_radiation": ("W m-2", "surface net shortwave radiation (ERA5-Land)"),
+    "surface_net_thermal_radiation": ("W m-2", "surface net longwave radiation (ERA5-Land)"),
+    "surface_pressure": ("kPa", "surface air pressure (ERA5-Land)"),
+    "snow_depth_water_equivalent": ("mm", "snow water equivalent (ERA5-Land)"),
+    "u_component_of_wind_10m": ("m s-1", "10 m eastward wind (ERA5-Land)"),
+    "v_component_of_wind_10m": ("m s-1", "10 m northward wind (ERA5-Land)"),
+    "volumetric_soil_water_layer_1": ("m3 m-3", "volumetric soil water 0-7 cm (ERA5-Land)"),
+    "volumetric_soil_water_layer_2": ("m3 m-3", "volumetric soil water 7-28 cm (ERA5-Land)"),
+    "volumetric_soil_water_layer_3": ("m3 m-3", "volumetric soil water 28-100 cm (ERA5-Land)"),
+    "volumetric_soil_water_layer_4": ("m3 m-3", "volumetric soil water 100-289 cm (ERA5-Land)"),
+    "streamflow": ("mm d-1", "observed streamflow"),
+}
+_AGGREGATES = ("mean", "min", "max", "sum")
+
+
+def caravan_column_attrs(column: str) -> dict[str, str] | None:
+    """``{"units", "long_name"}`` of a Caravan time-series column (e.g.
+    ``dewpoint_temperature_2m_min`` -> degC, "... (daily min)"), or None for a column that is
+    not one of Caravan's series."""
+    for stem, (units, long_name) in sorted(CARAVAN_UNITS.items(), key=lambda kv: -len(kv[0])):
+        if column == stem:
+            return {"units": units, "long_name": long_name}
+        if column.startswith(stem + "_"):
+            aggregate = column[len(stem) + 1:].split("_")[0]
+            if aggregate in _AGGREGATES:
+                return {"units": units, "long_name": f"{long_name} (daily {aggregate})"}
+    return None
 
 
 def _gauge_from_name(stem: str, source: str) -> str:
@@ -150,6 +192,7 @@ def load_caravan(
     validate: bool = True,
     policies=None,
     required_attributes=None,
+    required_columns=(),
 ) -> xr.Dataset:
     """Load Caravan basins of one ``source`` into one ``xarray.Dataset``.
 
@@ -173,6 +216,10 @@ def load_caravan(
             caught by the reader whatever ``record`` says.)
         validate, policies, required_attributes: the validation pass, as in
             :func:`~difhydro.data.camels.load_camels_us`.
+        required_columns: time-series columns every file must hold, by Caravan name
+            (``surface_net_solar_radiation_mean``) or package name (``precipitation``),
+            e.g. the network inputs a config names; a missing one is a
+            :class:`DataFileError` naming the file and the columns it has.
 
     Returns:
         Dataset on ``(basin, time)`` with ``precipitation`` (mm d-1), ``temperature``
@@ -214,8 +261,16 @@ def load_caravan(
     finish = functools.partial(validated, enabled=validate, policies=policies,
                                required_attributes=required_attributes, source=f"Caravan {source} ({root})")
 
+    wanted = [_CARAVAN_COLUMN.get(str(c), str(c)) for c in ([required_columns] if isinstance(required_columns, str)
+                                                            else required_columns)]
     cached = read_cached(cache_dir, key, fingerprint)
     if cached is not None:
+        absent = [c for c in wanted if CARAVAN_NAMES.get(c, c) not in cached]
+        if absent:  # the cache holds what the files hold (their fingerprint is unchanged)
+            have = [_CARAVAN_COLUMN.get(str(v), str(v)) for v in cached.data_vars
+                    if cached[v].dims == ("basin", "time") and v != "day_length"]
+            raise DataFileError(f"required column(s) {absent} missing; file has {['date'] + have}",
+                                files[basins[0]], basins[0])
         return finish(cached)
 
     static = read_caravan_attributes(root, source, basins)
@@ -225,6 +280,10 @@ def load_caravan(
         _check_record(record, basins, records, files)
     axis = daily_axis([(d[0], d[-1]) for d, _ in records], start, end)
     columns = list(records[0][1])
+    for b, (_, values) in zip(basins, records):
+        absent = [c for c in wanted if c not in values]
+        if absent:
+            raise DataFileError(f"required column(s) {absent} missing; file has {['date'] + list(values)}", files[b], b)
     if any("streamflow" in values for _, values in records):  # optional only when no file has it
         columns = columns if "streamflow" in columns else columns + ["streamflow"]
     for b, (_, values) in zip(basins, records):
@@ -251,6 +310,18 @@ def load_caravan(
         ds["streamflow"] = (dims, np.full((len(basins), len(axis)), np.nan, np.float32))
         add_note(ds, "the time-series files have no streamflow column: streamflow is missing (NaN) throughout")
     set_units(ds, _EXTRA_ATTRS)
+    unknown = []
+    for c in columns:
+        if c in CARAVAN_NAMES:
+            continue
+        attrs = caravan_column_attrs(c)
+        if attrs is None:
+            unknown.append(c)
+        else:
+            ds[c].attrs.update(attrs)
+    if unknown:
+        add_note(ds, f"time-series column(s) {', '.join(unknown)} of {files[basins[0]].parent} are not Caravan series: "
+                     "loaded under their own names without units")
     if day_length:
         ds = with_day_length(ds, "gauge_lat")
     ds.attrs.update(

@@ -221,6 +221,11 @@ class TrainingConfig:
     patience: int | None = field(None, "early stopping: validations without a better score before training stops "
                                        "(null = off; needs periods.validation)", ge=1)
     validate_every: int = field(1, "score the validation period every this many epochs (and after the last)", ge=1)
+    weight_decay: float = field(0.0, "decoupled weight decay (AdamW, optax.adamw): every step also shrinks each "
+                                      "network parameter by learning_rate x weight_decay of itself (0 = Adam)", ge=0)
+    input_noise: float = field(0.0, "standard deviation of Gaussian noise added to the standardised dynamic network "
+                                     "inputs of every training batch (in training standard deviations; never at "
+                                     "evaluation, never to the forcing of the process models; 0 = none)", ge=0)
 
     def check(self, key: str) -> None:
         if self.warmup >= self.window:

@@ -39,10 +39,10 @@ from tqdm.auto import tqdm
 from . import metrics
 from .checkpoints import restore_checkpoint, save_checkpoint, write_log_row
 from .objectives import LOSSES, LossFn, LossTerm, Objective, objective, register_loss
-from ..data.batching import BasinData, Batch, full_period_batch, sample_batch
+from ..data.batching import BasinData, Batch, add_input_noise, full_period_batch, sample_batch
 
 __all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss",
-           "objective", "basin_mesh", "improves", "epoch_line"]
+           "objective", "basin_mesh", "improves", "epoch_line", "training_batch"]
 
 Array = jax.Array
 
@@ -66,6 +66,13 @@ class TrainConfig:
         steps_per_epoch: optimiser steps per epoch.
         batch_size: windows per step (a multiple of the number of devices).
         learning_rate: peak Adam step size.
+        weight_decay: decoupled weight decay of AdamW (Loshchilov & Hutter 2019, ``optax.adamw``):
+            each step also subtracts ``learning_rate(step) * weight_decay * parameter`` from every
+            parameter. ``0`` (default) is plain Adam, the same transformation as before the key.
+        input_noise: standard deviation of Gaussian noise added to the standardised dynamic
+            network inputs (``Batch.inputs``, in units of each input's training standard
+            deviation) of every training batch; never at evaluation or prediction, never to
+            the physical forcing the process models read. ``0`` (default): no noise.
         schedule: ``"constant"``, ``"cosine"`` (decay over all steps) or ``"warmup_cosine"``.
         clip_norm: global gradient-norm clipping (``None`` = off).
         patience: validations without improvement of the monitored score before stopping
@@ -93,6 +100,8 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     validate_every: int = 1
+    weight_decay: float = 0.0
+    input_noise: float = 0.0
 
     def __post_init__(self):
         if self.monitor not in MONITORS:
@@ -107,6 +116,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.patience is not None and (not isinstance(self.patience, (int, np.integer)) or self.patience < 1):
             raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+        for name in ("weight_decay", "input_noise"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
+                    or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
     @property
     def direction(self) -> str:
@@ -131,7 +145,7 @@ class TrainConfig:
     def optimizer(self) -> optax.GradientTransformation:
         # a constant rate ignores the length: equal rates share one transformation (and step)
         total = 0 if self.schedule == "constant" else self.epochs * self.steps_per_epoch
-        return _optimizer(total, self.learning_rate, self.schedule, self.clip_norm)
+        return _optimizer(total, self.learning_rate, self.schedule, self.clip_norm, float(self.weight_decay))
 
 
 def improves(value: float, best: float | None, direction: str) -> bool:
@@ -173,8 +187,10 @@ def epoch_line(row: Mapping[str, Any], epochs: int, monitor: str = "loss", best:
 
 
 @functools.lru_cache(maxsize=None)
-def _optimizer(total: int, learning_rate: float, schedule: str, clip_norm: float | None) -> optax.GradientTransformation:
-    """One optax transformation per setting, so equal settings share compiled steps."""
+def _optimizer(total: int, learning_rate: float, schedule: str, clip_norm: float | None,
+               weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """One optax transformation per setting, so equal settings share compiled steps. Adam, or
+    AdamW with decoupled ``weight_decay`` (scaled by the scheduled rate, as ``optax.adamw``)."""
     total = max(total, 1)
     if schedule == "constant":
         lr = learning_rate
@@ -185,7 +201,9 @@ def _optimizer(total: int, learning_rate: float, schedule: str, clip_norm: float
     else:
         raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {schedule!r}")
     clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
-    return optax.chain(*clip, optax.adam(lr))
+    # weight_decay 0 keeps plain Adam (adamw would add a zero term: same numbers, another program)
+    adam = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
+    return optax.chain(*clip, adam)
 
 
 class TrainState(dict):
@@ -211,12 +229,27 @@ def _step_data(data: BasinData) -> tuple[BasinData, Array]:
     return stripped, jnp.asarray(m, jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "tx", "batch_size", "sharding"), donate_argnums=0)
-def _train_step(state, data, n_valid, key, context, *, model, loss_fn, tx, batch_size, sharding):
-    """Sample -> model (physics and networks) -> loss -> gradients -> optax update."""
-    step_key = jax.random.fold_in(key, state["step"])
-    sample_key, dropout_key = jax.random.split(step_key)
+def training_batch(step_key: Array, data: BasinData, batch_size: int, n_valid: Array | None = None,
+                   input_noise: float = 0.0) -> Batch:
+    """The batch a training step sees: :func:`sample_batch` with ``jax.random.split(step_key)[0]``
+    and, when ``input_noise > 0``, Gaussian noise of that standard deviation on the
+    standardised dynamic inputs (:func:`~difhydro.data.batching.add_input_noise`, drawn with
+    a key folded from the sampling key, so the sampled windows and the dropout stream are
+    those of a run without noise)."""
+    sample_key = jax.random.split(step_key)[0]
     batch = sample_batch(sample_key, data, batch_size, n_valid)
+    if input_noise:
+        batch = add_input_noise(jax.random.fold_in(sample_key, 1), batch, input_noise)
+    return batch
+
+
+@functools.partial(jax.jit, static_argnames=("model", "loss_fn", "tx", "batch_size", "sharding", "input_noise"),
+                   donate_argnums=0)
+def _train_step(state, data, n_valid, key, context, *, model, loss_fn, tx, batch_size, sharding, input_noise=0.0):
+    """Sample (and perturb the inputs) -> model (physics and networks) -> loss -> gradients -> optax update."""
+    step_key = jax.random.fold_in(key, state["step"])
+    dropout_key = jax.random.split(step_key)[1]
+    batch = training_batch(step_key, data, batch_size, n_valid, input_noise)
     if sharding is not None:
         batch = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
@@ -341,6 +374,7 @@ class Trainer:
         return _train_step(
             state, self._data, self._n_valid, self._key, self.context, model=self.model, loss_fn=self.loss_fn,
             tx=self.tx, batch_size=self.config.batch_size, sharding=self._sharding,
+            input_noise=float(self.config.input_noise),
         )
 
     # -- evaluation -----------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""Caravan columns beyond the shared three forcing series: a user's copy with more ERA5-Land
+series (the full Caravan has about 40) offers each one by name, with Caravan's units, as a
+network input; a required column that a file lacks is an error naming the file. Day length,
+derived from the gauge latitude, is an input by name too.
+
+The copies are made in ``tmp_path`` from one basin of the shared subset (never written to)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from difhydro.data import DataFileError, load_caravan
+from difhydro.data.caravan import caravan_column_attrs
+from difhydro.experiment.config import load_config
+from difhydro.experiment.data import prepare_data
+
+GAUGE = "01022500"
+
+
+@pytest.fixture
+def copy_with_radiation(caravan, tmp_path):
+    """One basin of the shared subset with two more columns: a Caravan series and a column
+    of the user's own."""
+    root = tmp_path / "caravan"
+    (root / "timeseries/csv/camels").mkdir(parents=True)
+    (root / "attributes/camels").mkdir(parents=True)
+    table = pd.read_csv(caravan / f"timeseries/csv/camels/camels_{GAUGE}.csv")
+    day = np.arange(len(table))
+    table["surface_net_solar_radiation_mean"] = np.round(120 + 90 * np.sin(2 * np.pi * (day - 80) / 365.25), 3)
+    table["my_index"] = day % 7
+    table.to_csv(root / f"timeseries/csv/camels/camels_{GAUGE}.csv", index=False)
+    for name in ("other", "caravan"):
+        attrs = pd.read_csv(caravan / f"attributes/camels/attributes_{name}_camels.csv", dtype={"gauge_id": str})
+        attrs[attrs["gauge_id"] == f"camels_{GAUGE}"].to_csv(root / f"attributes/camels/attributes_{name}_camels.csv",
+                                                              index=False)
+    return root, table
+
+
+def test_a_further_caravan_column_loads_by_name_with_its_units(copy_with_radiation):
+    root, table = copy_with_radiation
+    ds = load_caravan(root, validate=False)
+    radiation = ds["surface_net_solar_radiation_mean"]
+    assert radiation.dims == ("basin", "time") and radiation.attrs["units"] == "W m-2"
+    np.testing.assert_allclose(radiation.values[0], table["surface_net_solar_radiation_mean"].to_numpy(), rtol=1e-6)
+    assert "units" not in ds["my_index"].attrs  # not a Caravan series: loaded, and said so
+    assert "my_index" in ds.attrs["data_notes"] and "without units" in ds.attrs["data_notes"]
+
+
+def test_a_required_column_missing_names_the_file(copy_with_radiation):
+    root, _ = copy_with_radiation
+    load_caravan(root, required_columns=["precipitation", "surface_net_solar_radiation_mean"], validate=False)
+    with pytest.raises(DataFileError) as err:
+        load_caravan(root, required_columns=["volumetric_soil_water_layer_1_mean"], validate=False)
+    message = str(err.value)
+    assert f"camels_{GAUGE}.csv" in message and "volumetric_soil_water_layer_1_mean" in message
+    assert "surface_net_solar_radiation_mean" in message  # the columns the file has
+
+
+def test_further_columns_and_day_length_are_network_inputs_of_a_config(copy_with_radiation):
+    root, _ = copy_with_radiation
+    cfg = load_config({"name": "t", "evaluations": ["temporal"], "models": {"lstm": {}},
+                       "data": {"format": "caravan", "attributes": [],
+                                "inputs": ["precipitation", "surface_net_solar_radiation_mean", "day_length"]}})
+    data = prepare_data(cfg, data_dir=str(root))
+    assert data.inputs == ["precipitation", "surface_net_solar_radiation_mean", "day_length"]
+    assert data.basins == [GAUGE]
+    # day length against FAO-56 written out here: eq. 24 (declination), 25 (sunset hour angle), 34
+    lat = np.deg2rad(float(data.ds["gauge_lat"].values[0]))
+    doy = pd.DatetimeIndex(data.ds["time"].values).dayofyear.to_numpy()
+    delta = 0.409 * np.sin(2 * np.pi * doy / 365 - 1.39)
+    hours = 24 / np.pi * np.arccos(-np.tan(lat) * np.tan(delta))
+    np.testing.assert_allclose(data.ds["day_length"].values[0], hours, rtol=1e-5)
+    assert 8.5 < hours.min() < 9.5 and 15.0 < hours.max() < 16.0  # 44.7 deg N (Maine)
+
+
+@pytest.mark.parametrize("column, units", [
+    ("dewpoint_temperature_2m_min", "degC"), ("temperature_2m_max", "degC"), ("surface_pressure_mean", "kPa"),
+    ("volumetric_soil_water_layer_4_max", "m3 m-3"), ("snow_depth_water_equivalent_mean", "mm"),
+    ("surface_net_thermal_radiation_mean", "W m-2"), ("u_component_of_wind_10m_mean", "m s-1"),
+    ("potential_evaporation_sum_FAO_PENMAN_MONTEITH", "mm d-1"), ("total_precipitation_sum", "mm d-1"),
+    ("surface_pressure_median", None), ("my_index", None), ("temperature_2m", "degC"),
+])
+def test_caravan_column_units(column, units):
+    attrs = caravan_column_attrs(column)
+    assert (attrs and attrs["units"]) == units
