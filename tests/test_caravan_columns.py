@@ -83,3 +83,42 @@ def test_further_columns_and_day_length_are_network_inputs_of_a_config(copy_with
 def test_caravan_column_units(column, units):
     attrs = caravan_column_attrs(column)
     assert (attrs and attrs["units"]) == units
+
+
+def test_a_config_input_missing_from_the_files_names_the_file(copy_with_radiation):
+    root, _ = copy_with_radiation
+    cfg = load_config({"name": "t", "evaluations": ["temporal"], "models": {"lstm": {}},
+                       "data": {"format": "caravan", "attributes": [],
+                                "inputs": ["precipitation", "volumetric_soil_water_layer_1_mean"]}})
+    with pytest.raises(DataFileError) as err:
+        prepare_data(cfg, data_dir=str(root))
+    assert f"camels_{GAUGE}.csv" in str(err.value) and "volumetric_soil_water_layer_1_mean" in str(err.value)
+
+
+def test_an_input_with_gaps_is_an_error_when_named_and_a_note_when_automatic(copy_with_radiation, monkeypatch):
+    import difhydro.experiment.data as experiment_data
+
+    root, table = copy_with_radiation
+    table.loc[table["date"].between("2000-01-01", "2000-01-10"), "my_index"] = np.nan  # in the training period
+    table.to_csv(root / f"timeseries/csv/camels/camels_{GAUGE}.csv", index=False)
+    named = {"name": "t", "evaluations": ["temporal"], "models": {"lstm": {}},
+             "data": {"format": "caravan", "attributes": [], "inputs": ["precipitation", "my_index"],
+                      "policies": {"my_index": "mask"}}}
+    with pytest.raises(experiment_data.DataError, match=r"data.inputs: \['my_index'\] have missing values"):
+        prepare_data(load_config(named), data_dir=str(root))
+    monkeypatch.setitem(experiment_data.NETWORK_INPUTS, "caravan", ("precipitation", "my_index", "not_a_column"))
+    data = prepare_data(load_config({**named, "data": {**named["data"], "inputs": "auto"}}), data_dir=str(root))
+    assert data.inputs == ["precipitation"]
+    said = "\n".join(data.notes)
+    assert "['not_a_column'] are not in the caravan data and are not used" in said
+    assert "['my_index'] have missing values" in said and "are not used" in said
+
+
+def test_train_config_passes_weight_decay_and_input_noise():
+    from difhydro.experiment.config import model_training
+    from difhydro.experiment.run import train_config
+
+    cfg = load_config({"name": "t", "evaluations": ["temporal"], "models": {"lstm": {}},
+                       "training": {"weight_decay": 0.01, "input_noise": 0.2}})
+    tc = train_config(model_training(cfg, "lstm"), seed=3, progress=False)
+    assert (tc.weight_decay, tc.input_noise, tc.seed) == (0.01, 0.2, 3)

@@ -228,7 +228,10 @@ def _load(cfg: Config, kind: str, folder: Path | None, basins, notes: list[str],
         return load_camels_us(folder, basins=ids, forcing=forcing, missing_streamflow="nan", **common)
     if kind == "caravan":
         notes.insert(0, f"data: Caravan at {folder} (ERA5-Land forcing)")
-        return load_caravan(folder, basins=ids, **common)
+        # derived inputs (day length, PET) are computed, every other input is a file column
+        columns = [] if cfg.data.inputs == "auto" else [n for n in cfg.data.inputs
+                                                         if n not in ("day_length", "pet", "pet_era5")]
+        return load_caravan(folder, basins=ids, required_columns=columns, **common)
     notes.insert(0, f"data: generic folder at {folder}")
     if not cfg.data.folder.get("variables"):
         raise ConfigError("data.folder.variables: a generic folder needs the mapping {variable: column} (see README)")
@@ -279,15 +282,33 @@ def _eligible(ds: xr.Dataset, periods: dict, limit: int | None, min_days: int) -
     return keep, excluded
 
 
-def _choose(kind: str, wanted, auto: Sequence[str], ds: xr.Dataset, what: str) -> list[str]:
+def _choose(kind: str, wanted, auto: Sequence[str], ds: xr.Dataset, what: str,
+            notes: list[str] | None = None) -> list[str]:
+    """The names of ``wanted`` (or, for ``"auto"``, of ``auto``) present in ``ds``: an explicit
+    name that is missing is an error, an automatic one is dropped with a note."""
     names = list(auto) if wanted == "auto" else list(wanted)
     missing = [n for n in names if n not in ds]
+    if missing and wanted == "auto" and notes is not None:
+        notes.append(f"NOTE: data.{what} auto: {missing} are not in the {kind} data and are not used")
     if missing and wanted != "auto":
         raise DataError(f"data.{what}: {missing} are not in the {kind} data; it has {sorted(ds.data_vars)}")
     if missing and what == "attributes":
         raise DataError(f"data.attributes: the {kind} data lacks the attributes {missing} (an attribute table "
                         f"missing?); list the ones to use in data.attributes")
     return [n for n in names if n in ds]
+
+
+def _network_inputs(kind: str, wanted, ds: xr.Dataset, basins: list, period, notes: list[str]) -> list[str]:
+    """The network's dynamic inputs: every name must be finite over the basins and first
+    period; an automatic one that is not is dropped with a note, an explicit one is an error."""
+    names = _choose(kind, wanted, NETWORK_INPUTS.get(kind, ()), ds, "inputs", notes)
+    gaps = [v for v in names if not np.isfinite(ds[v].sel(basin=basins, time=slice(*period))).all()]
+    if gaps and wanted != "auto":
+        raise DataError(f"data.inputs: {gaps} have missing values in {period[0]}..{period[1]} of the used basins; "
+                        f"choose a policy for them (data.policies) or leave them out")
+    if gaps:
+        notes.append(f"NOTE: data.inputs auto: {gaps} have missing values in {period[0]}..{period[1]} and are not used")
+    return [v for v in names if v not in gaps]
 
 
 def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | None = None,
@@ -344,8 +365,7 @@ def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | Non
     if not used:
         raise DataError(f"no basin of the {kind} data is eligible: {dict(list(excluded.items())[:3])}")
     first = periods.get("train", periods["test"])
-    inputs = [v for v in _choose(kind, cfg.data.inputs, NETWORK_INPUTS.get(kind, ()), ds, "inputs")
-              if np.isfinite(ds[v].sel(basin=used, time=slice(*first))).all()]
+    inputs = _network_inputs(kind, cfg.data.inputs, ds, used, first, notes)
     notes += [f"basins: {len(used)} used, {len(excluded)} excluded", f"network inputs: {inputs}",
               f"attributes: {len(attributes)}"]
     report = ds.attrs.get("validation_report")

@@ -141,7 +141,8 @@ def train_config(t: TrainingConfig, seed: int, progress: bool) -> TrainConfig:
     """The Trainer's settings from a model's ``training:`` section."""
     return TrainConfig(epochs=t.epochs, steps_per_epoch=t.steps_per_epoch, batch_size=t.batch_size,
                        learning_rate=t.learning_rate, schedule=t.schedule, clip_norm=t.clip_norm, seed=seed,
-                       monitor=t.monitor, patience=t.patience, validate_every=t.validate_every, progress=progress)
+                       monitor=t.monitor, patience=t.patience, validate_every=t.validate_every, progress=progress,
+                       weight_decay=t.weight_decay, input_noise=t.input_noise)
 
 
 def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:
