@@ -144,13 +144,16 @@ def point_id(cfg: dict) -> str:
     return f"{model}_{digest}_seed{cfg['seeds'][0]}"
 
 
-def run_point(args, cfg: dict) -> Path:
-    """Train one point into ``<out>/runs/<id>`` (resume a started one; skip a finished one)."""
+def run_point(args, cfg: dict) -> Path | None:
+    """Train one point into ``<out>/runs/<id>`` (resume a started one; skip a finished one).
+    With ``--report`` nothing is trained and an unfinished point gives None."""
     out = Path(args.out)
     name = point_id(cfg)
     run_dir, config_file = out / "runs" / name, out / "configs" / f"{name}.yml"
     if (run_dir / "metrics.csv").exists():
         return run_dir
+    if args.report:  # a table of what has finished; this point has not
+        return None
     config_file.parent.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
     command = [sys.executable, "-m", "difhydro", "train", str(config_file), "--data-dir", args.data_dir, "--quiet"]
@@ -201,7 +204,7 @@ def own_steps(args) -> str:
     return " (" + ", ".join(f"{m}: {n}" for m, n in own.items()) + " steps per epoch)"
 
 
-def write_table(summary: pd.DataFrame, path: Path, args) -> None:
+def write_table(summary: pd.DataFrame, path: Path, args, pending: list[str] = ()) -> None:
     lines = ["# What limits regional accuracy: the validation study", "",
              f"`python benchmarks/regional_study.py {' '.join(sys.argv[1:])}` (benchmarks/regional_study.py). "
              f"Training {TRAIN}; kept epoch chosen on {EARLY_STOPPING.replace(':', '..')}, every point scored on "
@@ -215,6 +218,9 @@ def write_table(summary: pd.DataFrame, path: Path, args) -> None:
     for r in summary.itertuples():
         lines.append(f"| {r.factor} | {r.level} | {r.model} | {r.seeds} | {r.per_seed} | {r.mean:.3f} | "
                      f"{r.spread:.3f} | {r.effect:+.3f} | {r.basins} | {r.below_minus_1:g} |")
+    if pending:
+        lines += ["", f"Not finished yet ({len(pending)} points; `--resume` is automatic, rerun without `--report`): "
+                  + "; ".join(pending) + "."]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -264,6 +270,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--table", default=str(REPO / "docs" / "regional_study.md"))
     p.add_argument("--figure", default=str(REPO / "docs" / "img" / "regional_study.png"))
     p.add_argument("--dry-run", action="store_true", help="write the configs and print the commands only")
+    p.add_argument("--report", action="store_true",
+                   help="train nothing: the table and figure of the finished points, the others listed as pending")
     args = p.parse_args(argv)
     args.basins = args.basins if args.basins == "all" else int(args.basins)
     args.chosen = list(FACTORS) if args.factors == "all" else args.factors.split(",")
@@ -276,20 +284,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = []
+    rows, pending = [], []
     for factor in args.chosen:
         model, levels = FACTORS[factor]
         for level, overrides in levels.items():
             for seed in seeds:
                 run_dir = run_point(args, point_config(args, model, overrides, seed))
-                if not args.dry_run:
+                if run_dir is None:
+                    pending.append(f"{factor} = {level} (seed {seed})")
+                elif not args.dry_run:
                     rows.append(point_scores(run_dir, seed).assign(factor=factor, level=level))
     if args.dry_run:
         return 0
+    if not rows:
+        raise SystemExit(f"no point of {args.chosen} has finished in {args.out}; run without --report first")
     scores = pd.concat(rows, ignore_index=True)
-    scores.to_csv(Path(args.out) / "scores.csv", index=False)
+    scores.to_csv(Path(args.out) / ("scores_report.csv" if args.report else "scores.csv"), index=False)
     summary = summarise(scores)
-    write_table(summary, Path(args.table), args)
+    write_table(summary, Path(args.table), args, pending)
     write_figure(scores, Path(args.figure))
     print(summary.to_string(index=False))
     return 0

@@ -30,7 +30,10 @@ def test_point_configs_validate_and_keep_the_test_period_out(study):
     for factor, (model, levels) in study.FACTORS.items():
         for level, overrides in levels.items():
             cfg = study.point_config(args, model, overrides, seed=1)
-            assert cfg["periods"] == {"train": study.TRAIN, "test": study.VALIDATION}, factor
+            assert cfg["periods"]["test"] == study.VALIDATION, factor
+            start, end = cfg["periods"]["train"].split(":")  # never the real test period 1989-10..1999-09
+            assert start >= "1999-10-01" and end <= "2014-12-31", factor
+            assert cfg["periods"]["train"] == study.TRAIN or factor == "lstm_training_years", factor
             assert list(cfg["models"]) == [model] and cfg["seeds"] == [1]
             load_config(cfg)  # every point is a valid difhydro config
     base = study.point_config(args, "lstm", {}, 0)
@@ -92,3 +95,19 @@ def test_weight_decay_input_noise_and_day_length_points(study):
     day = study.FACTORS["lstm_inputs"][1]["P, T, ERA5 PET, day length"]
     assert load_config(study.point_config(args, "lstm", day, 0)).data.inputs == study.CARAVAN_INPUTS + ["day_length"]
     assert not hasattr(study, "NOT_AVAILABLE")
+
+
+def test_report_tables_finished_points_and_lists_the_pending(study, tmp_path):
+    args = study.parse_args(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", "--report",
+                             "--table", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")])
+    levels = study.FACTORS["lstm_dropout"][1]
+    finished = study.point_id(study.point_config(args, "lstm", levels["0.0"], 0))
+    (tmp_path / "runs" / finished).mkdir(parents=True)
+    pd.DataFrame({"evaluation": "temporal", "model": "lstm", "basin": ["a", "b", "c"],
+                  "nse": [0.2, 0.5, -3.0]}).to_csv(tmp_path / "runs" / finished / "metrics.csv", index=False)
+    assert study.main(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", "--report",
+                       "--table", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")]) == 0
+    table = (tmp_path / "t.md").read_text()
+    assert "| lstm_dropout | 0.0 | lstm | 1 | 0.200 |" in table and "| 3 | 1 |" in table  # median, basins, < -1
+    assert "Not finished yet (2 points" in table and "lstm_dropout = 0.1 (seed 0)" in table
+    assert not (tmp_path / "configs").exists()  # --report trains and writes no config
