@@ -7,7 +7,8 @@ from .assimilation import flow_misfit as flow_misfit
 from .assimilation import open_loop as open_loop
 from .assimilation import rolling_forecast as rolling_forecast
 from .assimilation import update_state as update_state
+from .incremental import incremental_forecast as incremental_forecast
 from .autoregression import holdout_mask as holdout_mask
 from .autoregression import lagged_flow as lagged_flow
 
-__all__ = ["Assimilation", "flow_misfit", "open_loop", "rolling_forecast", "update_state", "holdout_mask", "lagged_flow"]
+__all__ = ["Assimilation", "flow_misfit", "open_loop", "rolling_forecast", "update_state", "incremental_forecast", "holdout_mask", "lagged_flow"]
