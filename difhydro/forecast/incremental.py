@@ -13,17 +13,22 @@ forward mode when the day is stepped, the step's only extra cost). Each day ``t`
 2. append day ``t`` to the buffer; the window is days ``s = t − N + 1 .. t``;
 3. one Gauss-Newton step on ``J`` (misfit of the transformed flow over the window's
    observed days plus the background term, :class:`~.assimilation.Assimilation`) in the
-   control variables of the window-start state, with the window's sensitivities
-   ``∂q_τ/∂x_s = h_τ A_{τ−1} … A_s`` (products of small matrices) and a closed-form
-   ``k × k`` solve (``k``: number of updated state values per basin);
+   control variables of the window-start state ``x_s = x_s^cur + σ_b v``, with the
+   window's sensitivities ``∂q_τ/∂x_s = h_τ A_{τ−1} … A_s`` (products of small matrices)
+   and a closed-form ``k × k`` solve (``k``: number of updated state values per basin);
+   steps are clipped at one σ_b per day;
 4. move the buffered trajectory and tomorrow's state by the increment, through the same
    tangent-linear model (states clipped at 0 mm: storages are never negative).
 
-The background of each window is the current trajectory, so each observation enters ``N``
-successive updates (cycling) and large errors are removed over a few days. It is the
-incremental (tangent-linear) form of 4D-Var with one outer iteration per day; the exact
-window re-simulation stays in :func:`~.assimilation.rolling_forecast`. Days without any
-observation in the window make no update (the masked misfit is zero, the increment is 0).
+The background of every window is the **open-loop** state (run beside, one more step per
+day), as in :func:`~.assimilation.rolling_forecast`'s default: the analysed trajectory is
+re-linearised every day (each observation enters ``N`` successive updates, so large errors
+are removed over a few days) but cannot drift away from the model's own climate where the
+flow does not constrain it (with the previous analysis as background, a structural bias
+pushed the snowpack of real basins to metres). It is the incremental (tangent-linear) form
+of 4D-Var with one outer iteration per day; the exact window re-simulation stays in
+:func:`~.assimilation.rolling_forecast`. Days without any observation in the window make
+no update from the misfit.
 
 Shapes: forcing and observations ``[basin, time]``, static parameters ``[basin, *event]``,
 states ``[basin, *event]``. Units: flow mm d-1, storages mm.
@@ -39,7 +44,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..physics.base import Array, ProcessModel
-from .assimilation import Assimilation, _check_params, _softplus_inverse, _STATE_FLOOR
+from .assimilation import Assimilation, _check_params
 
 __all__ = ["incremental_forecast"]
 
@@ -140,55 +145,52 @@ def incremental_forecast(
 
     def update(buf, x_next):
         """One Gauss-Newton increment over the buffered window (one basin)."""
-        a, h, q, xs, y, ok = buf["a"], buf["h"], buf["q"], buf["x"], buf["y"], buf["ok"]
+        a, h, q, xs, xo, y, ok = (buf[k] for k in ("a", "h", "q", "x", "xo", "y", "ok"))
 
         prefix = [select]  # P_j = ∂x_{s+j}/∂x_s(controls) = A_{j-1} P_{j-1}, unrolled (N is static)
         for j in range(n):
             prefix.append(_mm(a[j], prefix[-1]))
         p, p_end = jnp.stack(prefix[:-1]), prefix[-1]  # [N, k_all, k_ctl], [k_all, k_ctl]
         g = jnp.sum(h[:, :, None] * p, axis=1)  # ∂q_{s+j}/∂x_s(controls)
-        xb = xs[0][control_index]
-        zb = _softplus_inverse(jnp.maximum(xb, _STATE_FLOOR))
-        d = sigma * jax.nn.sigmoid(zb)  # ∂x/∂v at v = 0
+        # controls v: x_s = current + σ_b v; the background is the open loop: (x_s − x_ol,s)/σ_b = d0 + v
+        d0 = (xs[0] - xo[0])[control_index] / sigma
         qp = jnp.maximum(q, 0.0)
-        tq = settings.transformed(qp)
-        slope = jax.grad(lambda z: settings.transformed(z))
-        dt = jax.vmap(slope)(qp)
+        dt = jax.vmap(jax.grad(settings.transformed))(qp)
         w = ok.astype(q.dtype) / settings.obs_sigma
-        r = w * (tq - y)
-        jr = (w * dt)[:, None] * g * d[None, :]
-        bg = (d / sigma) ** 2  # the background residual (x - x_b)/σ_b ≈ sigmoid(z_b) v
-        hess = _mm(jr.T, jr) + jnp.diag(bg + _DAMPING)
-        dv = jnp.clip(_spd_solve(hess, -jnp.sum(jr * r[:, None], axis=0)), -_MAX_STEP, _MAX_STEP)
-        dx = jax.nn.softplus(zb + sigma * dv) - jax.nn.softplus(zb)  # exact at the window start
+        r = w * (settings.transformed(qp) - y)
+        jr = (w * dt)[:, None] * g * sigma[None, :]
+        hess = _mm(jr.T, jr) + jnp.diag(jnp.full(k_ctl, 1.0 + _DAMPING, q.dtype))
+        dv = jnp.clip(_spd_solve(hess, -(jnp.sum(jr * r[:, None], axis=0) + d0)), -_MAX_STEP, _MAX_STEP)
+        dx = sigma * dv
         new = dict(buf)
         new["q"] = q + jnp.sum(g * dx, axis=-1)
-        new["x"] = jnp.maximum(xs + jnp.sum(p * dx, axis=-1), 0.0)
+        new["x"] = jnp.maximum(xs + jnp.sum(p * dx, axis=-1), 0.0)  # storages are never negative
         return new, jnp.maximum(x_next + jnp.sum(p_end * dx, axis=-1), 0.0)
 
     def one_basin(x0, f_series, p, obs):
         dtype = x0.dtype
         buf0 = {"a": jnp.broadcast_to(jnp.eye(k_all, dtype=dtype), (n, k_all, k_all)),
                 "h": jnp.zeros((n, k_all), dtype), "q": jnp.zeros(n, dtype),
-                "x": jnp.broadcast_to(x0, (n, k_all)), "y": jnp.zeros(n, dtype), "ok": jnp.zeros(n, bool)}
+                "x": jnp.broadcast_to(x0, (n, k_all)), "xo": jnp.broadcast_to(x0, (n, k_all)), "y": jnp.zeros(n, dtype), "ok": jnp.zeros(n, bool)}
 
         def day(carry, inputs):
-            x, buf = carry
+            x, x_ol, buf = carry
             f_t, obs_t = inputs
             x_next, q, a, h = linear_step(x, f_t, p)
+            x_ol_next, q_ol = step(x_ol, f_t, p)
             ok = ~jnp.isnan(obs_t)
             y = settings.transformed(jnp.where(ok, obs_t, 0.0))
-            today = {"a": a, "h": h, "q": q, "x": x, "y": y, "ok": ok}
+            today = {"a": a, "h": h, "q": q, "x": x, "xo": x_ol, "y": y, "ok": ok}
             shifted = {k: jnp.concatenate([buf[k][1:], v[None]]) for k, v in today.items()}
             buf, x_next = update(shifted, x_next)
-            return (x_next, buf), (q, x, shifted["ok"].sum())
+            return (x_next, x_ol_next, buf), (q, q_ol, x, shifted["ok"].sum())
 
-        _, (q, xs, count) = jax.lax.scan(day, (x0, buf0), (f_series, obs))
-        return q, xs, count
+        _, (q, q_ol, xs, count) = jax.lax.scan(day, (x0, x0, buf0), (f_series, obs))
+        return q, q_ol, xs, count
 
     # per basin: forcing [T] each, params [*event], observed [T]
-    q, xs, count = jax.vmap(one_basin)(x_flat0, forcing, params, observed)
+    q, q_ol, xs, count = jax.vmap(one_basin)(x_flat0, forcing, params, observed)
     analysis = jax.vmap(jax.vmap(unravel))(xs)
     # the count of day t is the window ending on t (it informs day t + 1's forecast)
     before = jnp.concatenate([jnp.zeros_like(count[:, :1]), count[:, :-1]], axis=1)
-    return {"forecast": q, "analysis": analysis, "observed_in_window": before}
+    return {"forecast": q, "open_loop": q_ol, "analysis": analysis, "observed_in_window": before}
