@@ -75,7 +75,9 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
     Returns:
         like :func:`~.models.predict_unit`: ``simulated`` ``[basin, time]`` (day ``t``'s
         forecast from the observations up to ``t − 1``), ``time``, the analysed states as
-        ``series``, ``spin_up_in_period``, and ``gaps``: the gap counts (see :func:`gap_note`).
+        ``series``, ``spin_up_in_period``, ``gaps`` (the gap counts, see :func:`gap_counts`)
+        and ``open_loop`` ``[basin, time]``, the same model without updates (it must equal
+        the open-loop ``result``'s ``simulated``).
     """
     physics = _process_model(saved.build())
     settings = updated_states(physics, settings)
@@ -100,7 +102,8 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
     series = {k: np.asarray(v)[:, keep] for k, v in out["analysis"].items()}
     in_window = np.asarray(out["observed_in_window"])[:, keep]
     return {"time": times[start:][keep], "simulated": simulated, "params": {}, "series": series, "final_state": {},
-            "spin_up_in_period": unpredicted, "gaps": gap_counts(in_window, n)}
+            "spin_up_in_period": unpredicted, "gaps": gap_counts(in_window, n),
+            "open_loop": np.asarray(out["open_loop"], np.float32)[:, keep]}
 
 
 def gap_counts(in_window: np.ndarray, n: int) -> dict[str, int]:

@@ -51,6 +51,7 @@ __all__ = ["incremental_forecast"]
 #: Levenberg damping of the k x k normal equations, and the clip of a step (multiples of σ_b)
 _DAMPING = 1e-3
 _MAX_STEP = 1.0
+_MAX_FLOW_CHANGE = 10.0
 
 
 def _mm(a: Array, b: Array) -> Array:
@@ -161,6 +162,11 @@ def incremental_forecast(
         jr = (w * dt)[:, None] * g * sigma[None, :]
         hess = _mm(jr.T, jr) + jnp.diag(jnp.full(k_ctl, 1.0 + _DAMPING, q.dtype))
         dv = jnp.clip(_spd_solve(hess, -(jnp.sum(jr * r[:, None], axis=0) + d0)), -_MAX_STEP, _MAX_STEP)
+        # trust region in flow space: the linear model may change no transformed flow of the
+        # window by more than _MAX_FLOW_CHANGE σ_o (the flow is exponential in the storages:
+        # where the tangent is flat, a full step overshoots by orders of magnitude)
+        change = jnp.max(jnp.abs(jnp.sum(dt[:, None] * g * sigma[None, :] * dv[None, :], axis=1)))
+        dv = dv * jnp.minimum(1.0, _MAX_FLOW_CHANGE * settings.obs_sigma / jnp.maximum(change, 1e-12))
         dx = sigma * dv
         new = dict(buf)
         new["q"] = q + jnp.sum(g * dx, axis=-1)
@@ -177,6 +183,9 @@ def incremental_forecast(
             x, x_ol, buf = carry
             f_t, obs_t = inputs
             x_next, q, a, h = linear_step(x, f_t, p)
+            # a storage at exactly 0 can have an infinite tangent (a power law's derivative):
+            # no sensitivity is taken from it (that day's flow does not move the state)
+            a, h = jnp.where(jnp.isfinite(a), a, 0.0), jnp.where(jnp.isfinite(h), h, 0.0)
             x_ol_next, q_ol = step(x_ol, f_t, p)
             ok = ~jnp.isnan(obs_t)
             y = settings.transformed(jnp.where(ok, obs_t, 0.0))
