@@ -234,7 +234,10 @@ def _split_table(rows: pd.DataFrame) -> list[str]:
     """Median NSE of each model, evaluation and basin group (fine-tuning / held-out)."""
     rows = rows.assign(basins=np.where(rows["gauged"], "fine-tuning basins", "held-out basins"))
     table = rows.groupby(["model", "basins", "evaluation"])["nse"].median().unstack("evaluation")
-    return ["## Fine-tuning and held-out basins (median NSE, test period)", "", table.round(3).to_markdown(), ""]
+    lines = ["## Fine-tuning and held-out basins (median NSE, test period)", "",
+             "| model | basins | " + " | ".join(table.columns) + " |", "|---|---|" + "---|" * len(table.columns)]
+    lines += [f"| {m} | {g} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for (m, g), row in table.iterrows()]
+    return lines + [""]
 
 
 def _load(saved: SavedModel, model, data):
