@@ -49,14 +49,13 @@ def test_perfect_observations_recover_the_perturbed_soil_storage(twin, transform
     start_error = np.abs(np.asarray(background["soil_storage"]) - np.asarray(truth["soil_storage"][:, 0]))
     # measured: 0.1-0.5 mm left of the 150-290 mm error after 20 days (sqrt), 0.02-0.4 mm (log)
     assert (np.abs(soil[:, 21] - true[:, 20]) < 0.01 * start_error).all(), (soil[:, 21], true[:, 20])
-    # the snow is not updated (it is not among the states)
-    np.testing.assert_array_equal(np.asarray(out["analysis"]["snow_storage"][:, 1:]),
-                                  np.asarray(truth["snow_storage"][:, :-1]) * 0 + np.asarray(
-                                      out["analysis"]["snow_storage"][:, 1:]))
-    obs = np.asarray(flow)[:, 10:]
-    fc, ol = np.asarray(nse(out["forecast"][:, 10:], obs)), np.asarray(nse(out["open_loop"][:, 10:], obs))
-    # measured: forecast 0.96-0.998, open loop -30 .. -6
-    assert (fc > 0.95).all() and (ol < 0).all(), (fc, ol)
+    # the snow is not a control and does not depend on the soil: it stays the truth's
+    np.testing.assert_allclose(np.asarray(out["analysis"]["snow_storage"][:, 1:]),
+                               np.asarray(truth["snow_storage"][:, :-1]), rtol=1e-6, atol=1e-4)
+    obs = np.asarray(flow)[:, 25:]
+    fc, ol = np.asarray(nse(out["forecast"][:, 25:], obs)), np.asarray(nse(out["open_loop"][:, 25:], obs))
+    # measured over days 25-59: forecast 0.997-0.99998 (both transforms), open loop -106 .. -11
+    assert (fc > 0.97).all() and (ol < 0).all(), (fc, ol)
     # the open loop is the model run from the background without updates
     np.testing.assert_allclose(np.asarray(out["open_loop"]),
                                np.asarray(run_physics(MODEL, params, forcing, background)["streamflow"]), rtol=1e-5)

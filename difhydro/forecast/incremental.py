@@ -51,7 +51,7 @@ __all__ = ["incremental_forecast"]
 #: Levenberg damping of the k x k normal equations, and the clip of a step (multiples of σ_b)
 _DAMPING = 1e-3
 _MAX_STEP = 1.0
-_MAX_FLOW_CHANGE = 10.0
+_MAX_FLOW_CHANGE = 3.0
 
 
 def _mm(a: Array, b: Array) -> Array:
@@ -167,6 +167,10 @@ def incremental_forecast(
         # where the tangent is flat, a full step overshoots by orders of magnitude)
         change = jnp.max(jnp.abs(jnp.sum(dt[:, None] * g * sigma[None, :] * dv[None, :], axis=1)))
         dv = dv * jnp.minimum(1.0, _MAX_FLOW_CHANGE * settings.obs_sigma / jnp.maximum(change, 1e-12))
+        # an overflowing tangent (a power law near an empty store) makes no update that day
+        dv = jnp.where(jnp.isfinite(dv).all() & jnp.isfinite(g).all(), dv, 0.0)
+        g = jnp.where(jnp.isfinite(g), g, 0.0)
+        p, p_end = jnp.where(jnp.isfinite(p), p, 0.0), jnp.where(jnp.isfinite(p_end), p_end, 0.0)
         dx = sigma * dv
         new = dict(buf)
         new["q"] = q + jnp.sum(g * dx, axis=-1)
