@@ -76,8 +76,9 @@ def main(argv=None) -> None:
     print(f"{'variant':<48} {'basin-days/s':>14} {'x open loop':>12} {'compile s':>10}")
     print(f"{'open loop (one run_physics)':<48} {basin_days / t_ol:14.0f} {1.0:12.1f} {'':>10}")
     w = args.window
-    for name, settings in (("incremental cycling, all states (lax.scan)", Assimilation(window=w)),
-                           ("incremental cycling, soil only (lax.scan)", Assimilation(window=w, states=("soil_storage",)))):
+    for name, settings in (("incremental, soil, log flow (--assimilate)",
+                            Assimilation(window=w, states=("soil_storage",), transform="log")),
+                           ("incremental, snow and soil, sqrt flow", Assimilation(window=w))):
         fn = jax.jit(lambda p, f, o, s, settings=settings: incremental_forecast(model, p, f, o, s, settings)["forecast"])
         t0 = time.perf_counter()
         jax.block_until_ready(fn(params, period, observed, background))

@@ -118,4 +118,4 @@ def gap_note(name: str, gaps: Mapping[str, int], n: int) -> str:
     """One line on the observed-flow gaps met by ``name``'s state updates."""
     return (f"{name}{SUFFIX}: {gaps['partial']} of {gaps['basin_days']} basin-days forecast from a {n}-day window "
             f"with missing observed flow (masked in the misfit), {gaps['none']} with no observation in the window "
-            "(no update)")
+            "(no update from the misfit: the state only relaxes toward the open loop)")

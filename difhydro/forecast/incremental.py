@@ -122,6 +122,9 @@ def incremental_forecast(
     observed = jnp.asarray(observed)
     state0 = {k: jnp.asarray(state0[k]) for k in model.state_names}
     names = settings.updated(model)
+    if not names:
+        raise ValueError(f"state updating needs at least one state to update; {type(model).__name__} has "
+                         f"{list(model.state_names)}")
     n = int(settings.window)
     one = {k: v[0] for k, v in state0.items()}
     step, unravel = _flat_step(model, one)
