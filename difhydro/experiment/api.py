@@ -33,7 +33,7 @@ __all__ = ["Run", "load_run"]
 
 def _describe(settings) -> str:
     """One line of the state update's settings."""
-    states = "every state but the snow's" if settings.states is None else ", ".join(settings.states)
+    states = "the slow stores (lower_zone, soil_storage)" if settings.states is None else ", ".join(settings.states)
     return (f"window {settings.window} days, {states}, sigma_b {settings.background_sigma} mm, sigma_o "
             f"{settings.obs_sigma} ({settings.transform} flow), one incremental Gauss-Newton step per day")
 

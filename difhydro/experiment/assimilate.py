@@ -3,7 +3,8 @@
 ``difhydro predict|evaluate RUN --assimilate N`` and ``Run.predict/evaluate(assimilate=N)``
 call :func:`assimilated_unit` for every saved model whose streamflow is the output of a
 process model with static parameters (the ``*_calibrated`` entries and ``dpl_exphydro``;
-the states updated are all but the snow's unless the settings name them;
+the states updated are the slow stores (HBV's lower zone, EXP-HYDRO's soil) unless the
+settings name them;
 :func:`unsupported` says why another is not updated). The model runs its spin-up open loop
 up to ``N`` days before the period, then :func:`~difhydro.forecast.incremental_forecast`
 updates its states every day over the last ``N`` observed days and forecasts the next
@@ -29,19 +30,25 @@ from ..forecast.incremental import incremental_forecast
 from ..hybrid import run_physics
 from .models import SavedModel, _process_model, window_period
 
-__all__ = ["SUFFIX", "SNOW_STATES", "updated_states", "unsupported", "assimilated_unit"]
+__all__ = ["SUFFIX", "SLOW_STORES", "SNOW_STATES", "updated_states", "unsupported", "assimilated_unit"]
 
 SUFFIX = "_assimilated"
-#: not updated unless named: ten days of flow say little about the snow (updated, the
+#: updated by default where a model has them: the slow stores, which the recent flow observes
+#: and which persist (measured on 30 Caravan basins, 1989-92, --assimilate 3: HBV's lower zone
+#: alone 0.50 against 0.45 with both zones, 0.30 with the soil too, open loop 0.40)
+SLOW_STORES = ("lower_zone", "soil_storage")
+#: never updated unless named: a few days of flow say little about the snow (updated, the
 #: snowpack of real basins grew to metres while the flow misfit barely changed)
 SNOW_STATES = ("snow_storage", "snowpack", "meltwater")
 
 
 def updated_states(physics, settings: Assimilation) -> Assimilation:
-    """``settings`` with its states: the given ones, else every state but the snow's."""
+    """``settings`` with its states: the given ones, else the model's slow stores
+    (:data:`SLOW_STORES`), else every state but the snow's."""
     if settings.states is not None:
         return settings
-    return dataclasses.replace(settings, states=tuple(k for k in physics.state_names if k not in SNOW_STATES))
+    slow = tuple(k for k in SLOW_STORES if k in physics.state_names)
+    return dataclasses.replace(settings, states=slow or tuple(k for k in physics.state_names if k not in SNOW_STATES))
 
 
 def unsupported(saved: SavedModel, result: Mapping[str, Any]) -> str | None:
