@@ -94,3 +94,13 @@ def test_the_small_solver_matches_numpy():
         b = rng.normal(size=k)
         np.testing.assert_allclose(np.asarray(_spd_solve(jnp.asarray(a), jnp.asarray(b))), np.linalg.solve(a, b),
                                    rtol=1e-5)
+
+
+def test_basins_in_chunks_give_the_same_forecasts(twin):
+    params, forcing, truth, background = twin
+    settings = Assimilation(window=5, states=SOIL, transform="log")
+    whole = incremental_forecast(MODEL, params, forcing, truth["streamflow"], background, settings)
+    chunked = incremental_forecast(MODEL, params, forcing, truth["streamflow"], background, settings,
+                                   basins_per_chunk=2)  # 3 basins: two chunks, one padded
+    for key in ("forecast", "open_loop", "observed_in_window"):
+        np.testing.assert_allclose(np.asarray(chunked[key]), np.asarray(whole[key]), rtol=1e-6, atol=1e-6)
