@@ -1,6 +1,7 @@
 """Lagged observed-flow inputs: exact values, flags for gaps and holdout, never a silent fill."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -62,3 +63,62 @@ def test_holdout_of_one_hides_everything_and_bad_arguments_are_refused():
         lagged_flow(OBS[0])
     with pytest.raises(ValueError, match="probability"):
         holdout_mask(jax.random.PRNGKey(0), (2, 2), 1.5)
+
+
+# -- the autoregressive LSTM (registry: lstm with autoregressive: true) --------------------
+
+from difhydro.hybrid import build_model  # noqa: E402
+
+
+def _ar_batch(flow, seed=0):
+    rng = np.random.default_rng(seed)
+    b, t = flow.shape
+    return {"inputs": jnp.asarray(rng.normal(size=(b, t, 3)), jnp.float32),
+            "attributes": jnp.asarray(rng.normal(size=(b, 2)), jnp.float32),
+            "targets": {"streamflow": jnp.asarray(np.nan_to_num(flow), jnp.float32)},
+            "masks": {"streamflow": jnp.asarray(np.isfinite(flow))}}
+
+
+@pytest.fixture(scope="module")
+def ar_model():
+    model = build_model("lstm", flow_mean=1.0, flow_std=2.0, hidden_size=8, dropout=0.0, autoregressive=True,
+                        holdout=0.5)
+    flow = np.abs(np.random.default_rng(1).normal(1.0, 1.0, size=(2, 30))).astype(np.float32)
+    params = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, _ar_batch(flow))["params"]
+    return model, params, flow
+
+
+def test_the_autoregressive_lstm_reads_only_the_flow_observed_before_each_day(ar_model):
+    model, params, flow = ar_model
+    base = np.asarray(model.apply({"params": params}, _ar_batch(flow))["streamflow"])
+    changed = flow.copy()
+    changed[:, 10] += 5.0  # a flood observed on day 10
+    out = np.asarray(model.apply({"params": params}, _ar_batch(changed))["streamflow"])
+    np.testing.assert_array_equal(out[:, :11], base[:, :11])  # days <= 10 cannot see it
+    assert (np.abs(out[:, 11] - base[:, 11]) > 1e-4).all()  # day 11's forecast reads it
+    # a gap is a flag, not a value: a masked day gives the same forecast whatever its target holds
+    gap_a, gap_b = _ar_batch(flow), _ar_batch(flow)
+    for batch, value in ((gap_a, 0.0), (gap_b, 99.0)):
+        batch["targets"]["streamflow"] = batch["targets"]["streamflow"].at[:, 10].set(value)
+        batch["masks"]["streamflow"] = batch["masks"]["streamflow"].at[:, 10].set(False)
+    a = np.asarray(model.apply({"params": params}, gap_a)["streamflow"])
+    np.testing.assert_array_equal(a, np.asarray(model.apply({"params": params}, gap_b)["streamflow"]))
+    assert (np.abs(a[:, 11] - base[:, 11]) > 1e-4).all()
+
+
+def test_holdout_in_training_hides_observed_days(ar_model):
+    model, params, flow = ar_model
+    batch = _ar_batch(flow)
+    rngs = {"dropout": jax.random.key(3)}
+    unseen = np.asarray(model.apply({"params": params}, _ar_batch(np.full_like(flow, np.nan)))["streamflow"])
+    seen = np.asarray(model.apply({"params": params}, batch)["streamflow"])
+    hide_all = model.clone(holdout=1.0)
+    np.testing.assert_array_equal(np.asarray(hide_all.apply({"params": params}, batch, deterministic=False,
+                                                            rngs=rngs)["streamflow"]), unseen)
+    keep_all = model.clone(holdout=0.0)
+    np.testing.assert_array_equal(np.asarray(keep_all.apply({"params": params}, batch, deterministic=False,
+                                                            rngs=rngs)["streamflow"]), seen)
+    half = np.asarray(model.apply({"params": params}, batch, deterministic=False, rngs=rngs)["streamflow"])
+    # with holdout 0.5 some days see yesterday's flow and some do not (day 0 never does)
+    same_as_seen = np.isclose(half[:, 1:], seen[:, 1:], rtol=0, atol=1e-6)
+    assert same_as_seen.any() and (~same_as_seen).any()

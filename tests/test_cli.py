@@ -56,6 +56,9 @@ def test_help_version_listing_and_argument_errors_import_no_jax(tmp_path):
         ["train", cfg, "--models", "gru"],
         ["evaluate", run, "--models", "hybrid"],
         ["predict", run, "--data-dir", tmp_path, "--period", "2000-01-01", "--out", tmp_path / "p.nc"],
+        ["predict", run, "--data-dir", tmp_path, "--period", "2000-01-01:2000-12-31", "--out", tmp_path / "p.nc",
+         "--assimilate", "0"],
+        ["finetune", run, "--out", run, "--period", "2000-01-01:2000-12-31"],
     ]
     script = (
         "import json, sys\n"
@@ -154,3 +157,21 @@ def test_predict_checks_out_hot_start_and_models(tmp_path, capsys):
     _refused(common + ["--out", tmp_path / "p.nc", "--hot-start", tmp_path / "old.nc"], capsys, "--hot-start")
     _refused(common + ["--out", tmp_path / "p.nc", "--models", "dpl_hbv"], capsys, "--models", "the run")
     assert not (tmp_path / "p.nc").exists()
+
+
+def test_assimilate_and_finetune_check_their_options_first(tmp_path, capsys):
+    run = _fake_run(tmp_path / "run")
+    common = ["predict", run, "--data-dir", tmp_path, "--period", "2000-01-01:2000-12-31", "--out", tmp_path / "p.nc"]
+    _refused(common + ["--assimilate", "0"], capsys, "--assimilate", ">= 1")
+    _refused(["evaluate", run, "--assimilate", "-3"], capsys, "--assimilate", ">= 1")
+    old = _write(tmp_path / "old.nc", "x")
+    _refused(common + ["--assimilate", "5", "--hot-start", old], capsys, "--assimilate", "--hot-start")
+    ft = ["finetune", run]
+    _refused(ft + ["--out", run, "--period", "2000-01-01:2000-12-31"], capsys, "--out", "never the source")
+    _refused(ft + ["--out", tmp_path / "new"], capsys, "needs new data")
+    _refused(ft + ["--out", tmp_path / "new", "--period", "2000-01-01"], capsys, "--period", "both ends")
+    _refused(ft + ["--out", tmp_path / "new", "--config", tmp_path / "none.yml"], capsys, "--config")
+    _refused(ft + ["--out", tmp_path / "new", "--period", "2000-01-01:2000-12-31", "--epochs", "0"], capsys,
+             "--epochs")
+    _refused(ft + ["--out", _write(tmp_path / "file", "x"), "--period", "2000-01-01:2000-12-31"], capsys, "--out")
+    assert not (tmp_path / "new").exists()

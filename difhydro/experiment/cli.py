@@ -4,8 +4,11 @@
 
     difhydro train CONFIG.yml [--out RUN_DIR] [--data-dir DIR] [--basin-file FILE] [--models a,b]
     difhydro train --resume RUN_DIR [CONFIG.yml]
-    difhydro evaluate RUN_DIR [--data-dir DIR] [--basin-file FILE] [--period START:END] [--name NAME]
-    difhydro predict RUN_DIR --data-dir DIR [--basin-file FILE] --period START:END --out FILE.nc [--hot-start FILE.nc]
+    difhydro evaluate RUN_DIR [--data-dir DIR] [--basin-file FILE] [--period START:END] [--name NAME] [--assimilate N]
+    difhydro predict RUN_DIR --data-dir DIR [--basin-file FILE] --period START:END --out FILE.nc
+                     [--hot-start FILE.nc | --assimilate N]
+    difhydro finetune RUN_DIR --out NEW_RUN [--config FILE.yml] [--period START:END] [--basin-file FILE]
+                      [--parts all|head|parameter_network]
     difhydro config               # every config key with its default
     difhydro --version
 
@@ -77,6 +80,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+_ASSIMILATE = ("also the one-day-ahead forecasts <model>_assimilated of the process models, their states updated "
+               "every day over the last N days of observed flow")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="difhydro", description="Differentiable hydrology: train, evaluate and reuse models.")
     p.add_argument("--version", action="version", version=f"difhydro {__version__}")
@@ -102,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--name", help="evaluation/<NAME> folder of the run directory (default: default, default-2, ...: "
                                   "an evaluation is never overwritten)")
     e.add_argument("--models", help="comma-separated subset")
+    e.add_argument("--assimilate", type=int, metavar="N", help=_ASSIMILATE)
     e.add_argument("--quiet", action="store_true")
     r = sub.add_parser("predict", help="predict streamflow without observations")
     r.add_argument("run_dir")
@@ -111,7 +119,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="netCDF file to write (must not exist)")
     r.add_argument("--hot-start", help="a previous predict output: start the process models from its final states")
     r.add_argument("--models", help="comma-separated subset")
+    r.add_argument("--assimilate", type=int, metavar="N", help=_ASSIMILATE + " (the data need streamflow)")
     r.add_argument("--quiet", action="store_true")
+    f = sub.add_parser("finetune", help="continue training parts of a run's models into a NEW run directory")
+    f.add_argument("run_dir", help="the source run (only read)")
+    f.add_argument("--out", required=True, help="the new run directory (absent or empty)")
+    f.add_argument("--config", help="YAML whose data, periods and training replace the source run's")
+    f.add_argument("--period", help="new training period START:END")
+    f.add_argument("--basin-file", help="fine-tuning basins, one id per line")
+    f.add_argument("--holdout-file", help="basins scored but not trained on (ungauged for the fine-tuned run)")
+    f.add_argument("--parts", default="all", choices=("all", "head", "parameter_network"),
+                   help="what trains; the rest stays bit-identical (default: all)")
+    f.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+    f.add_argument("--data-dir")
+    f.add_argument("--models", help="comma-separated subset of the run's trained models")
+    f.add_argument("--quiet", action="store_true")
     sub.add_parser("config", help="list every config key with its default and meaning")
     return p
 
@@ -145,6 +167,8 @@ def main(argv=None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "finetune":
+            return _finetune(args)
         return _predict(args)
     except expected as err:
         message = str(err).strip().splitlines()
@@ -193,6 +217,11 @@ def check_arguments(args) -> None:
             check_new_run_dir(args.out)
         return
     select_models(load_config(Path(args.run_dir) / "config.yml"), args.models, of=f"the run {args.run_dir}")
+    if args.command == "finetune":
+        _check_finetune(args)
+        return
+    if getattr(args, "assimilate", None) is not None and args.assimilate < 1:
+        raise ValueError(f"--assimilate: the window must be >= 1 day, got {args.assimilate}")
     if args.period is not None:
         parse_period(args.period, "--period")
     if args.command == "evaluate":
@@ -209,6 +238,31 @@ def check_arguments(args) -> None:
         raise FileNotFoundError(f"--out {out}: the folder {out.parent} does not exist")
     if args.hot_start:
         _existing(args.hot_start, "--hot-start")
+        if args.assimilate is not None:
+            raise ValueError("--assimilate and --hot-start exclude each other (the state update starts from the "
+                             "spin-up before the period)")
+
+
+def _check_finetune(args) -> None:
+    """--out a new folder (never the source), --config / --period, the files, --epochs."""
+    from .config import load_config, parse_period
+    from .rundir import check_new_run_dir
+
+    if Path(args.out).resolve() == Path(args.run_dir).resolve():
+        raise ValueError("--out: the fine-tuned run must be a new directory, never the source run")
+    check_new_run_dir(args.out)
+    if args.config and args.period:
+        raise ValueError("--config and --period exclude each other (the config's periods are used)")
+    if args.config:
+        load_config(_existing(args.config, "--config"))
+    if args.period is not None:
+        parse_period(args.period, "--period")
+    if args.holdout_file:
+        _existing(args.holdout_file, "--holdout-file")
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")
+    if not (args.config or args.period or args.basin_file):
+        raise ValueError("finetune needs new data: --config, --period and/or --basin-file")
 
 
 def _in_job(args) -> bool:
@@ -266,8 +320,19 @@ def _evaluate(args) -> int:
 
     run = load_run(args.run_dir)
     table = run.evaluate(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period, name=args.name,
-                         models=_models(args.models), progress=not args.quiet)
+                         models=_models(args.models), progress=not args.quiet, assimilate=args.assimilate)
     print((Path(table.attrs["folder"]) / "summary.md").read_text())
+    return 0 if len(table) else 1
+
+
+def _finetune(args) -> int:
+    from .finetune import finetune_run
+
+    out, table = finetune_run(args.run_dir, args.out, config=args.config, period=args.period,
+                              basin_file=args.basin_file, holdout_file=args.holdout_file, parts=args.parts,
+                              models=_models(args.models), epochs=args.epochs, data_dir=args.data_dir,
+                              progress=not args.quiet)
+    print((Path(out) / "summary.md").read_text())
     return 0 if len(table) else 1
 
 
@@ -277,7 +342,8 @@ def _predict(args) -> int:
 
     out = Path(args.out)
     ds = load_run(args.run_dir).predict(data_dir=args.data_dir, basin_file=args.basin_file, period=args.period,
-                                        hot_start=args.hot_start, models=_models(args.models), progress=not args.quiet)
+                                        hot_start=args.hot_start, models=_models(args.models), progress=not args.quiet,
+                                        assimilate=args.assimilate)
     write_netcdf(ds, out)
     print(f"wrote {out}: {ds.sizes['basin']} basins x {ds.sizes['time']} days, models {list(ds.model.values)}")
     return 0

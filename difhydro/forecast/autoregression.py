@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
 
-__all__ = ["holdout_mask", "lagged_flow"]
+__all__ = ["holdout_mask", "lagged_flow", "AutoregressiveLSTM"]
 
 
 def holdout_mask(key: Array, shape: tuple[int, ...], probability: float) -> Array:
@@ -74,3 +75,51 @@ def lagged_flow(
         values.append(jnp.where(shifted_ok, shifted, fill))
         flags.append(shifted_ok.astype(obs.dtype))
     return jnp.stack(values + flags, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------
+# The autoregressive regional LSTM (the registry's ``lstm`` with ``autoregressive: true``)
+# ----------------------------------------------------------------------------------------
+
+
+class AutoregressiveLSTM(nn.Module):
+    """The regional LSTM (:class:`~difhydro.hybrid.RegionalLSTM`) with the observed flow of
+    the previous days as inputs (Nearing et al. 2022): day ``t`` reads
+    ``[inputs_t, attributes, q_obs(t − lag)…, flags…]`` (:func:`lagged_flow`, the flow
+    standardised as the output: ``(q − output_offset) / output_scale``), so its output is a
+    one-day-ahead forecast from the flow observed up to yesterday.
+
+    The observed flow comes from the batch's primary target where its mask is set
+    (observed and past the window's warm-up: the first scored day of a training window
+    therefore has no "yesterday"); during training each observed day is hidden with
+    probability ``holdout`` (drawn from the ``dropout`` stream), so the network learns to
+    forecast through gaps. Without observations (``difhydro predict`` on forcing only) every
+    flag is 0 and the model runs on the meteorology alone.
+    """
+
+    hidden_size: int = 256
+    dropout_rate: float = 0.4
+    holdout: float = 0.5
+    lags: tuple[int, ...] = (1,)
+    initial_forget_bias: float = 3.0
+    output_scale: float = 1.0
+    output_offset: float = 0.0
+
+    @nn.compact
+    def __call__(self, batch, *, deterministic: bool = True, initial_state=None) -> dict:
+        from ..hybrid.models import check_batch, field, inputs_with_attributes, standardised_flow
+        from ..nn import LSTM
+
+        if initial_state is not None:
+            raise ValueError("AutoregressiveLSTM has no process-model states to start from (hot start)")
+        check_batch(batch, None, ("inputs", "targets", "masks"))
+        targets, masks = field(batch, "targets"), field(batch, "masks")
+        name = next(iter(targets))
+        observed = jnp.where(masks[name], (targets[name] - self.output_offset) / self.output_scale, jnp.nan)
+        hide = 0.0 if deterministic else float(self.holdout)
+        key = self.make_rng("dropout") if hide > 0.0 else None
+        lagged = lagged_flow(observed, self.lags, holdout=hide, key=key)
+        x = jnp.concatenate([inputs_with_attributes(batch), lagged.astype(jnp.float32)], axis=-1)
+        y = LSTM(self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
+                 initial_forget_bias=self.initial_forget_bias, name="lstm")(x, deterministic=deterministic)
+        return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}

@@ -218,10 +218,16 @@ def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10
                       head_hidden=head_hidden, lag_days=lag_days, head=head)
 
 
-def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None):
+def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, autoregressive: bool = False,
+          holdout: float = 0.5):
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
+    if autoregressive:  # yesterday's observed flow as an input, hidden with probability holdout in training
+        from ..forecast.autoregression import AutoregressiveLSTM
+
+        return AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
+                                  output_scale=flow_std, output_offset=flow_mean)
     return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean)
 
 
@@ -272,7 +278,7 @@ register_model("hybrid", _hybrid, "EXP-HYDRO PRNN + causal Conv1D head; attribut
 register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter set for all basins (Jiang et al. 2020)",
                limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)",
-               limits={"dropout": {"ge": 0.0, "lt": 1.0}})
+               limits={"dropout": {"ge": 0.0, "lt": 1.0}, "holdout": {"ge": 0.0, "le": 1.0}})
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
                                      "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1}})
