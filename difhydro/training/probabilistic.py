@@ -144,17 +144,19 @@ def crps(dist, observed: Array) -> Array:
     return first - 0.5 * jnp.sum(ww * spread, axis=(-2, -1))
 
 
-def crps_ensemble(draws: Array, observed: Array) -> Array:
+def crps_ensemble(draws: Array, observed: Array, fair: bool = False) -> Array:
     """Empirical CRPS of ``n`` draws ``[..., n]`` at ``observed`` ``[...]`` -> ``[...]``.
 
     ``mean_i |x_i − y| − 1/(2 n²) Σ_ij |x_i − x_j|``, the latter from the sorted draws as
-    ``Σ_i (2i − n − 1) x_(i) · 2 / n²`` (O(n log n)).
+    ``Σ_i (2i − n − 1) x_(i) · 2 / n²`` (O(n log n)). With ``fair`` the spread term is
+    divided by ``2 n (n − 1)`` instead (Ferro 2014): an unbiased estimate of the CRPS of the
+    law the draws come from (the plain value exceeds it by ``E|X − X'| / (2 n)`` on average).
     """
     x = jnp.sort(jnp.asarray(draws), axis=-1)
     n = x.shape[-1]
     first = jnp.mean(jnp.abs(x - jnp.asarray(observed)[..., None]), axis=-1)
     rank = jnp.arange(1, n + 1, dtype=x.dtype)
-    gini = jnp.sum((2.0 * rank - n - 1.0) * x, axis=-1) / (n * n)
+    gini = jnp.sum((2.0 * rank - n - 1.0) * x, axis=-1) / (n * (n - 1) if fair and n > 1 else n * n)
     return first - gini
 
 
@@ -263,11 +265,13 @@ def pit_ensemble(draws: Array, observed: Array) -> Array:
 
 def ensemble_scores(draws: Array, observed: Array, levels=LEVELS) -> dict[str, Array]:
     """The scores of :func:`probabilistic_scores` for draws ``[basin, time, n]``: the
-    empirical CRPS (:func:`crps_ensemble`), the KS distance of the PIT (:func:`pit_ensemble`)
+    unbiased ("fair") CRPS of the draws' law (:func:`crps_ensemble`, comparable with the
+    closed form of a mixture), the KS distance of the PIT (:func:`pit_ensemble`)
     and the central intervals between the draws' empirical quantiles (linear interpolation,
     NumPy's default)."""
     x, y = jnp.asarray(draws), jnp.asarray(observed)
-    scores = {"crps": per_basin_mean(crps_ensemble(x, jnp.nan_to_num(y)), y), "pit_ks": pit_ks(pit_ensemble(x, y))}
+    scores = {"crps": per_basin_mean(crps_ensemble(x, jnp.nan_to_num(y), fair=True), y),
+              "pit_ks": pit_ks(pit_ensemble(x, y))}
     for level in levels:
         lo, hi = jnp.quantile(x, jnp.asarray([0.5 * (1.0 - level), 0.5 * (1.0 + level)]), axis=-1)
         tag = f"{100 * level:g}"
