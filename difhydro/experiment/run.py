@@ -528,8 +528,11 @@ def summary_lines(cfg: Config, data: ExperimentData, results: dict, failures: li
                         f"{int(r['epochs_run'])} | {t.monitor} | {float(r['best_score']):.3f} |")
         tail.append("")
     if "nh_cudalstm" in peers:
-        res = peers["nh_cudalstm"]
-        tail += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
+        res, nh = peers["nh_cudalstm"], peer_network(cfg)
+        head = "" if nh["head"] == "regression" else (
+            f", head {nh['head']} ({nh['n_distributions']} components; scored from its draws, the point forecast "
+            "their median)")
+        tail += [f"neuralhydrology `cudalstm`{head}: {res['train_seconds']:.0f} s training, "
                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
                  "day, the whole test period scored).", ""]
     if data.report is not None:
