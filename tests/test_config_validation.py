@@ -317,3 +317,10 @@ def test_regularisation_keys_are_non_negative_numbers_defaulting_to_off(key):
     own = _with(f"models.lstm.training.{key.split('.')[1]}", 0.05)
     assert getattr(model_training(load_config(own), "lstm"), key.split(".")[1]) == 0.05
 
+
+
+def test_autoregressive_lstm_refuses_a_probabilistic_head():
+    with pytest.raises(ConfigError, match=r"models.lstm.autoregressive: the autoregressive LSTM has a point head"):
+        load_config({"name": "t", "models": {"lstm": {"autoregressive": True, "head": "cmal",
+                                                      "training": {"loss": "nll"}}}})
+    load_config({"name": "t", "models": {"lstm": {"autoregressive": True}}})

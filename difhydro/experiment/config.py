@@ -48,7 +48,7 @@ import yaml
 
 from ..data.periods import period_bounds
 from ..data.policies import policy_fields
-from ..hybrid.registry import MODELS, check_model_options, model_options, option_types, reserved_name
+from ..hybrid.registry import MODELS, check_model_options, model_options, option_types, probabilistic, reserved_name
 
 __all__ = [
     "ConfigError",
@@ -79,7 +79,7 @@ PET_METHODS = ("auto", "oudin", "hargreaves", "hamon", "data")
 EVALUATIONS = ("temporal", "kfold")
 #: the named losses of difhydro.training (listed here because that module imports JAX; a test
 #: keeps the two lists equal)
-LOSS_NAMES = ("nse_star", "mse", "rmse", "rmse_low_flow")
+LOSS_NAMES = ("nse_star", "mse", "rmse", "rmse_low_flow", "nll")
 #: what training.monitor accepts: the validation loss or a metric of difhydro.training.metrics.METRICS
 #: (listed here because that module imports JAX; a test keeps the two lists equal)
 MONITORS = ("loss", "nse", "kge", "kge_2012", "mnse", "fhv", "pfab", "r", "r_squared", "r2_cod", "rmse")
@@ -210,8 +210,9 @@ class TrainingConfig:
     learning_rate: float = field(2e-3, "peak Adam learning rate", gt=0)
     schedule: str = field("cosine", "learning-rate schedule", ("constant", "cosine", "warmup_cosine"))
     clip_norm: float | None = field(1.0, "global gradient-norm clipping (null: none)", gt=0)
-    loss: str = field("nse_star", "training loss: nse_star (Kratzert et al. 2019), mse, rmse, or rmse_low_flow "
-                                  "(0.75 RMSE(Q) + 0.25 RMSE(log10(sqrt(Q) + 0.1)), δHBV)", LOSS_NAMES)
+    loss: str = field("nse_star", "training loss: nse_star (Kratzert et al. 2019), mse, rmse, rmse_low_flow "
+                                  "(0.75 RMSE(Q) + 0.25 RMSE(log10(sqrt(Q) + 0.1)), δHBV), or nll (negative "
+                                  "log-likelihood of a probabilistic head: head cmal or gmm)", LOSS_NAMES)
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
     min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)
@@ -283,6 +284,18 @@ class Config:
                 key = "training" if name is None else f"models.{name}.training"
                 raise ConfigError(f"{key}.patience: early stopping needs a validation period; add "
                                   "periods.validation: START:END")
+        for name in configured:  # a probabilistic head is trained by the likelihood, and only it can be
+            loss = (model_training(self, name) if name in self.models else self.training).loss
+            if MODELS[name].calibrated:
+                continue
+            if probabilistic(name, self.models.get(name, {})) != (loss == "nll"):
+                head = self.models.get(name, {}).get("head", model_options(name).get("head"))
+                raise ConfigError(f"models.{name}.training.loss: {loss!r} with head {head!r}; a probabilistic head "
+                                  "(cmal, gmm) is trained with loss nll (its negative log-likelihood), and nll needs "
+                                  "one")
+            if self.models.get(name, {}).get("autoregressive") and probabilistic(name, self.models.get(name, {})):
+                raise ConfigError(f"models.{name}.autoregressive: the autoregressive LSTM has a point head only; "
+                                  "drop head or autoregressive")
 
 
 # ----------------------------------------------------------------------------------------

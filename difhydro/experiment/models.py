@@ -110,7 +110,9 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
                  state0: Mapping[str, np.ndarray] | None = None, params=None) -> dict[str, Any]:
     """Run a saved model over ``basins`` and ``period`` (with its spin-up before the period).
 
-    Returns ``simulated`` ``[basin, time]`` (mm d-1, the period only), ``time``, the
+    Returns ``simulated`` ``[basin, time]`` (mm d-1, the period only), ``time``, for a
+    probabilistic head ``distribution`` (field -> ``[basin, time, K]``, mm d-1) and
+    ``distribution_kind`` (``"cmal"`` / ``"gmm"``), the
     per-basin physical parameters (``params``, static ones), the daily ``series`` of
     time-varying parameters and of the process-model states, and ``final_state`` (the
     states at the end of the period, for a hot start). ``state0`` (a hot start) runs the
@@ -161,6 +163,12 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
     keep = slice(spin - unpredicted, None)
     simulated = np.asarray(out["streamflow"], np.float32)[:, keep]  # spin-up days inside the period: not scored
     result = {"time": times[keep], "simulated": simulated, "final_state": final, "spin_up_in_period": unpredicted}
+    if not saved.calibrated and "streamflow_distribution" in out:  # a probabilistic head: its mixture, mm d-1
+        from ..nn.distributions import kind_of
+
+        dist = out["streamflow_distribution"]
+        result["distribution"] = {k: np.asarray(v, np.float32)[:, keep] for k, v in dist._asdict().items()}
+        result["distribution_kind"] = kind_of(dist)
     series, static = {}, {}
     for k, v in out.get("params", {}).items():
         v = np.asarray(v)

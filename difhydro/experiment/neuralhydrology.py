@@ -77,6 +77,9 @@ TARGET = "streamflow"
 INITIAL_FORGET_BIAS = 3.0
 CLIP_GRADIENT_NORM = 1.0
 
+#: NH's loss of each head (``training/__init__.py::get_loss_obj``)
+_LOSSES = {"regression": "NSE", "cmal": "CMALLoss", "gmm": "GMMLoss"}
+
 _INSTALL = "pip install -e '.[peers]'"
 _TAG = "[neuralhydrology cudalstm]"
 
@@ -253,24 +256,30 @@ def _nh_date(day: pd.Timestamp) -> str:
     return day.strftime("%d/%m/%Y")
 
 
-def _to_grid(xr, time: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
-    """NH's ``(date, time_step)`` result -> ``(simulated, observed)`` on ``time``.
+def _to_grid(xr, time: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """NH's ``(date, time_step[, samples])`` result -> ``(simulated, observed[, samples])`` on ``time``.
 
     ``simulated``: the last step (``time_step == 0``) of the window ending on each day, as
-    NH's own metrics use it. ``observed``: the same days, plus the days before the first
-    window end, read from the first window's earlier steps (a target does not depend on
-    the window it is read from).
+    NH's own metrics use it; with a ``samples`` axis (an uncertainty head) the median of
+    that step's draws, and the draws themselves ``[time, n]`` as a third value.
+    ``observed``: the same days, plus the days before the first window end, read from the
+    first window's earlier steps (a target does not depend on the window it is read from).
     """
     steps = np.asarray(xr["time_step"].values)
     ends = pd.DatetimeIndex(xr["date"].values)
     last = int(np.flatnonzero(steps == 0)[0])
     sim = np.asarray(xr[f"{TARGET}_sim"].values, dtype=np.float64)
     obs = np.asarray(xr[f"{TARGET}_obs"].values, dtype=np.float64)
-    simulated = pd.Series(sim[:, last], index=ends).reindex(time).to_numpy()
+    draws = None
+    if sim.ndim == 3:  # (date, time_step, samples)
+        draws = pd.DataFrame(sim[:, last, :], index=ends).reindex(time).to_numpy()
+        simulated = np.median(draws, axis=-1)
+    else:
+        simulated = pd.Series(sim[:, last], index=ends).reindex(time).to_numpy()
     head = pd.Series(obs[0], index=ends[0] + pd.to_timedelta(steps, unit="D"))
     observed = pd.concat([head, pd.Series(obs[:, last], index=ends)])
     observed = observed[~observed.index.duplicated(keep="last")].reindex(time).to_numpy()
-    return simulated, observed
+    return (simulated, observed) if draws is None else (simulated, observed, draws)
 
 
 def run_cudalstm(
@@ -292,6 +301,9 @@ def run_cudalstm(
     work_dir: str | Path,
     threads: int | None = None,
     progress: bool = True,
+    head: str = "regression",
+    n_distributions: int = 3,
+    n_samples: int = 100,
 ) -> dict[str, Any]:
     """Train NH's ``cudalstm`` on Caravan basins and return its test-period predictions.
 
@@ -314,6 +326,15 @@ def run_cudalstm(
     step whose loss is NaN; with ``allow_subsequent_nan_losses = 0`` it then stops with an
     error). A training set with fewer windows than ``batch_size`` is refused, since its
     batches could not be full.
+
+    Heads: ``head="regression"`` (the above), or NH's uncertainty heads ``"cmal"`` /
+    ``"gmm"`` (``modelzoo/head.py``: ``CMAL``, ``GMM`` with ``n_distributions`` components,
+    trained with NH's ``CMALLoss`` / ``GMMLoss``, the negative log-likelihood, instead of the
+    NSE loss); NH's ``UncertaintyTester`` then draws ``n_samples`` values per day
+    (``utils/samplingutils.py``: ``sample_cmal`` / ``sample_gmm``, with
+    ``negative_sample_handling: none``, so that the draws come from the same law as
+    difhydro's mixture on the whole real line), returned as ``samples``, and ``simulated``
+    is their median.
 
     Evaluation: NH's ``RegressionTester`` on the same basins over ``test_period``, with
     the trained model in memory and ``predict_last_n`` set to 1 (Kratzert et al.'s
@@ -355,7 +376,8 @@ def run_cudalstm(
         numba sample check, about 3 s) + training loop, "train_setup_seconds": the set-up
         part, "evaluate_seconds": tester set-up + evaluation + saving, "updates": optimiser
         steps taken, "config": the NH config dict as written, "run_dir": NH's run
-        directory, "versions": {"neuralhydrology", "torch"}}``.
+        directory, "versions": {"neuralhydrology", "torch"}, "samples": [basin, time,
+        n_samples] float32 mm/d (uncertainty heads) or None}``.
 
     Raises:
         ImportError: torch or neuralhydrology missing (``pip install -e '.[peers]'``).
@@ -379,6 +401,11 @@ def run_cudalstm(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     if not dynamic_inputs:
         raise ValueError("dynamic_inputs is empty")
+    if head not in _LOSSES:
+        raise ValueError(f"head must be one of {sorted(_LOSSES)}, got {head!r}")
+    for name, value in (("n_distributions", n_distributions), ("n_samples", n_samples)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     dataset = _check_inputs(data_dir, basins, {"train": train, "test": test}, dynamic_inputs, static_attributes)
     if dataset == CSV_DATASET:
         _register_csv_caravan()
@@ -410,13 +437,13 @@ def run_cudalstm(
         "static_attributes": static_attributes,
         "target_variables": [TARGET],
         "model": "cudalstm",
-        "head": "regression",
+        "head": head,
         "output_activation": "linear",
         "hidden_size": int(hidden_size),
         "initial_forget_bias": INITIAL_FORGET_BIAS,
         "output_dropout": float(dropout),
         "optimizer": "Adam",
-        "loss": "NSE",
+        "loss": _LOSSES[head],
         "learning_rate": float(learning_rate),
         "clip_gradient_norm": CLIP_GRADIENT_NORM,
         "batch_size": int(batch_size),
@@ -436,6 +463,9 @@ def run_cudalstm(
         "save_train_data": False,
         "verbose": 0,
     }
+    if head != "regression":
+        config.update({"n_distributions": int(n_distributions), "n_samples": int(n_samples),
+                       "negative_sample_handling": "none", "mc_dropout": False})
     from ruamel.yaml import YAML  # a dependency of neuralhydrology
 
     config_file = folder / "config.yml"
@@ -496,11 +526,16 @@ def run_cudalstm(
     time_axis = pd.date_range(test[0], test[1], freq="D")
     simulated = np.full((len(basins), len(time_axis)), np.nan)
     observed = np.full((len(basins), len(time_axis)), np.nan)
+    samples = None if head == "regression" else np.full((len(basins), len(time_axis), int(n_samples)), np.nan,
+                                                        np.float32)
     for i, basin in enumerate(basins):
         if basin not in results:  # NH skips a basin without a single test window
             continue
         (by_freq,) = results[basin].values()  # one frequency (daily)
-        simulated[i], observed[i] = _to_grid(by_freq["xr"], time_axis)
+        grid = _to_grid(by_freq["xr"], time_axis)
+        simulated[i], observed[i] = grid[:2]
+        if samples is not None:
+            samples[i] = grid[2]
 
     return {
         "basins": basins,
@@ -514,4 +549,5 @@ def run_cudalstm(
         "config": config,
         "run_dir": run_dir,
         "versions": {"neuralhydrology": nh_version, "torch": torch.__version__},
+        "samples": samples,
     }

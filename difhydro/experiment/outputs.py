@@ -12,7 +12,17 @@
 - ``train_seconds`` (whole training of that fold and seed), ``seconds_per_epoch``,
   ``basin_days_per_second`` (training throughput: target days seen per second of
   optimisation steps), ``compile_seconds`` (the first step's extra time: compilation),
-  ``step_seconds`` (median time of a training step).
+  ``step_seconds`` (median time of a training step);
+- probabilistic models only (a ``cmal`` / ``gmm`` head, neuralhydrology's peer with one; NaN
+  for the others), in mm d-1 unless said: ``crps`` (mean CRPS over the scored days),
+  ``pit_ks`` (Kolmogorov-Smirnov distance of the PIT values to the uniform law, 0 =
+  calibrated), ``coverage_50`` / ``coverage_90`` (fraction of scored days inside the
+  central 50 / 90 % interval) and ``width_50`` / ``width_90`` (its mean width).
+
+``predictions.nc`` of a probabilistic model adds ``streamflow_quantile`` (dims ``evaluation,
+model, basin, time, quantile``; ``quantile`` = probability of non-exceedance) and, for the
+difhydro heads, the mixture itself: ``mixture_<model>__<field>`` over ``(evaluation, basin,
+time, <model>__component)`` (attribute ``distribution``: ``cmal`` or ``gmm``).
 """
 
 from __future__ import annotations
@@ -28,10 +38,12 @@ import xarray as xr
 from .._files import atomic_path, atomic_write_text
 from ..training import metrics as metric_fns
 
-__all__ = ["METRIC_NAMES", "LABELS", "score", "write_metrics", "predictions_dataset", "write_netcdf",
+__all__ = ["METRIC_NAMES", "PROBABILISTIC_NAMES", "LABELS", "score", "write_metrics", "predictions_dataset", "write_netcdf",
            "open_predictions", "summary_table", "write_summary_md"]
 
 METRIC_NAMES = ("nse", "kge", "mnse", "fhv", "r")
+#: the columns of a probabilistic model (difhydro.training.probabilistic.probabilistic_scores)
+PROBABILISTIC_NAMES = ("crps", "pit_ks", "coverage_50", "width_50", "coverage_90", "width_90")
 # CF has no standard name for a runoff depth rate in mm d-1 (runoff_flux is kg m-2 s-1), so
 # streamflow carries a long_name and units only
 _CF_STREAMFLOW: dict = {}
@@ -65,6 +77,9 @@ def predictions_dataset(
     units: Mapping[str, str] = (),
     coords: Mapping[str, np.ndarray] = (),
     attrs: Mapping[str, str] = (),
+    quantiles: Mapping[tuple[str, str], np.ndarray] = (),
+    probabilities: Sequence[float] = (),
+    mixtures: Mapping[tuple[str, str], Mapping] = (),
 ) -> xr.Dataset:
     """A CF-1.8 data set of a run's predictions.
 
@@ -80,6 +95,9 @@ def predictions_dataset(
         units: units of parameters and states by name.
         coords: extra per-basin coordinates (``lat``, ``lon``).
         attrs: global attributes (title, source, config hash, ...).
+        quantiles: ``(evaluation, model) -> [basin, time, Q]`` quantiles (mm d-1) of a
+            probabilistic model at ``probabilities`` ``[Q]``.
+        mixtures: ``(evaluation, model) -> {"kind": "cmal" | "gmm", field: [basin, time, K]}``.
     """
     evaluations = sorted({k[0] for k in simulated})
     models = list(dict.fromkeys(k[1] for k in simulated))
@@ -110,6 +128,26 @@ def predictions_dataset(
                                  {"long_name": f"{kind} {name} of model {m}", "units": dict(units).get(name, "1")})
                 data[key][1][evaluations.index(e)] = v
 
+    if dict(quantiles):
+        q = np.full((len(evaluations), len(models), n_b, n_t, len(probabilities)), np.nan, np.float32)
+        for (e, m), v in dict(quantiles).items():
+            q[evaluations.index(e), models.index(m)] = v
+        data["streamflow_quantile"] = (("evaluation", "model", "basin", "time", "quantile"), q, {
+            "long_name": "quantile of the predictive distribution of streamflow per unit catchment area",
+            "units": "mm d-1", "comment": "probabilistic models only (NaN for the others)"})
+    for (e, m), fields in dict(mixtures).items():
+        kind = fields["kind"]
+        for name, v in fields.items():
+            if name == "kind":
+                continue
+            key = f"mixture_{m}__{name}"
+            if key not in data:
+                units = "mm d-1" if name in ("loc", "scale") else "1"
+                data[key] = (("evaluation", "basin", "time", f"{m}__component"),
+                             np.full((len(evaluations), n_b, n_t, np.shape(v)[-1]), np.nan, np.float32),
+                             {"long_name": f"{name} of the {kind} mixture components of model {m}", "units": units,
+                              "distribution": kind})
+            data[key][1][evaluations.index(e)] = v
     add("param_", params, ("basin",), (n_b,), "learned physical parameter")
     add("series_", series, ("basin", "time"), (n_b, n_t), "daily value of")
     add("final_", final_state, ("basin",), (n_b,), "state at the last day:", keep_events=True)
@@ -122,6 +160,9 @@ def predictions_dataset(
     ds["model"].attrs.update(long_name="model (registry name)")
     ds["evaluation"].attrs.update(long_name="evaluation (temporal = gauged, kfold = ungauged, or its name)")
     ds["time"].attrs.update(standard_name="time", long_name="time", axis="T")
+    if "quantile" in ds.dims:
+        ds.coords["quantile"] = ("quantile", np.asarray(probabilities, np.float64),
+                                 {"long_name": "probability of non-exceedance", "units": "1"})
     for name, values in dict(coords).items():
         cf = {"lat": ("latitude", "degrees_north"), "lon": ("longitude", "degrees_east")}[name]
         ds.coords[name] = ("basin", np.asarray(values, np.float64), {"standard_name": cf[0], "units": cf[1],
@@ -152,7 +193,7 @@ def write_netcdf(ds: xr.Dataset, path: Path) -> Path:
             out[v].attrs["coordinates"] = coords
     encoding = {"time": {"units": f"days since {str(ds.time.values[0])[:10]}", "calendar": "proleptic_gregorian",
                          "dtype": "float64", "_FillValue": None}}
-    for c in ("lat", "lon"):
+    for c in ("lat", "lon", "quantile"):
         if c in out.coords:
             encoding[c] = {"_FillValue": None}
     for v in out.data_vars:

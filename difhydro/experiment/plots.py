@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from .._files import atomic_path
 
 __all__ = ["metric_cdf", "hydrographs", "state_vs_observed", "parameters_vs_attributes", "learned_vs_true",
-           "run_figures"]
+           "reliability", "run_figures"]
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, figsize=(6, 4.5)) -> tuple[Figure, np.ndarray]:
@@ -121,6 +121,45 @@ def learned_vs_true(true: Mapping[str, np.ndarray], learned: Mapping[str, np.nda
         ax.set_xlabel("true", fontsize=8)
         ax.set_ylabel("learned", fontsize=8)
         ax.tick_params(labelsize=7)
+    return _save(fig, path)
+
+
+def reliability(pit: Mapping[str, np.ndarray], path, n_bins: int = 10) -> Path:
+    """Reliability of probabilistic forecasts, one colour per model: left, the histogram of
+    the PIT values of every scored basin-day (density; a calibrated forecast is flat at 1,
+    a U shape is too narrow, a dome too wide); right, the fraction of basin-days inside the
+    central interval of each nominal level, from the PIT (``|PIT − ½| <= level / 2``),
+    against the diagonal.
+
+    Args:
+        pit: label -> PIT values ``[basin, time]`` (NaN: not scored).
+    """
+    fig, axes = _subplots(1, 2, figsize=(10, 4.2))
+    hist, cover = axes[0, 0], axes[0, 1]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    levels = np.linspace(0.05, 0.95, 19)
+    width = 1.0 / n_bins / max(len(pit), 1)
+    for i, (label, values) in enumerate(pit.items()):
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v)]
+        if not v.size:
+            continue
+        density = np.histogram(v, bins=edges)[0] / v.size * n_bins
+        hist.bar(edges[:-1] + i * width, density, width=width, align="edge", label=label)
+        inside = [(np.abs(v - 0.5) <= level / 2).mean() for level in levels]
+        cover.plot(levels, inside, marker="o", ms=3, label=label)
+    hist.axhline(1.0, color="k", lw=1, ls="--")
+    hist.set_xlim(0, 1)
+    hist.set_xlabel("PIT")
+    hist.set_ylabel("density")
+    hist.legend(fontsize=8)
+    cover.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
+    cover.set_xlim(0, 1)
+    cover.set_ylim(0, 1)
+    cover.set_xlabel("nominal coverage of the central interval")
+    cover.set_ylabel("observed coverage")
+    cover.grid(alpha=0.3)
+    cover.legend(fontsize=8, loc="upper left")
     return _save(fig, path)
 
 

@@ -180,16 +180,20 @@ def _save_result(folder: Path, result: dict) -> None:
             "basin_days_per_second": result["basin_days_per_second"],
             "best_epoch": result.get("best_epoch", 0), "best_score": result.get("best_score", np.nan),
             "epochs_run": result.get("epochs_run", 0)}
-    for group in ("params", "series", "final_state"):
-        for k, v in result[group].items():
+    for group in ("params", "series", "final_state", "distribution"):
+        for k, v in result.get(group, {}).items():
             flat[f"{group}/{k}"] = np.asarray(v)
+    if result.get("distribution"):
+        flat["distribution_kind"] = result["distribution_kind"]
+    if result.get("samples") is not None:  # draws of a peer's predictive distribution [basin, time, n]
+        flat["samples"] = np.asarray(result["samples"], np.float32)
     with atomic_path(folder / "result.npz") as tmp:
         np.savez(tmp, **flat)
 
 
 def _load_result(folder: Path) -> dict:
     with np.load(folder / "result.npz") as z:
-        out = {"params": {}, "series": {}, "final_state": {}}
+        out = {"params": {}, "series": {}, "final_state": {}, "distribution": {}}
         for k in z.files:
             if "/" in k:
                 group, name = k.split("/", 1)
@@ -202,6 +206,8 @@ def _load_result(folder: Path) -> dict:
     for k in ("spin_up_in_period", "best_epoch", "epochs_run"):
         out[k] = int(out.get(k, 0))
     out["best_score"] = float(out.get("best_score", np.nan))
+    if "distribution_kind" in out:
+        out["distribution_kind"] = str(out["distribution_kind"])
     return out
 
 
@@ -367,11 +373,13 @@ def _log_failure(run_dir: Path, name: str, err: Exception) -> None:
 
 
 def peer_network(cfg: Config) -> dict:
-    """``hidden_size`` and ``dropout`` of neuralhydrology's cudalstm: those of the ``lstm``
-    model this config builds (its options, else the registry defaults), read off the built
-    module so that an explicit ``dropout: 0.0`` stays 0.0."""
+    """``hidden_size``, ``dropout``, ``head`` and ``n_distributions`` of neuralhydrology's
+    cudalstm: those of the ``lstm`` model this config builds (its options, else the registry
+    defaults; a ``cmal`` / ``gmm`` head gives NH's own head of that name with as many
+    components), read off the built module so that an explicit ``dropout: 0.0`` stays 0.0."""
     lstm = build_model("lstm", **(_options(cfg, "lstm") if "lstm" in model_names(cfg) else {}))
-    return {"hidden_size": int(lstm.hidden_size), "dropout": float(lstm.dropout_rate)}
+    return {"hidden_size": int(lstm.hidden_size), "dropout": float(lstm.dropout_rate), "head": lstm.head,
+            "n_distributions": int(lstm.components)}
 
 
 def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
@@ -409,7 +417,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     result = {"simulated": res["simulated"], "time": pd.DatetimeIndex(res["time"]), "params": {}, "series": {},
               "final_state": {}, "train_seconds": res["train_seconds"], "seconds_per_epoch": np.nan,
               "basin_days_per_second": target_days / res["train_seconds"],
-              "evaluate_seconds": res["evaluate_seconds"]}
+              "evaluate_seconds": res["evaluate_seconds"], "samples": res.get("samples")}
     _save_result(folder, result)
     log(f"nh_cudalstm: {res['train_seconds']:.0f} s training, {res['evaluate_seconds']:.0f} s evaluation")
     return {"nh_cudalstm": result}
@@ -424,6 +432,7 @@ def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, p
     basins = data.basins
     obs = ds["streamflow"].sel(basin=basins, time=time_axis).transpose("basin", "time").values.astype(np.float32)
     rows, simulated, params, series, final = [], {}, {}, {}, {}
+    quantiles, mixtures, pit = {}, {}, {}  # of the probabilistic models
 
     def place(store, key, name, values, test_basins):
         """Put ``values`` ``[test basin, ...]`` into ``store[key][name]`` ``[basin, ...]``."""
@@ -433,15 +442,27 @@ def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, p
         target.setdefault(slot, np.full(shape, np.nan, np.float32))
         target[slot][[basins.index(b) for b in test_basins]] = values
 
-    def add(name, evaluation, fold, seed, test_basins, res):
+    def add(name, evaluation, fold, seed, test_basins, res, shown=True):
         idx = [basins.index(b) for b in test_basins]
+        spin = int(res.get("spin_up_in_period", 0))
+        forecast, scores = reporting.forecast_of(res), None
+        if forecast is not None:
+            summary = reporting.probabilistic_summary(forecast, obs[idx], spin)
+            scores = summary["scores"]
+            if shown:  # in predictions.nc and the reliability figure
+                place(quantiles, (evaluation, name), None, summary["quantiles"], test_basins)
+                place(pit, (evaluation, name), None, summary["pit"], test_basins)
+                for k, v in res.get("distribution", {}).items():
+                    place(mixtures, (evaluation, name), k, v, test_basins)
+                if res.get("distribution"):
+                    mixtures[(evaluation, name)]["kind"] = str(res["distribution_kind"])
         rows.extend(reporting.metric_rows(evaluation=evaluation, fold=fold, model=name, seed=seed, basins=test_basins,
                                           simulated=res["simulated"], observed=obs[idx],
-                                          spin_up_in_period=int(res.get("spin_up_in_period", 0)), timing=res))
+                                          spin_up_in_period=spin, timing=res, probabilistic=scores))
 
     members: dict = {}
     for unit, res in results.items():
-        add(unit.model, unit.evaluation, unit.fold, unit.seed, unit.test_basins, res)
+        add(unit.model, unit.evaluation, unit.fold, unit.seed, unit.test_basins, res, unit.seed == cfg.seeds[0])
         members.setdefault((unit.model, unit.evaluation, unit.fold, unit.test_basins), []).append(res)
         key = (unit.evaluation, unit.model)
         if unit.seed == cfg.seeds[0]:
@@ -464,7 +485,7 @@ def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, p
     table, _ = reporting.write_report(run_dir, rows=rows, time=time_axis, basins=basins, simulated=simulated,
                                       observed=obs, params=params, series=series, final=final, units=_units(cfg),
                                       coords=reporting.basin_coords(ds, basins), attrs=attrs, data=data,
-                                      head=head, tail=tail)
+                                      head=head, tail=tail, quantiles=quantiles, mixtures=mixtures, pit=pit)
     return table
 
 
@@ -508,8 +529,11 @@ def summary_lines(cfg: Config, data: ExperimentData, results: dict, failures: li
                         f"{int(r['epochs_run'])} | {t.monitor} | {float(r['best_score']):.3f} |")
         tail.append("")
     if "nh_cudalstm" in peers:
-        res = peers["nh_cudalstm"]
-        tail += [f"neuralhydrology `cudalstm`: {res['train_seconds']:.0f} s training, "
+        res, nh = peers["nh_cudalstm"], peer_network(cfg)
+        head = "" if nh["head"] == "regression" else (
+            f", head {nh['head']} ({nh['n_distributions']} components; scored from its draws, the point forecast "
+            "their median)")
+        tail += [f"neuralhydrology `cudalstm`{head}: {res['train_seconds']:.0f} s training, "
                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
                  "day, the whole test period scored).", ""]
     if data.report is not None:

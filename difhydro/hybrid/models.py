@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from ..nn import LSTM, MLP, AttributeTransformer, CausalConvHead, TemporalTransformer
+from ..nn.distributions import HEADS, affine, median
 from ..physics.base import Array, ParamSpec, ProcessModel
 from ..physics.exphydro import ExpHydro
 from .layer import PRNN
@@ -321,6 +322,13 @@ class RegionalLSTM(nn.Module):
 
     The output is ``streamflow = max(output_offset + output_scale · head, 0)`` (mm d-1,
     :func:`standardised_flow`; set the offset and scale from the training-period flow).
+
+    With a probabilistic ``head`` (``"cmal"`` or ``"gmm"``, :mod:`difhydro.nn.distributions`,
+    as neuralhydrology's heads on the LSTM's hidden states) the model also returns
+    ``streamflow_distribution``: the mixture of ``components`` laws in mm d-1 (the head
+    works in standardised flow; :func:`~difhydro.nn.distributions.affine` maps it), and
+    ``streamflow`` is the mixture's median, clipped at 0 (the median of the mixture
+    censored at 0). The mixture itself lives on the whole real line.
     """
 
     hidden_size: int = 256
@@ -329,6 +337,8 @@ class RegionalLSTM(nn.Module):
     output_scale: float = 1.0
     output_offset: float = 0.0
     dtype: Any = jnp.float32
+    head: str = "regression"
+    components: int = 3
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
@@ -337,6 +347,14 @@ class RegionalLSTM(nn.Module):
             raise ValueError("RegionalLSTM has no process-model states to start from (hot start)")
         check_batch(batch, None, ("inputs",))
         x = inputs_with_attributes(batch)
+        if self.head != "regression":
+            if self.head not in HEADS:
+                raise ValueError(f"head must be 'regression' or one of {sorted(HEADS)}, got {self.head!r}")
+            h = LSTM(self.hidden_size, dropout_rate=self.dropout_rate, initial_forget_bias=self.initial_forget_bias,
+                     dtype=self.dtype, name="lstm")(x, deterministic=deterministic)
+            standard = HEADS[self.head](n_components=self.components, name="distribution")(h.astype(jnp.float32))
+            dist = affine(standard, self.output_offset, self.output_scale)
+            return {"streamflow": jax.nn.relu(median(dist)), "streamflow_distribution": dist}
         y = LSTM(
             self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
             initial_forget_bias=self.initial_forget_bias, dtype=self.dtype, name="lstm",

@@ -34,6 +34,9 @@ __all__ = [
     "check_model_options",
     "reserved_name",
     "build_model",
+    "LSTM_HEADS",
+    "PROBABILISTIC_HEADS",
+    "probabilistic",
 ]
 
 #: names the outputs use for other things: ``<model>_ensemble`` (the mean of an ensemble)
@@ -218,17 +221,32 @@ def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10
                       head_hidden=head_hidden, lag_days=lag_days, head=head)
 
 
-def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, autoregressive: bool = False,
-          holdout: float = 0.5):
+#: output heads of the LSTM: a point forecast, or a mixture (trained with the loss ``nll``)
+LSTM_HEADS = ("regression", "cmal", "gmm")
+#: the heads whose model returns ``streamflow_distribution`` (the loss ``nll`` needs one)
+PROBABILISTIC_HEADS = ("cmal", "gmm")
+
+
+def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, head: str = "regression",
+          components: int = 3, autoregressive: bool = False, holdout: float = 0.5):
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
     if autoregressive:  # yesterday's observed flow as an input, hidden with probability holdout in training
+        if head != "regression":
+            raise ValueError(f"lstm: autoregressive: true takes head: regression only (got head: {head})")
         from ..forecast.autoregression import AutoregressiveLSTM
 
         return AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
                                   output_scale=flow_std, output_offset=flow_mean)
-    return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean)
+    return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean,
+                        head=head, components=components)
+
+
+def probabilistic(name: str, options: Mapping[str, Any]) -> bool:
+    """Whether model ``name`` with ``options`` predicts a distribution (a ``head`` of
+    :data:`PROBABILISTIC_HEADS`)."""
+    return "head" in model_options(name) and options.get("head", model_options(name)["head"]) in PROBABILISTIC_HEADS
 
 
 def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp", pet_source: str = "forcing"):
@@ -277,8 +295,11 @@ register_model("hybrid", _hybrid, "EXP-HYDRO PRNN + causal Conv1D head; attribut
                limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
 register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter set for all basins (Jiang et al. 2020)",
                limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
-register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019)",
-               limits={"dropout": {"ge": 0.0, "lt": 1.0}, "holdout": {"ge": 0.0, "le": 1.0}})
+register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019); head: "
+               "regression, or a mixture of asymmetric Laplace (cmal) or normal (gmm) laws trained with loss nll "
+               "(Klotz et al. 2022); autoregressive: yesterday's observed flow as an input (Nearing et al. 2022)",
+               limits={"dropout": {"ge": 0.0, "lt": 1.0}, "head": {"choices": LSTM_HEADS}, "components": {"ge": 1},
+                       "holdout": {"ge": 0.0, "le": 1.0}})
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
                                      "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1}})

@@ -45,6 +45,12 @@ __all__ = [
     "quantiles",
     "sample",
     "component_abs_deviation",
+    "HEADS",
+    "KINDS",
+    "kind_of",
+    "from_fields",
+    "affine",
+    "median",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -250,6 +256,45 @@ def component_abs_deviation(dist: Mixture, y: Array) -> Array:
     return (y - mu) + 2.0 * jnp.where(u >= 0.0, excess_above, excess_below)
 
 
+def median(dist: Mixture) -> Array:
+    """Mixture median ``F⁻¹(0.5)`` -> ``[...]`` (target units): the point forecast of a
+    probabilistic head (robust to the heavy tails of a component whose ``τ`` is near 0 or 1,
+    which move the mean far; neuralhydrology scores the median of its samples)."""
+    return quantiles(dist, (0.5,))[..., 0]
+
+
+def affine(dist: Mixture, offset, scale) -> Mixture:
+    """The law of ``offset + scale · X`` (``scale > 0``): locations and scales move with the
+    variable, asymmetries and weights stay. Used to go from standardised flow to mm d-1."""
+    fields = dist._asdict()
+    fields["loc"] = offset + scale * dist.loc
+    fields["scale"] = scale * dist.scale
+    return type(dist)(**fields)
+
+
+#: the mixture laws by the name a config uses (``head: cmal`` / ``head: gmm``)
+KINDS = {"cmal": CMAL, "gmm": GaussianMixture}
+
+
+def kind_of(dist: Mixture) -> str:
+    """``"cmal"`` or ``"gmm"``: the name of a mixture's law."""
+    for name, cls in KINDS.items():
+        if isinstance(dist, cls):
+            return name
+    raise TypeError(f"not a mixture of difhydro.nn.distributions: {type(dist).__name__}")
+
+
+def from_fields(kind: str, fields) -> Mixture:
+    """A mixture of law ``kind`` from a mapping of its fields (e.g. read back from a file)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown mixture kind {kind!r}; choose from {', '.join(KINDS)}")
+    cls = KINDS[kind]
+    missing = [f for f in cls._fields if f not in fields]
+    if missing:
+        raise ValueError(f"a {kind} mixture needs the fields {list(cls._fields)}; missing {missing}")
+    return cls(**{f: fields[f] for f in cls._fields})
+
+
 # ----------------------------------------------------------------------------------------
 # Heads
 # ----------------------------------------------------------------------------------------
@@ -302,3 +347,7 @@ class GMMHead(nn.Module):
         raw = _latent(features, self.hidden_size, 3 * self.n_components)
         loc, s_raw, w_raw = jnp.split(raw, 3, axis=-1)
         return GaussianMixture(loc, jnp.exp(s_raw) + self.eps, jax.nn.softmax(w_raw, axis=-1))
+
+
+#: the head of each mixture kind
+HEADS = {"cmal": CMALHead, "gmm": GMMHead}

@@ -20,7 +20,8 @@ from ..physics.richards import richards_residual
 
 Array = jnp.ndarray
 
-__all__ = ["masked_mean", "mse", "rmse", "nse_star", "low_flow_transform", "rmse_low_flow", "richards_residual_loss"]
+__all__ = ["masked_mean", "mse", "rmse", "nse_star", "low_flow_transform", "rmse_low_flow", "mixture_nll",
+           "richards_residual_loss"]
 
 
 def _clean(predicted, observed, mask):
@@ -77,6 +78,24 @@ def rmse_low_flow(predicted: Array, observed: Array, mask: Array, weight: float 
     """
     g = low_flow_transform
     return (1 - weight) * rmse(predicted, observed, mask) + weight * rmse(g(predicted), g(observed), mask)
+
+
+def mixture_nll(distribution, observed: Array, mask: Array) -> Array:
+    """Mean negative log-likelihood of the observations under a predicted mixture (the loss
+    of the probabilistic heads, neuralhydrology's ``CMALLoss`` / ``GMMLoss``).
+
+    Args:
+        distribution: a :class:`~difhydro.nn.distributions.CMAL` or
+            :class:`~difhydro.nn.distributions.GaussianMixture` with fields ``[batch, time, K]``
+            in the units of ``observed``.
+        observed, mask: ``[batch, time]``; masked or NaN steps count for nothing.
+
+    The value is in nats per scored step; in mm d-1 it is the standardised-flow NLL plus
+    ``log(flow std)``, a constant: the gradients are those of neuralhydrology's loss.
+    """
+    from ..nn.distributions import nll
+
+    return nll(distribution, observed, mask)
 
 
 def richards_residual_loss(

@@ -23,7 +23,7 @@ import jax
 from . import losses
 from ..data.batching import Batch
 
-__all__ = ["LossFn", "LOSSES", "register_loss", "LossTerm", "Objective", "objective"]
+__all__ = ["LossFn", "LOSSES", "DISTRIBUTION_LOSSES", "register_loss", "LossTerm", "Objective", "objective"]
 
 Array = jax.Array
 #: ``loss(predictions, batch, context) -> scalar``: what the Trainer minimises
@@ -36,7 +36,11 @@ LOSSES: dict[str, Callable[..., Array]] = {
     "mse": lambda p, o, m, basin_std: losses.mse(p, o, m),
     "rmse": lambda p, o, m, basin_std: losses.rmse(p, o, m),
     "rmse_low_flow": lambda p, o, m, basin_std: losses.rmse_low_flow(p, o, m),
+    "nll": lambda d, o, m, basin_std: losses.mixture_nll(d, o, m),
 }
+#: losses of a predictive distribution: they read the output ``<output>_distribution`` (a
+#: mixture of difhydro.nn.distributions, from a probabilistic head), not ``<output>``
+DISTRIBUTION_LOSSES = ("nll",)
 
 
 def register_loss(name: str, fn: Callable[..., Array]) -> None:
@@ -72,7 +76,13 @@ class LossTerm:
 
     def __call__(self, pred, batch, context) -> Array:
         name = self.target_name
-        p, o, m = pred[self.output], batch.targets[name], batch.masks[name]
+        output = self.output
+        if isinstance(self.fn, str) and self.fn in DISTRIBUTION_LOSSES:
+            output = f"{self.output}_distribution"
+            if output not in pred:
+                raise ValueError(f"loss {self.fn!r} needs a predictive distribution: the model has no output "
+                                 f"{output!r} (choose a probabilistic head, e.g. head: cmal)")
+        p, o, m = pred[output], batch.targets[name], batch.masks[name]
         if isinstance(self.fn, str):
             return self.weight * LOSSES[self.fn](p, o, m, context["basin_std"][name][batch.basin])
         return self.weight * self.fn(p, o, m)

@@ -43,8 +43,18 @@ __all__ = [
     "coverage",
     "mean_width",
     "per_basin_mean",
+    "pit_ks",
     "probabilistic_scores",
+    "pit_ensemble",
+    "ensemble_scores",
+    "QUANTILES",
+    "LEVELS",
 ]
+
+#: the non-exceedance probabilities of the quantiles a run writes (``predictions.nc``)
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: the central intervals scored in ``metrics.csv`` (their bounds are among :data:`QUANTILES`)
+LEVELS = (0.5, 0.9)
 
 
 def _abs_normal(mu: Array, var: Array) -> Array:
@@ -134,17 +144,19 @@ def crps(dist, observed: Array) -> Array:
     return first - 0.5 * jnp.sum(ww * spread, axis=(-2, -1))
 
 
-def crps_ensemble(draws: Array, observed: Array) -> Array:
+def crps_ensemble(draws: Array, observed: Array, fair: bool = False) -> Array:
     """Empirical CRPS of ``n`` draws ``[..., n]`` at ``observed`` ``[...]`` -> ``[...]``.
 
     ``mean_i |x_i − y| − 1/(2 n²) Σ_ij |x_i − x_j|``, the latter from the sorted draws as
-    ``Σ_i (2i − n − 1) x_(i) · 2 / n²`` (O(n log n)).
+    ``Σ_i (2i − n − 1) x_(i) · 2 / n²`` (O(n log n)). With ``fair`` the spread term is
+    divided by ``2 n (n − 1)`` instead (Ferro 2014): an unbiased estimate of the CRPS of the
+    law the draws come from (the plain value exceeds it by ``E|X − X'| / (2 n)`` on average).
     """
     x = jnp.sort(jnp.asarray(draws), axis=-1)
     n = x.shape[-1]
     first = jnp.mean(jnp.abs(x - jnp.asarray(observed)[..., None]), axis=-1)
     rank = jnp.arange(1, n + 1, dtype=x.dtype)
-    gini = jnp.sum((2.0 * rank - n - 1.0) * x, axis=-1) / (n * n)
+    gini = jnp.sum((2.0 * rank - n - 1.0) * x, axis=-1) / (n * (n - 1) if fair and n > 1 else n * n)
     return first - gini
 
 
@@ -200,8 +212,26 @@ def mean_width(lower: Array, upper: Array, observed: Array) -> Array:
     return per_basin_mean(upper - lower, observed)
 
 
-def probabilistic_scores(dist, observed: Array, levels=(0.5, 0.9)) -> dict[str, Array]:
-    """Per-basin summaries for ``metrics.csv``: ``crps``, ``coverage_50``, ``width_50``, ...
+def pit_ks(pit_values: Array) -> Array:
+    """Kolmogorov-Smirnov distance of each basin's PIT values to the uniform law -> ``[basin]``.
+
+    ``sup_u |G(u) − u|`` with ``G`` the empirical CDF of the basin's PIT values ``[basin,
+    time]`` (NaN skipped): 0 for a perfectly calibrated forecast; about ``0.9 / sqrt(n)`` is
+    the 5 % critical value for ``n`` independent days (days are not independent, so read it
+    as a distance, not a test). NaN for a basin without values.
+    """
+    v = jnp.sort(jnp.asarray(pit_values), axis=-1)  # NaN sort last
+    ok = ~jnp.isnan(v)
+    n = ok.sum(-1, keepdims=True)
+    rank = jnp.arange(1, v.shape[-1] + 1, dtype=v.dtype)
+    above = jnp.where(ok, rank / n - v, -jnp.inf)  # G jumps to i/n at the i-th value
+    below = jnp.where(ok, v - (rank - 1.0) / n, -jnp.inf)
+    d = jnp.maximum(above.max(-1), below.max(-1))
+    return jnp.where(n[..., 0] > 0, d, jnp.nan)
+
+
+def probabilistic_scores(dist, observed: Array, levels=LEVELS) -> dict[str, Array]:
+    """Per-basin summaries for ``metrics.csv``: ``crps``, ``pit_ks``, ``coverage_50``, ``width_50``, ...
 
     Args:
         dist: mixture with fields ``[basin, time, K]``.
@@ -212,9 +242,38 @@ def probabilistic_scores(dist, observed: Array, levels=(0.5, 0.9)) -> dict[str, 
         name -> ``[basin]``.
     """
     y = jnp.asarray(observed)
-    scores = {"crps": per_basin_mean(crps(dist, jnp.nan_to_num(y)), y)}
+    scores = {"crps": per_basin_mean(crps(dist, jnp.nan_to_num(y)), y), "pit_ks": pit_ks(pit(dist, y))}
     for level in levels:
         lo, hi = central_interval(dist, level)
+        tag = f"{100 * level:g}"
+        scores[f"coverage_{tag}"] = coverage(lo, hi, y)
+        scores[f"width_{tag}"] = mean_width(lo, hi, y)
+    return scores
+
+
+# ----------------------------------------------------------------------------------------
+# Forecasts given as draws (neuralhydrology's samples)
+# ----------------------------------------------------------------------------------------
+
+
+def pit_ensemble(draws: Array, observed: Array) -> Array:
+    """PIT of draws ``[..., n]``: the fraction of draws ``<= y`` -> ``[...]`` (NaN where ``y`` is)."""
+    y = jnp.asarray(observed)
+    below = jnp.mean((jnp.asarray(draws) <= y[..., None]).astype(jnp.result_type(draws)), axis=-1)
+    return jnp.where(jnp.isnan(y), jnp.nan, below)
+
+
+def ensemble_scores(draws: Array, observed: Array, levels=LEVELS) -> dict[str, Array]:
+    """The scores of :func:`probabilistic_scores` for draws ``[basin, time, n]``: the
+    unbiased ("fair") CRPS of the draws' law (:func:`crps_ensemble`, comparable with the
+    closed form of a mixture), the KS distance of the PIT (:func:`pit_ensemble`)
+    and the central intervals between the draws' empirical quantiles (linear interpolation,
+    NumPy's default)."""
+    x, y = jnp.asarray(draws), jnp.asarray(observed)
+    scores = {"crps": per_basin_mean(crps_ensemble(x, jnp.nan_to_num(y), fair=True), y),
+              "pit_ks": pit_ks(pit_ensemble(x, y))}
+    for level in levels:
+        lo, hi = jnp.quantile(x, jnp.asarray([0.5 * (1.0 - level), 0.5 * (1.0 + level)]), axis=-1)
         tag = f"{100 * level:g}"
         scores[f"coverage_{tag}"] = coverage(lo, hi, y)
         scores[f"width_{tag}"] = mean_width(lo, hi, y)

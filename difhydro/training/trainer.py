@@ -397,7 +397,7 @@ class Trainer:
         obs = full.observations(self.scored[output])
         scores = {m: np.asarray(metrics.METRICS[m](sim, obs)) for m in self.config.validation_metrics}
         ctx = {"basin_std": self._basin_std(data)}
-        scores["loss"] = float(self.loss_fn({k: jnp.asarray(v) for k, v in pred.items()}, full, ctx))
+        scores["loss"] = float(self.loss_fn(jax.tree.map(jnp.asarray, pred), full, ctx))  # keeps mixtures whole
         return scores
 
     # -- the loop -------------------------------------------------------------------------
