@@ -4,6 +4,8 @@ from predictions.nc and the peer's draws (numeric integration of the mixture CDF
 CRPS double sum, empirical quantiles), plus the pieces: head and loss options, the model's
 outputs, the Trainer's evaluation of the likelihood, the ensemble mixture, the PIT KS."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -259,3 +261,18 @@ def test_pit_ks_equals_scipy_and_fair_crps_the_distinct_pair_sum():
     pairs = np.abs(x[:, :, None] - x[:, None, :]).sum((1, 2))
     fair = np.abs(x - y[:, None]).mean(-1) - pairs / (2 * 7 * 6)
     np.testing.assert_allclose(P.crps_ensemble(jnp.asarray(x), jnp.asarray(y), fair=True), fair, rtol=1e-5)
+
+
+def test_evaluate_scores_the_mixture_as_train_did(run, caravan):
+    import difhydro
+
+    run_dir, metrics, ds = run
+    table = difhydro.load_run(run_dir).evaluate(data_dir=str(caravan), progress=False)
+    again = pd.read_csv(Path(table.attrs["folder"]) / "metrics.csv", dtype={"basin": str})
+    cols = ["crps", "pit_ks", "coverage_50", "width_50", "coverage_90", "width_90"]
+    trained = metrics[metrics.model == "lstm"].set_index("basin")[cols]
+    evaluated = again[again.model == "lstm"].set_index("basin")[cols]
+    np.testing.assert_allclose(evaluated.loc[trained.index].to_numpy(), trained.to_numpy(), rtol=1e-5)
+    written = open_predictions(Path(table.attrs["folder"]) / "predictions.nc")
+    np.testing.assert_allclose(written["streamflow_quantile"].sel(model="lstm").values.squeeze(),
+                               ds["streamflow_quantile"].sel(model="lstm", evaluation="temporal").values, rtol=1e-5)

@@ -275,16 +275,27 @@ class Run:
         observed = data.ds["streamflow"].sel(basin=data.basins, time=time).transpose("basin", "time").values
         trained_on = set(self.provenance["basins"])
         rows = []
+        quantiles, mixtures, pit = {}, {}, {}  # of the probabilistic models (first seed, as run.aggregate)
+
+        def add(model, seed, res, shown):
+            forecast, scores = reporting.forecast_of(res), None
+            if forecast is not None:
+                summary = reporting.probabilistic_summary(forecast, observed, int(res["spin_up_in_period"]))
+                scores = summary["scores"]
+                if shown:
+                    quantiles[(name, model)], pit[(name, model)] = summary["quantiles"], summary["pit"]
+                    if res.get("distribution"):
+                        mixtures[(name, model)] = {**res["distribution"], "kind": str(res["distribution_kind"])}
+            return reporting.metric_rows(evaluation=name, fold=0, model=model, seed=seed, basins=data.basins,
+                                         simulated=res["simulated"], observed=observed,
+                                         spin_up_in_period=res["spin_up_in_period"], gauged=trained_on,
+                                         probabilistic=scores)
+
         for model, members in runs.items():
-            for seed, res in members:
-                rows += reporting.metric_rows(evaluation=name, fold=0, model=model, seed=seed, basins=data.basins,
-                                              simulated=res["simulated"], observed=observed,
-                                              spin_up_in_period=res["spin_up_in_period"], gauged=trained_on)
+            for i, (seed, res) in enumerate(members):
+                rows += add(model, seed, res, i == 0)
             if len(members) > 1:
-                mean = reporting.ensemble([r for _, r in members])
-                rows += reporting.metric_rows(evaluation=name, fold=0, model=f"{model}_ensemble", seed=-1,
-                                              basins=data.basins, simulated=mean["simulated"], observed=observed,
-                                              spin_up_in_period=mean["spin_up_in_period"], gauged=trained_on)
+                rows += add(f"{model}_ensemble", -1, reporting.ensemble([r for _, r in members]), False)
         simulated, params, series, final = self._members_table(runs, name)
         unseen = sum(b not in trained_on for b in data.basins)
         head = [f"# difhydro evaluation `{name}` of run `{self.config.name}`", ""] + [f"- {n}" for n in data.notes]
@@ -304,7 +315,7 @@ class Run:
             out, rows=rows, time=time, basins=data.basins, simulated=simulated, observed=observed, params=params,
             series=series, final=final, units=self._units(), coords=reporting.basin_coords(data.ds, data.basins),
             attrs=self._attrs(data, f"difhydro evaluation {name}: {period[0]}..{period[1]}"), data=data,
-            head=head, tail=tail)
+            head=head, tail=tail, quantiles=quantiles, mixtures=mixtures, pit=pit)
         write_json(out / "provenance.json", {"difhydro": __version__, "run_config_hash": config_hash(self.config),
                                              **data.provenance()})
         table.attrs["folder"] = str(out)
