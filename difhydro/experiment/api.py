@@ -161,7 +161,7 @@ class Run:
         if isinstance(assimilate, Assimilation):
             return assimilate
         # the log of the flow: baseflow is exponential in the storage, so its log is linear
-        # (on 30 Caravan basins it beat sqrt for EXP-HYDRO and dPL-EXP-HYDRO, docs/forecasting_assimilation.md)
+        # (on 30 Caravan basins it beat sqrt for EXP-HYDRO and dPL-EXP-HYDRO, docs/forecasting.md)
         if isinstance(assimilate, bool) or not isinstance(assimilate, (int, np.integer)) or assimilate < 1:
             raise ValueError(f"--assimilate: give the window in days, an integer >= 1; got {assimilate!r}")
         return Assimilation(window=int(assimilate), transform="log")
