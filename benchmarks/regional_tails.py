@@ -150,24 +150,30 @@ def terciles(values: pd.Series) -> pd.Series:
     return pd.Series(np.asarray(TERCILES)[index], index=values.index)
 
 
-def tercile_table(nse: pd.DataFrame, chars: pd.DataFrame) -> pd.DataFrame:
-    """Per model, characteristic and tercile: range, basins, median and mean NSE, basins
-    with NSE < 0 and < -1. ``nse``: ``[model, basin, nse]``; ``chars``: indexed by basin."""
-    rows = []
+def _groups(nse: pd.DataFrame, chars: pd.DataFrame):
+    """For each characteristic and model: (characteristic, its values, their terciles, model,
+    the model's rows of the basins that have the characteristic)."""
     for column in CHARACTERISTICS:
         values = chars[column].dropna()
         bins = terciles(values)
         for model, sub in nse.groupby("model", sort=False):
-            sub = sub[sub["basin"].isin(values.index)]
-            group = bins.loc[sub["basin"]].to_numpy()
-            for t in TERCILES:
-                scores = sub["nse"].to_numpy(float)[group == t]
-                in_bin = values[bins == t]
-                rows.append({"model": model, "characteristic": column, "tercile": t,
-                             "range": f"{in_bin.min():.2f}..{in_bin.max():.2f}", "basins": len(scores),
-                             "median_nse": float(np.nanmedian(scores)) if len(scores) else np.nan,
-                             "mean_nse": float(np.nanmean(scores)) if len(scores) else np.nan,
-                             "below_0": int((scores < 0).sum()), "below_minus_1": int((scores < -1).sum())})
+            yield column, values, bins, model, sub[sub["basin"].isin(values.index)]
+
+
+def tercile_table(nse: pd.DataFrame, chars: pd.DataFrame) -> pd.DataFrame:
+    """Per model, characteristic and tercile: range, basins, median and mean NSE, basins
+    with NSE < 0 and < -1. ``nse``: ``[model, basin, nse]``; ``chars``: indexed by basin."""
+    rows = []
+    for column, values, bins, model, sub in _groups(nse, chars):
+        group = bins.loc[sub["basin"]].to_numpy()
+        for t in TERCILES:
+            scores = sub["nse"].to_numpy(float)[group == t]
+            in_bin = values[bins == t]
+            rows.append({"model": model, "characteristic": column, "tercile": t,
+                         "range": f"{in_bin.min():.2f}..{in_bin.max():.2f}", "basins": len(scores),
+                         "median_nse": float(np.nanmedian(scores)) if len(scores) else np.nan,
+                         "mean_nse": float(np.nanmean(scores)) if len(scores) else np.nan,
+                         "below_0": int((scores < 0).sum()), "below_minus_1": int((scores < -1).sum())})
     return pd.DataFrame(rows)
 
 
@@ -183,19 +189,15 @@ def what_the_tail_shares(nse: pd.DataFrame, chars: pd.DataFrame, threshold: floa
     share in each tercile beside the share of all scored basins (equal shares: the
     characteristic does not tell them apart)."""
     rows = []
-    for column in CHARACTERISTICS:
-        values = chars[column].dropna()
-        bins = terciles(values)
-        for model, sub in nse.groupby("model", sort=False):
-            sub = sub[sub["basin"].isin(values.index)]
-            tail = sub.loc[sub["nse"] < threshold, "basin"]
-            share = bins.loc[tail].value_counts(normalize=True).reindex(list(TERCILES), fill_value=0.0)
-            everyone = bins.loc[sub["basin"]].value_counts(normalize=True).reindex(list(TERCILES), fill_value=0.0)
-            rows.append({"model": model, "characteristic": column, "tail_basins": len(tail),
-                         "tail_median": float(values.loc[tail].median()) if len(tail) else np.nan,
-                         "all_median": float(values.loc[sub["basin"]].median()),
-                         **{f"share_{t}": float(share[t]) if len(tail) else np.nan for t in TERCILES},
-                         **{f"all_{t}": float(everyone[t]) for t in TERCILES}})
+    for column, values, bins, model, sub in _groups(nse, chars):
+        tail = sub.loc[sub["nse"] < threshold, "basin"]
+        share = bins.loc[tail].value_counts(normalize=True).reindex(list(TERCILES), fill_value=0.0)
+        everyone = bins.loc[sub["basin"]].value_counts(normalize=True).reindex(list(TERCILES), fill_value=0.0)
+        rows.append({"model": model, "characteristic": column, "tail_basins": len(tail),
+                     "tail_median": float(values.loc[tail].median()) if len(tail) else np.nan,
+                     "all_median": float(values.loc[sub["basin"]].median()),
+                     **{f"share_{t}": float(share[t]) if len(tail) else np.nan for t in TERCILES},
+                     **{f"all_{t}": float(everyone[t]) for t in TERCILES}})
     return pd.DataFrame(rows)
 
 
