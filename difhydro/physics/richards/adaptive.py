@@ -60,7 +60,7 @@ def _step(model, h, theta, dt, top, tp, soil, mode, active=None):
         return tp[..., None] * roots * feddes_reduction(h_, model.feddes_heads)
 
     return solve_substep(
-        h, theta, VanGenuchten(*soil), model.thickness, dt, model.solver,
+        h, theta, VanGenuchten(*soil, air_entry=model.air_entry), model.thickness, dt, model.solver,
         top_flux=None if model.top_head is not None else top, top_head=model.top_head,
         bottom_head=model.bottom_head, uptake=uptake, mode=mode, active=active,
     )

@@ -124,6 +124,7 @@ class Richards1D(ProcessModel):
     root_depth: float = eqx.field(static=True)
     root_fraction: tuple[float, ...] | None = eqx.field(static=True)
     feddes_heads: tuple[float, float, float, float] = eqx.field(static=True)
+    air_entry: float = eqx.field(static=True)
     solver: RichardsSolver = eqx.field(static=True)
     param_spec = {
         "theta_r": ParamSpec(0.0, 0.2, "-", 0.078, "residual water content (theta_r)"),
@@ -157,6 +158,7 @@ class Richards1D(ProcessModel):
         root_depth: float = 50.0,
         root_fraction: tuple[float, ...] | None = None,
         feddes_heads: tuple[float, float, float, float] = (-10.0, -25.0, -400.0, -8000.0),
+        air_entry: float = -2.0,
         solver: RichardsSolver | None = None,
         **solver_options,
     ):
@@ -174,6 +176,7 @@ class Richards1D(ProcessModel):
         self.root_depth = root_depth
         self.root_fraction = None if root_fraction is None else tuple(float(x) for x in root_fraction)
         self.feddes_heads = tuple(feddes_heads)
+        self.air_entry = float(air_entry)
         self.solver = solver if solver is not None else RichardsSolver(**solver_options)
 
     def __getattr__(self, name):
@@ -192,6 +195,8 @@ class Richards1D(ProcessModel):
             raise ValueError(f"n_substeps must be >= 1, got {self.n_substeps}")
         if int(self.n_substeps) * 2 ** int(self.solver.max_halvings) >= 2**30:
             raise ValueError(f"n_substeps x 2**max_halvings must stay below 2**30, got {self.n_substeps}")
+        if not self.air_entry <= 0.0:
+            raise ValueError(f"air_entry must be <= 0 cm, got {self.air_entry}")
         h1, h2, h3, h4 = self.feddes_heads
         if not h1 > h2 > h3 > h4:
             raise ValueError(f"feddes_heads must satisfy h1 > h2 > h3 > h4, got {self.feddes_heads}")
@@ -229,7 +234,7 @@ class Richards1D(ProcessModel):
 
     def soil(self, params: Mapping[str, Array]) -> VanGenuchten:
         """The van Genuchten-Mualem soil of ``params``, broadcast to ``[*batch, n_layers]``."""
-        return VanGenuchten(**{k: jnp.asarray(params[k]) for k in SOIL_NAMES})
+        return VanGenuchten(**{k: jnp.asarray(params[k]) for k in SOIL_NAMES}, air_entry=self.air_entry)
 
     def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
         soil = self.soil(params)
