@@ -28,6 +28,19 @@ from difhydro.physics.richards import Richards1D
 N_DAYS, N_SUB, N_LAYERS = 30, 24, 10
 
 
+
+def _compare_spec(path):
+    """Import spec of another copy of the Richards module: a file, or a package directory
+    (e.g. ``difhydro/physics/richards`` of an older checkout; it imports this checkout's
+    ``difhydro.physics`` siblings)."""
+    from pathlib import Path
+
+    name = "difhydro.physics._richards_compare"
+    if Path(path).is_dir():
+        return importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    return importlib.util.spec_from_file_location(name, path)
+
 def _case(n_profiles: int, seed: int = 0, storm: bool = False, model_cls=Richards1D):
     rng = np.random.default_rng(seed)
     shape = (N_DAYS, n_profiles)
@@ -77,7 +90,7 @@ def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=
 
 
 def _load(path):
-    spec = importlib.util.spec_from_file_location("difhydro.physics._richards_compare", path)
+    spec = _compare_spec(path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -15,6 +15,11 @@ is floored at 1e-12, where the derivative dK/dSe of the Mualem conductivity, unb
 Se = 1 for every n, docs/physics.md §3.1, is still finite), and the saturated
 branch (h >= 0: Se = 1, theta = theta_s, K = Ks and C = 0 exactly) is selected with the
 "double where" of the JAX FAQ.
+
+The van Genuchten functions take ``air_entry`` h_s (cm, <= 0; default 0, the plain curve):
+the modified curve of Vogel, van Genuchten & Cislerova (2001, Adv. Water Resour. 24:133-144),
+HYDRUS-1D's "air-entry value of -2 cm" model, saturated for h >= h_s. :class:`Richards1D`
+uses h_s = -2 cm by default (docs/physics.md §3.1, §3.8).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "VanGenuchten",
     "Haverkamp",
     "Gardner",
+    "air_entry_scale",
     "vg_effective_saturation",
     "vg_water_content",
     "vg_conductivity",
@@ -87,7 +93,7 @@ def _unsaturated(h: Array, air_entry: float = 0.0) -> tuple[Array, Array]:
 # ----------------------------------------------------------------------------------------
 
 
-def _air_entry_scale(alpha: Array, n: Array, air_entry) -> tuple[Array, Array]:
+def air_entry_scale(alpha: Array, n: Array, air_entry) -> tuple[Array, Array]:
     """``(Sc, F1)`` of the air-entry head ``h_s`` (Vogel et al. 2001): ``Sc = [1 +
     (alpha|h_s|)^n]^(-m)``, the plain van Genuchten Se at ``h_s``, and ``F1 = (alpha|h_s|)^(n-1)
     Sc``, Mualem's ``[1 - Sc^(1/m)]^m``. Exactly ``(1, 0)`` for ``h_s = 0`` (plain vG)."""
@@ -99,7 +105,7 @@ def _air_entry_scale(alpha: Array, n: Array, air_entry) -> tuple[Array, Array]:
     return sc, safe_power(suction, n - 1.0, _SCALED_HEAD_FLOOR) * sc
 
 
-def vg_effective_saturation(h: Array, alpha: Array, n: Array, air_entry: float = 0.0) -> Array:
+def vg_effective_saturation(h: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None) -> Array:
     """Effective saturation ``Se = [1 + (alpha|h|)^n]^(-m) / Sc``, ``m = 1 - 1/n``; 1 for
     ``h >= air_entry``.
 
@@ -111,23 +117,26 @@ def vg_effective_saturation(h: Array, alpha: Array, n: Array, air_entry: float =
             (Vogel, van Genuchten & Cislerova 2001; HYDRUS-1D's "air-entry value of -2 cm"
             model): the curve is rescaled by ``Sc = [1 + (alpha|h_s|)^n]^(-m)`` so that it
             reaches saturation at ``h_s`` instead of 0. 0 (default) is plain van Genuchten.
+        scale: ``(Sc, F(1))`` of ``air_entry`` precomputed by :func:`air_entry_scale` (what
+            :class:`VanGenuchten` holds, so the Newton iterations do not recompute it); the
+            same keyword in every function below; ``None`` computes it.
     """
     m = 1.0 - 1.0 / n
     saturated, h_u = _unsaturated(h, air_entry)
-    sc, _ = _air_entry_scale(alpha, n, air_entry)
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     se = jnp.power(1.0 + _scaled_suction_power(h_u, alpha, n), -m) / sc
     return jnp.where(saturated, jnp.ones_like(se), se)
 
 
 def vg_water_content(
-    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0
+    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
 ) -> Array:
     """Water content ``theta = theta_r + (theta_s - theta_r) Se(h)`` (van Genuchten 1980;
     with ``air_entry`` h_s < 0 the modified curve of Vogel et al. 2001, theta_s for h >= h_s)."""
-    return theta_r + (theta_s - theta_r) * vg_effective_saturation(h, alpha, n, air_entry)
+    return theta_r + (theta_s - theta_r) * vg_effective_saturation(h, alpha, n, air_entry, scale)
 
 
-def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array, air_entry: float = 0.0) -> Array:
+def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array, air_entry: float = 0.0, scale=None) -> Array:
     """Mualem conductivity ``K = Ks Se^0.5 [(1 - F(Se)) / (1 - F(1))]^2``; exactly ``k_s`` for
     ``h >= air_entry``.
 
@@ -147,20 +156,20 @@ def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array, air_entry: flo
     suction = alpha * jnp.maximum(-h_u, 0.0)
     s = jnp.power(1.0 + safe_power(suction, n, _SCALED_HEAD_FLOOR), -m)
     w = safe_power(suction, n - 1.0, _SCALED_HEAD_FLOOR)
-    sc, f1 = _air_entry_scale(alpha, n, air_entry)
+    sc, f1 = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     k = jnp.sqrt(s / sc) * ((1.0 - w * s) / (1.0 - f1)) ** 2
     return jnp.where(saturated, jnp.ones_like(k), k) * k_s
 
 
 def vg_capacity(
-    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0
+    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
 ) -> Array:
     """Specific moisture capacity ``C = (theta_s - theta_r) / Sc alpha n m (alpha|h|)^(n-1)
     [1 + (alpha|h|)^n]^(-m-1)``, cm-1; 0 for ``h >= air_entry`` (Sc = 1 for plain vG)."""
     m = 1.0 - 1.0 / n
     saturated, h_u = _unsaturated(h, air_entry)
     ah = alpha * jnp.maximum(-h_u, 0.0)
-    sc, _ = _air_entry_scale(alpha, n, air_entry)
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     c = (
         (theta_s - theta_r)
         / sc
@@ -174,7 +183,7 @@ def vg_capacity(
 
 
 def vg_pressure_head(
-    theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0
+    theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
 ) -> Array:
     """Inverse retention curve ``h = -(1/alpha) ((Se Sc)^(-1/m) - 1)^(1/n)``, cm.
 
@@ -184,7 +193,7 @@ def vg_pressure_head(
     """
     m = 1.0 - 1.0 / n
     se = jnp.clip((theta - theta_r) / (theta_s - theta_r), *_SE_INVERT_BOUNDS)
-    sc, _ = _air_entry_scale(alpha, n, air_entry)
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     return -safe_power(jnp.power(se * sc, -1.0 / m) - 1.0, 1.0 / n, 1e-30) / alpha
 
 
@@ -205,23 +214,27 @@ class VanGenuchten(eqx.Module):
     alpha: Array
     n: Array
     k_s: Array
-    air_entry: float = eqx.field(static=True, default=0.0)
+    air_entry: float = eqx.field(static=True)
+    scale: tuple[Array, Array]  # (Sc, F(1)) of air_entry, computed once (air_entry_scale)
 
-    def __check_init__(self):
-        if not float(self.air_entry) <= 0.0:
-            raise ValueError(f"air_entry must be <= 0 cm, got {self.air_entry}")
+    def __init__(self, theta_r, theta_s, alpha, n, k_s, air_entry: float = 0.0, scale=None):
+        if not float(air_entry) <= 0.0:
+            raise ValueError(f"air_entry must be <= 0 cm, got {air_entry}")
+        self.theta_r, self.theta_s, self.alpha, self.n, self.k_s = theta_r, theta_s, alpha, n, k_s
+        self.air_entry = float(air_entry)
+        self.scale = air_entry_scale(jnp.asarray(alpha), jnp.asarray(n), self.air_entry) if scale is None else scale
 
     def water_content(self, h: Array) -> Array:
-        return vg_water_content(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry)
+        return vg_water_content(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def conductivity(self, h: Array) -> Array:
-        return vg_conductivity(h, self.alpha, self.n, self.k_s, self.air_entry)
+        return vg_conductivity(h, self.alpha, self.n, self.k_s, self.air_entry, self.scale)
 
     def capacity(self, h: Array) -> Array:
-        return vg_capacity(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry)
+        return vg_capacity(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def pressure_head(self, theta: Array) -> Array:
-        return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry)
+        return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def inflection_head(self) -> Array:
         """Head of the largest capacity C (the inflection of theta(h)), ``(alpha|h|)^n = m``:

@@ -126,7 +126,10 @@ def _run(model, record, h, theta, top, tp, soil):
             smallest=jnp.where(accept, jnp.minimum(tot.smallest, ticks), tot.smallest),
         )
         t_new = t + jnp.where(accept, ticks, 0)
-        streak = jnp.where(accept & converged, streak + 1, 0)
+        # HYDRUS-1D grows dt only after easy steps (<= 3 of its 10 iterations): a step that
+        # needed most of n_iter would likely fail when doubled
+        easy = converged & (f.iterations <= model.solver.easy_iterations)
+        streak = jnp.where(accept & easy, streak + 1, 0)
         # double after a run of easy steps, once the time sits on the longer step's grid
         grow = accept & (streak >= model.solver.grow_after) & (level > 0) & (t_new % (2 * size) == 0)
         level = jnp.where(active & ~accept, jnp.minimum(level + 1, levels), jnp.where(grow, level - 1, level))

@@ -100,6 +100,13 @@ class Richards1D(ProcessModel):
             ``root_fraction`` is ``None``.
         root_fraction: uptake fraction r_i per layer (sums to 1), overriding ``root_depth``.
         feddes_heads: Feddes (h1, h2, h3, h4), cm.
+        air_entry: air-entry head h_s of the retention curve, cm (<= 0; default -2 cm, the
+            modified van Genuchten-Mualem curve of Vogel et al. 2001 as in HYDRUS-1D; 0 is
+            the plain curve). With h_s < 0, K reaches Ks at h_s with a finite slope instead
+            of the unbounded slope of the plain Mualem K at h = 0 (n < 2), which is what
+            lets Newton converge on the n ~ 1.1 soils (docs/physics.md §3.8). For the same
+            (alpha, n, Ks) the unsaturated K is higher by 1/(1 - F(1))^2 (x1.7 for loam, x8.7
+            for silty clay): parameters fitted to the plain curve need ``air_entry=0``.
         solver: the :class:`RichardsSolver` (iteration, tolerance, gradient, time-step
             control). Its fields may also be given as keywords (``Richards1D(n_iter=5,
             tol=None)``) and read as attributes (``model.n_iter``).

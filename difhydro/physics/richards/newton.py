@@ -72,7 +72,7 @@ def _mixed_aux(soil, shape, dtype):
     """What the ``update="mixed"`` step needs of a van Genuchten soil, broadcast to the
     cells (carried in :class:`_System`, so an implicit-gradient solve sees it as an input)."""
     vg = VanGenuchten(*(jnp.broadcast_to(jnp.asarray(getattr(soil, k), dtype), shape) for k in SOIL_NAMES),
-                      air_entry=soil.air_entry)
+                      air_entry=soil.air_entry, scale=tuple(jnp.broadcast_to(x, shape) for x in soil.scale))
     return vg, vg.inflection_head()
 
 
