@@ -21,6 +21,8 @@ from .substep import solve_substep
 Array = jax.Array
 
 _SOLVER_FIELDS = tuple(RichardsSolver.__dataclass_fields__)
+#: the air-entry head of the model's retention curve by default (cm; Vogel et al. 2001)
+DEFAULT_AIR_ENTRY = -2.0
 
 
 class Richards1D(ProcessModel):
@@ -165,7 +167,7 @@ class Richards1D(ProcessModel):
         root_depth: float = 50.0,
         root_fraction: tuple[float, ...] | None = None,
         feddes_heads: tuple[float, float, float, float] = (-10.0, -25.0, -400.0, -8000.0),
-        air_entry: float = -2.0,
+        air_entry: float = DEFAULT_AIR_ENTRY,
         solver: RichardsSolver | None = None,
         **solver_options,
     ):
