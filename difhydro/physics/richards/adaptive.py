@@ -5,7 +5,7 @@ HYDRUS-1D's time-step control on a binary grid. The day is ``n_substeps x 2**L``
 the nominal sub-step. Each pass of a ``lax.while_loop`` tries one step per profile from
 its current state (every profile its own time, level and step):
 
-- converged within ``n_iter`` iterations: accepted; after ``grow_after`` accepted steps
+- converged within ``n_iter`` iterations: accepted; after ``grow_after`` easy steps (within 3/10 of ``n_iter``)
   in a row the level drops by one (the step doubles) once the time is aligned with the
   longer step, so a step never crosses a nominal boundary nor the end of the day;
 - not converged: rejected, the state is kept and the step halved (``level + 1``);
