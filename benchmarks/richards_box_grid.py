@@ -32,6 +32,19 @@ N_STORM, N_DRY, TP = 3, 7, 0.5
 THETA_SLACK = 1e-5
 
 
+
+def _compare_spec(path):
+    """Import spec of another copy of the Richards module: a file, or a package directory
+    (e.g. ``difhydro/physics/richards`` of an older checkout; it imports this checkout's
+    ``difhydro.physics`` siblings)."""
+    from pathlib import Path
+
+    name = "difhydro.physics._richards_compare"
+    if Path(path).is_dir():
+        return importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    return importlib.util.spec_from_file_location(name, path)
+
 def cases():
     return [(t, s, r) for t in CARSEL_PARRISH for s in STARTS for r in STORMS]
 
@@ -94,7 +107,7 @@ def check(out, s0, params, rain):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--old", help="path of another richards module to compare (e.g. before the change)")
+    parser.add_argument("--old", help="path of another richards module to compare (file or package directory, e.g. before the change)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a solver option, e.g. max_halvings=8 (Python literal)")
     args = parser.parse_args(argv)
@@ -102,7 +115,7 @@ def main(argv=None):
 
     options = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in args.option)}
     if args.old:
-        spec = importlib.util.spec_from_file_location("difhydro.physics._richards_compare", args.old)
+        spec = _compare_spec(args.old)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)

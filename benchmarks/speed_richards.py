@@ -1,6 +1,6 @@
 """Forward + backward speed of :class:`~difhydro.physics.richards.Richards1D`.
 
-Setup: 30 days x 24 sub-steps x 10 layers (10 cm each), 5 Picard iterations, float32,
+Setup: 30 days x 24 sub-steps x 10 layers (10 cm each), 5 iterations (``--n-iter``), float32,
 loam parameters per layer, random daily rain; loss = sum of drainage and storage; one
 ``jax.grad`` through the 30 days (each day checkpointed). The cost per unit does not
 depend on the day count; 30 days keep the 512-profile case under a minute on 2 CPU cores.
@@ -28,7 +28,20 @@ from difhydro.physics.richards import Richards1D
 N_DAYS, N_SUB, N_LAYERS = 30, 24, 10
 
 
-def _case(n_profiles: int, seed: int = 0, storm: bool = False, model_cls=Richards1D):
+
+def _compare_spec(path):
+    """Import spec of another copy of the Richards module: a file, or a package directory
+    (e.g. ``difhydro/physics/richards`` of an older checkout; it imports this checkout's
+    ``difhydro.physics`` siblings)."""
+    from pathlib import Path
+
+    name = "difhydro.physics._richards_compare"
+    if Path(path).is_dir():
+        return importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    return importlib.util.spec_from_file_location(name, path)
+
+def _case(n_profiles: int, seed: int = 0, storm: bool = False, model_cls=Richards1D, n_iter: int = 5):
     rng = np.random.default_rng(seed)
     shape = (N_DAYS, n_profiles)
     rain = (rng.random(shape) < 0.3) * rng.exponential(0.6, shape)
@@ -38,7 +51,7 @@ def _case(n_profiles: int, seed: int = 0, storm: bool = False, model_cls=Richard
         "precipitation": jnp.asarray(rain, jnp.float32),
         "potential_transpiration": jnp.full(shape, 0.3, jnp.float32),
     }
-    model = model_cls(thickness=(10.0,) * N_LAYERS, n_substeps=N_SUB, n_iter=5)
+    model = model_cls(thickness=(10.0,) * N_LAYERS, n_substeps=N_SUB, n_iter=n_iter)
     params = model.default_params((n_profiles,))
     return model, params, forcing
 
@@ -54,11 +67,11 @@ def _time(fn, params, repeats):
 
 
 def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=Richards1D,
-        label: str = "") -> dict[int, float]:
+        label: str = "", n_iter: int = 5) -> dict[int, float]:
     """Print and return ns per layer-substep (per profile) of forward+backward."""
     results = {}
     for n in profiles:
-        model, params, forcing = _case(n, storm=storm, model_cls=model_cls)
+        model, params, forcing = _case(n, storm=storm, model_cls=model_cls, n_iter=n_iter)
 
         def loss(p):
             _, out = simulate(model, p, forcing, check=False)
@@ -71,13 +84,13 @@ def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=
         print(
             f"{label}profiles={n:4d}  forward {fwd[0]:8.3f} s [{fwd[1]:.3f}, {fwd[2]:.3f}]  forward+backward "
             f"{seconds:8.3f} s [{lo:.3f}, {hi:.3f}]  {ns:9.1f} ns per layer-substep-profile  "
-            f"({N_DAYS} d x {N_SUB} sub x {N_LAYERS} layers{', storms' if storm else ''})"
+            f"({N_DAYS} d x {N_SUB} sub x {N_LAYERS} layers, n_iter={n_iter}{', storms' if storm else ''})"
         )
     return results
 
 
 def _load(path):
-    spec = importlib.util.spec_from_file_location("difhydro.physics._richards_compare", path)
+    spec = _compare_spec(path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -90,10 +103,11 @@ if __name__ == "__main__":
     parser.add_argument("--storm", action="store_true", help="3-day 30 cm/d storms every 10 days")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--profiles", default="1,64,512")
+    parser.add_argument("--n-iter", type=int, default=5, help="Newton iterations per attempt (the solver default is 20)")
     args = parser.parse_args()
     profiles = tuple(int(p) for p in args.profiles.split(","))
     old = _load(args.old) if args.old else None
     for n in profiles:
-        run((n,), args.repeats, args.storm, label="new  ")
+        run((n,), args.repeats, args.storm, label="new  ", n_iter=args.n_iter)
         if old is not None:
-            run((n,), args.repeats, args.storm, model_cls=old, label="old  ")
+            run((n,), args.repeats, args.storm, model_cls=old, label="old  ", n_iter=args.n_iter)

@@ -71,22 +71,26 @@ def _storms(cases):
     return rain, tp
 
 
-def test_storms_stay_in_the_box_and_converge():
+@pytest.mark.parametrize("air_entry", [-2.0, 0.0])
+def test_storms_stay_in_the_box_and_converge(air_entry):
+    """With the default air-entry curve and with the plain van Genuchten curve, whose
+    steep K near saturation needs the shorter steps."""
     rain, tp = _storms(_CASES)
-    model = Richards1D(thickness=THICK)
+    model = Richards1D(thickness=THICK, air_entry=air_entry)
     out, s0, params = _run(model, [c[0] for c in _CASES], [c[1] for c in _CASES], rain, tp)
     assert _box_violations(out, s0, params, rain) == []
-    # the storms needed shorter steps; the dry days did not
-    assert out["substeps"][:3].max() > model.n_substeps
-    assert out["smallest_substep"][:3].min() < model.dt / model.n_substeps
+    # the dry days keep the nominal steps
     np.testing.assert_array_equal(out["substeps"][3:], model.n_substeps)
+    if air_entry == 0.0:  # the storms needed shorter steps
+        assert out["substeps"][:3].max() > model.n_substeps
+        assert out["smallest_substep"][:3].min() < model.dt / model.n_substeps
 
 
 def test_fixed_substeps_leave_the_box_on_the_same_storms():
-    """The same storms without the time-step control (the solver before issue 21): some
-    day stays unconverged, so the test above can fail."""
+    """The same storms on the plain curve without the time-step control (the solver before
+    issue 21): some day stays unconverged, so the test above can fail."""
     rain, tp = _storms(_CASES)
-    model = Richards1D(thickness=THICK, max_halvings=0)
+    model = Richards1D(thickness=THICK, max_halvings=0, air_entry=0.0)
     out, s0, params = _run(model, [c[0] for c in _CASES], [c[1] for c in _CASES], rain, tp)
     problems = _box_violations(out, s0, params, rain)
     assert any("not converged" in p for p in problems), problems
@@ -102,8 +106,10 @@ def _box(name, u):
 _soil = st.lists(st.floats(0.0, 1.0), min_size=5, max_size=5)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit (docs/physics.md): a coarse layer (Ks 1000 cm/d) over a "
-                   "tight one (Ks 0.1 cm/d, alpha 0.002) under 2 cm/d fails to converge at the smallest step")
+@pytest.mark.xfail(strict=True, reason="known limit (docs/physics.md 3.8): a coarse layer (Ks 1000 cm/d) over a "
+                   "tight one (Ks 0.1 cm/d, alpha 0.002) under 2 cm/d saturates the whole column within the "
+                   "first sub-steps (ponding switch on) and desaturates it on the dry day; neither day "
+                   "converges at the smallest step, also with max_halvings=10 or n_iter=60")
 @settings(max_examples=6, deadline=None, derandomize=True, phases=(Phase.generate,))  # no shrinking: it fails by design
 @given(top=_soil, bottom=_soil, dry=st.booleans(), storm=st.floats(2.0, 30.0), layered=st.booleans())
 def test_box_holds_over_the_parameter_box(top, bottom, dry, storm, layered):

@@ -15,6 +15,11 @@ is floored at 1e-12, where the derivative dK/dSe of the Mualem conductivity, unb
 Se = 1 for every n, docs/physics.md §3.1, is still finite), and the saturated
 branch (h >= 0: Se = 1, theta = theta_s, K = Ks and C = 0 exactly) is selected with the
 "double where" of the JAX FAQ.
+
+The van Genuchten functions take ``air_entry`` h_s (cm, <= 0; default 0, the plain curve):
+the modified curve of Vogel, van Genuchten & Cislerova (2001, Adv. Water Resour. 24:133-144),
+HYDRUS-1D's "air-entry value of -2 cm" model, saturated for h >= h_s. :class:`Richards1D`
+uses h_s = -2 cm by default (docs/physics.md §3.1, §3.8).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ __all__ = [
     "VanGenuchten",
     "Haverkamp",
     "Gardner",
+    "air_entry_scale",
     "vg_effective_saturation",
     "vg_water_content",
     "vg_conductivity",
@@ -74,11 +80,12 @@ def _scaled_suction_power(h: Array, alpha: Array, n: Array) -> Array:
     return safe_power(alpha * jnp.maximum(-h, 0.0), n, _SCALED_HEAD_FLOOR)
 
 
-def _unsaturated(h: Array) -> tuple[Array, Array]:
-    """``(h >= 0, h_u)``: the saturated mask and a head that is -1 cm where it is set, for
-    the unsaturated branch of a "double where" (its value and gradient there are unused)."""
-    saturated = h >= 0.0
-    return saturated, jnp.where(saturated, -1.0, h)
+def _unsaturated(h: Array, air_entry: float = 0.0) -> tuple[Array, Array]:
+    """``(h >= air_entry, h_u)``: the saturated mask and a head that is ``air_entry - 1`` cm
+    where it is set, for the unsaturated branch of a "double where" (its value and gradient
+    there are unused)."""
+    saturated = h >= air_entry
+    return saturated, jnp.where(saturated, air_entry - 1.0, h)
 
 
 # ----------------------------------------------------------------------------------------
@@ -86,53 +93,86 @@ def _unsaturated(h: Array) -> tuple[Array, Array]:
 # ----------------------------------------------------------------------------------------
 
 
-def vg_effective_saturation(h: Array, alpha: Array, n: Array) -> Array:
-    """Effective saturation ``Se = [1 + (alpha|h|)^n]^(-m)``, ``m = 1 - 1/n``; 1 for h >= 0.
+def air_entry_scale(alpha: Array, n: Array, air_entry) -> tuple[Array, Array]:
+    """``(Sc, F1)`` of the air-entry head ``h_s`` (Vogel et al. 2001): ``Sc = [1 +
+    (alpha|h_s|)^n]^(-m)``, the plain van Genuchten Se at ``h_s``, and ``F1 = (alpha|h_s|)^(n-1)
+    Sc``, Mualem's ``[1 - Sc^(1/m)]^m``. Exactly ``(1, 0)`` for ``h_s = 0`` (plain vG)."""
+    if isinstance(air_entry, (int, float)) and air_entry == 0:
+        return jnp.ones_like(alpha * n), jnp.zeros_like(alpha * n)
+    m = 1.0 - 1.0 / n
+    suction = alpha * jnp.maximum(-jnp.asarray(air_entry, jnp.result_type(alpha)), 0.0)
+    sc = jnp.power(1.0 + safe_power(suction, n, _SCALED_HEAD_FLOOR), -m)
+    return sc, safe_power(suction, n - 1.0, _SCALED_HEAD_FLOOR) * sc
+
+
+def vg_effective_saturation(h: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None) -> Array:
+    """Effective saturation ``Se = [1 + (alpha|h|)^n]^(-m) / Sc``, ``m = 1 - 1/n``; 1 for
+    ``h >= air_entry``.
 
     Args:
         h: pressure head, cm.
         alpha: inverse air-entry head, cm-1.
         n: pore-size distribution index (> 1), -.
+        air_entry: the air-entry head ``h_s`` (cm, <= 0) of the modified van Genuchten curve
+            (Vogel, van Genuchten & Cislerova 2001; HYDRUS-1D's "air-entry value of -2 cm"
+            model): the curve is rescaled by ``Sc = [1 + (alpha|h_s|)^n]^(-m)`` so that it
+            reaches saturation at ``h_s`` instead of 0. 0 (default) is plain van Genuchten.
+        scale: ``(Sc, F(1))`` of ``air_entry`` precomputed by :func:`air_entry_scale` (what
+            :class:`VanGenuchten` holds, so the Newton iterations do not recompute it); the
+            same keyword in every function below; ``None`` computes it.
     """
     m = 1.0 - 1.0 / n
-    saturated, h_u = _unsaturated(h)
-    se = jnp.power(1.0 + _scaled_suction_power(h_u, alpha, n), -m)
+    saturated, h_u = _unsaturated(h, air_entry)
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
+    se = jnp.power(1.0 + _scaled_suction_power(h_u, alpha, n), -m) / sc
     return jnp.where(saturated, jnp.ones_like(se), se)
 
 
-def vg_water_content(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
-    """Water content ``theta = theta_r + (theta_s - theta_r) Se(h)`` (van Genuchten 1980)."""
-    return theta_r + (theta_s - theta_r) * vg_effective_saturation(h, alpha, n)
+def vg_water_content(
+    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
+) -> Array:
+    """Water content ``theta = theta_r + (theta_s - theta_r) Se(h)`` (van Genuchten 1980;
+    with ``air_entry`` h_s < 0 the modified curve of Vogel et al. 2001, theta_s for h >= h_s)."""
+    return theta_r + (theta_s - theta_r) * vg_effective_saturation(h, alpha, n, air_entry, scale)
 
 
-def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array) -> Array:
-    """Mualem conductivity ``K = Ks Se^0.5 [1 - (1 - Se^(1/m))^m]^2``; exactly ``k_s`` for h >= 0.
+def vg_conductivity(h: Array, alpha: Array, n: Array, k_s: Array, air_entry: float = 0.0, scale=None) -> Array:
+    """Mualem conductivity ``K = Ks Se^0.5 [(1 - F(Se)) / (1 - F(1))]^2``; exactly ``k_s`` for
+    ``h >= air_entry``.
 
-    Written as ``K = Ks Se^0.5 (1 - w Se)^2`` with ``w = (alpha|h|)^(n-1)`` (``(1 -
-    Se^(1/m))^m = w Se``): near saturation ``K ~ Ks (1 - 2w)``, whose slope in h is
-    unbounded for n < 2. ``alpha|h|`` is floored at 1e-12, which keeps value and gradient
-    finite; the curve is followed exactly down to that floor, so the limit h -> 0- is
-    ``k_s`` within 0.1 % for n >= 1.3, while for smaller n the vG-Mualem K itself is still
-    far below ``k_s`` there (0.83 ``k_s`` at n = 1.09, 0.56 at n = 1.05, at |h| = 1e-12 /
-    alpha cm) and jumps to ``k_s`` at h = 0. Units of ``k_s``.
+    ``F(Se) = [1 - (Se Sc)^(1/m)]^m`` (Vogel et al. 2001; plain vG-Mualem with
+    ``air_entry = 0``: Sc = 1, F(1) = 0). Written with the plain vG saturation ``S = Se Sc``
+    as ``F = w S``, ``w = (alpha|h|)^(n-1)``: near h = 0 the plain curve is ``K ~ Ks (1 -
+    2w)``, whose slope in h is unbounded for n < 2. ``alpha|h|`` is floored at 1e-12, which
+    keeps value and gradient finite; the curve is followed exactly down to that floor, so
+    the limit h -> 0- is ``k_s`` within 0.1 % for n >= 1.3, while for smaller n the
+    vG-Mualem K itself is still far below ``k_s`` there (0.83 ``k_s`` at n = 1.09, 0.56 at
+    n = 1.05, at |h| = 1e-12 / alpha cm) and jumps to ``k_s`` at h = 0. With ``air_entry``
+    h_s < 0, K reaches ``k_s`` continuously at h_s with a finite slope (the remedy of Vogel
+    et al. 2001 for n close to 1). Units of ``k_s``.
     """
     m = 1.0 - 1.0 / n
-    saturated, h_u = _unsaturated(h)
+    saturated, h_u = _unsaturated(h, air_entry)
     suction = alpha * jnp.maximum(-h_u, 0.0)
-    se = jnp.power(1.0 + safe_power(suction, n, _SCALED_HEAD_FLOOR), -m)
+    s = jnp.power(1.0 + safe_power(suction, n, _SCALED_HEAD_FLOOR), -m)
     w = safe_power(suction, n - 1.0, _SCALED_HEAD_FLOOR)
-    k = jnp.sqrt(se) * (1.0 - w * se) ** 2
+    sc, f1 = air_entry_scale(alpha, n, air_entry) if scale is None else scale
+    k = jnp.sqrt(s / sc) * ((1.0 - w * s) / (1.0 - f1)) ** 2
     return jnp.where(saturated, jnp.ones_like(k), k) * k_s
 
 
-def vg_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
-    """Specific moisture capacity ``C = (theta_s - theta_r) alpha n m (alpha|h|)^(n-1)
-    [1 + (alpha|h|)^n]^(-m-1)``, cm-1; 0 for h >= 0."""
+def vg_capacity(
+    h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
+) -> Array:
+    """Specific moisture capacity ``C = (theta_s - theta_r) / Sc alpha n m (alpha|h|)^(n-1)
+    [1 + (alpha|h|)^n]^(-m-1)``, cm-1; 0 for ``h >= air_entry`` (Sc = 1 for plain vG)."""
     m = 1.0 - 1.0 / n
-    saturated, h_u = _unsaturated(h)
+    saturated, h_u = _unsaturated(h, air_entry)
     ah = alpha * jnp.maximum(-h_u, 0.0)
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     c = (
         (theta_s - theta_r)
+        / sc
         * alpha
         * n
         * m
@@ -142,15 +182,19 @@ def vg_capacity(h: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array
     return jnp.where(saturated, 0.0, c)
 
 
-def vg_pressure_head(theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array) -> Array:
-    """Inverse retention curve ``h = -(1/alpha) (Se^(-1/m) - 1)^(1/n)``, cm.
+def vg_pressure_head(
+    theta: Array, theta_r: Array, theta_s: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None
+) -> Array:
+    """Inverse retention curve ``h = -(1/alpha) ((Se Sc)^(-1/m) - 1)^(1/n)``, cm.
 
     Se is clipped to [1e-6, 1 - 1e-7] first (section 3.1), so ``theta`` at or beyond
-    ``theta_s`` maps to a small negative head and ``theta <= theta_r`` to a large one.
+    ``theta_s`` maps to a head just below ``air_entry`` (0 for plain vG) and ``theta <=
+    theta_r`` to a large one.
     """
     m = 1.0 - 1.0 / n
     se = jnp.clip((theta - theta_r) / (theta_s - theta_r), *_SE_INVERT_BOUNDS)
-    return -safe_power(jnp.power(se, -1.0 / m) - 1.0, 1.0 / n, 1e-30) / alpha
+    sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
+    return -safe_power(jnp.power(se * sc, -1.0 / m) - 1.0, 1.0 / n, 1e-30) / alpha
 
 
 class VanGenuchten(eqx.Module):
@@ -161,6 +205,8 @@ class VanGenuchten(eqx.Module):
         alpha: inverse air-entry head, cm-1.
         n: pore-size distribution index (> 1), -.
         k_s: saturated conductivity, cm per model time unit (cm d-1 in :class:`Richards1D`).
+        air_entry: air-entry head h_s of the modified curve (cm, <= 0, static; Vogel et al.
+            2001, see :func:`vg_effective_saturation`); 0 (default) is plain van Genuchten.
     """
 
     theta_r: Array
@@ -168,24 +214,34 @@ class VanGenuchten(eqx.Module):
     alpha: Array
     n: Array
     k_s: Array
+    air_entry: float = eqx.field(static=True)
+    scale: tuple[Array, Array]  # (Sc, F(1)) of air_entry, computed once (air_entry_scale)
+
+    def __init__(self, theta_r, theta_s, alpha, n, k_s, air_entry: float = 0.0, scale=None):
+        if not float(air_entry) <= 0.0:
+            raise ValueError(f"air_entry must be <= 0 cm, got {air_entry}")
+        self.theta_r, self.theta_s, self.alpha, self.n, self.k_s = theta_r, theta_s, alpha, n, k_s
+        self.air_entry = float(air_entry)
+        self.scale = air_entry_scale(jnp.asarray(alpha), jnp.asarray(n), self.air_entry) if scale is None else scale
 
     def water_content(self, h: Array) -> Array:
-        return vg_water_content(h, self.theta_r, self.theta_s, self.alpha, self.n)
+        return vg_water_content(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def conductivity(self, h: Array) -> Array:
-        return vg_conductivity(h, self.alpha, self.n, self.k_s)
+        return vg_conductivity(h, self.alpha, self.n, self.k_s, self.air_entry, self.scale)
 
     def capacity(self, h: Array) -> Array:
-        return vg_capacity(h, self.theta_r, self.theta_s, self.alpha, self.n)
+        return vg_capacity(h, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def pressure_head(self, theta: Array) -> Array:
-        return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n)
+        return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
 
     def inflection_head(self) -> Array:
         """Head of the largest capacity C (the inflection of theta(h)), ``(alpha|h|)^n = m``:
-        ``h* = -m^(1/n) / alpha`` (cm). Drier than h*, C falls steeply with |h|."""
+        ``h* = -m^(1/n) / alpha`` (cm), at most ``air_entry``. Drier than h*, C falls
+        steeply with |h|."""
         m = 1.0 - 1.0 / self.n
-        return -jnp.power(m, 1.0 / self.n) / self.alpha
+        return jnp.minimum(-jnp.power(m, 1.0 / self.n) / self.alpha, self.air_entry)
 
 
 # ----------------------------------------------------------------------------------------

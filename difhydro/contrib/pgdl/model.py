@@ -19,7 +19,8 @@ from ...data.synthetic import TWIN_DEPTHS_CM
 from ...hybrid import inputs_with_attributes
 from ...nn import CNNLSTM
 from ...physics.richards import feddes_reduction, richards_residual
-from ...physics.soil_hydraulics import vg_pressure_head
+from ...physics.richards.model import DEFAULT_AIR_ENTRY
+from ...physics.soil_hydraulics import VanGenuchten
 from ...training.losses import richards_residual_loss, rmse
 
 Array = jax.Array
@@ -83,12 +84,13 @@ class ProfileCNNLSTM(nn.Module):
 _SOIL = ("theta_r", "theta_s", "alpha", "n", "k_s")
 
 
-def _soil(static: Mapping[str, Array]) -> dict[str, Array]:
-    """Per-pixel van Genuchten parameters ``[B]`` as ``[B, 1, 1]`` (over days and depths)."""
+def _soil(static: Mapping[str, Array], air_entry: float) -> VanGenuchten:
+    """Per-pixel van Genuchten soil from parameters ``[B]``, as ``[B, 1, 1]`` (over days and
+    depths), on the retention curve with air-entry head ``air_entry`` (cm)."""
     missing = [k for k in _SOIL if k not in static]
     if missing:
         raise ValueError(f"the batch's static fields lack the soil parameters {missing}")
-    return {k: static[k][:, None, None] for k in _SOIL}
+    return VanGenuchten(*(jnp.asarray(static[k])[:, None, None] for k in _SOIL), air_entry=air_entry)
 
 
 def _uptake(theta: Array, soil, pet: Array, depths, root_fraction) -> Array | float:
@@ -96,7 +98,7 @@ def _uptake(theta: Array, soil, pet: Array, depths, root_fraction) -> Array | fl
     days 1..L-1 of ``theta`` ``[B, L, n_depths]``; 0 without ``root_fraction``."""
     if root_fraction is None:
         return 0.0
-    h = vg_pressure_head(theta[:, 1:], soil["theta_r"], soil["theta_s"], soil["alpha"], soil["n"])
+    h = soil.pressure_head(theta[:, 1:])
     depths_np = np.asarray(depths, float)
     control = np.gradient(depths_np) if len(depths_np) > 1 else np.ones(1)
     roots = jnp.asarray(np.asarray(root_fraction, float) / control, theta.dtype)
@@ -104,28 +106,32 @@ def _uptake(theta: Array, soil, pet: Array, depths, root_fraction) -> Array | fl
 
 
 def profile_residual(theta: Array, static: Mapping[str, Array], pet: Array, depths=TWIN_DEPTHS_CM,
-                     root_fraction: Sequence[float] | None = None) -> Array:
+                     root_fraction: Sequence[float] | None = None, air_entry: float = DEFAULT_AIR_ENTRY) -> Array:
     """Richards residual (docs/physics.md §3.6) of predicted profiles ``[B, L, n_depths]`` with
     each pixel's van Genuchten parameters (``static``: ``theta_r``, ``theta_s``, ``alpha``,
     ``n``, ``k_s`` (cm d-1), ``[B]``) and, when ``root_fraction`` is given, the twin's Feddes
-    uptake from ``pet`` (mm d-1, ``[B, L]``). Returns ``[B, L − 1, n_depths − 2]`` (d-1)."""
-    soil = _soil(static)
+    uptake from ``pet`` (mm d-1, ``[B, L]``). ``air_entry`` (cm) is that of the retention
+    curve (docs/physics.md §3.1): by default Richards1D's, the curve the twin is generated
+    with; 0 for the plain van Genuchten curve. Returns ``[B, L − 1, n_depths − 2]`` (d-1)."""
+    soil = _soil(static, air_entry)
     sink = _uptake(theta, soil, pet, depths, root_fraction)
     return richards_residual(theta[:, :-1], theta[:, 1:], jnp.asarray(depths, theta.dtype), soil, 1.0, sink)
 
 
-def pgdl_loss(target_names: Sequence[str], physics_weight: float = 0.0, root_fraction=None, depths=TWIN_DEPTHS_CM):
+def pgdl_loss(target_names: Sequence[str], physics_weight: float = 0.0, root_fraction=None, depths=TWIN_DEPTHS_CM,
+              air_entry: float = DEFAULT_AIR_ENTRY):
     """Trainer loss of the profile models: mean over depths of the RMSE of the output named
     like each target against ``batch.targets[name]`` plus ``physics_weight`` · mean squared
     Richards residual (:func:`~difhydro.training.losses.richards_residual_loss`) over the
-    days whose pair is scored."""
+    days whose pair is scored, on the retention curve with air-entry head ``air_entry``
+    (cm; by default Richards1D's, the twin's)."""
 
     def loss(pred, batch, ctx):
         theta = pred["profile"]
         fit = sum(rmse(theta[..., i], batch.targets[n], batch.masks[n]) for i, n in enumerate(target_names)) / len(target_names)
         if physics_weight == 0.0:
             return fit
-        soil = _soil(batch.static)
+        soil = _soil(batch.static, air_entry)
         sink = _uptake(theta, soil, batch.forcing["pet"], depths, root_fraction)
         return fit + physics_weight * richards_residual_loss(theta, jnp.asarray(depths, theta.dtype), soil,
                                                              batch.masks[target_names[0]], sink=sink)

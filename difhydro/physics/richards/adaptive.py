@@ -5,7 +5,7 @@ HYDRUS-1D's time-step control on a binary grid. The day is ``n_substeps x 2**L``
 the nominal sub-step. Each pass of a ``lax.while_loop`` tries one step per profile from
 its current state (every profile its own time, level and step):
 
-- converged within ``n_iter`` iterations: accepted; after ``grow_after`` accepted steps
+- converged within ``n_iter`` iterations: accepted; after ``grow_after`` easy steps (within 3/10 of ``n_iter``)
   in a row the level drops by one (the step doubles) once the time is aligned with the
   longer step, so a step never crosses a nominal boundary nor the end of the day;
 - not converged: rejected, the state is kept and the step halved (``level + 1``);
@@ -60,7 +60,7 @@ def _step(model, h, theta, dt, top, tp, soil, mode, active=None):
         return tp[..., None] * roots * feddes_reduction(h_, model.feddes_heads)
 
     return solve_substep(
-        h, theta, VanGenuchten(*soil), model.thickness, dt, model.solver,
+        h, theta, VanGenuchten(*soil, air_entry=model.air_entry), model.thickness, dt, model.solver,
         top_flux=None if model.top_head is not None else top, top_head=model.top_head,
         bottom_head=model.bottom_head, uptake=uptake, mode=mode, active=active,
     )
@@ -126,7 +126,10 @@ def _run(model, record, h, theta, top, tp, soil):
             smallest=jnp.where(accept, jnp.minimum(tot.smallest, ticks), tot.smallest),
         )
         t_new = t + jnp.where(accept, ticks, 0)
-        streak = jnp.where(accept & converged, streak + 1, 0)
+        # HYDRUS-1D grows dt only after easy steps (<= 3 of its 10 iterations): a step that
+        # needed most of n_iter would likely fail when doubled
+        easy = converged & (f.iterations <= model.solver.easy_iterations)
+        streak = jnp.where(accept & easy, streak + 1, 0)
         # double after a run of easy steps, once the time sits on the longer step's grid
         grow = accept & (streak >= model.solver.grow_after) & (level > 0) & (t_new % (2 * size) == 0)
         level = jnp.where(active & ~accept, jnp.minimum(level + 1, levels), jnp.where(grow, level - 1, level))

@@ -21,6 +21,8 @@ from .substep import solve_substep
 Array = jax.Array
 
 _SOLVER_FIELDS = tuple(RichardsSolver.__dataclass_fields__)
+#: the air-entry head of the model's retention curve by default (cm; Vogel et al. 2001)
+DEFAULT_AIR_ENTRY = -2.0
 
 
 class Richards1D(ProcessModel):
@@ -100,6 +102,13 @@ class Richards1D(ProcessModel):
             ``root_fraction`` is ``None``.
         root_fraction: uptake fraction r_i per layer (sums to 1), overriding ``root_depth``.
         feddes_heads: Feddes (h1, h2, h3, h4), cm.
+        air_entry: air-entry head h_s of the retention curve, cm (<= 0; default -2 cm, the
+            modified van Genuchten-Mualem curve of Vogel et al. 2001 as in HYDRUS-1D; 0 is
+            the plain curve). With h_s < 0, K reaches Ks at h_s with a finite slope instead
+            of the unbounded slope of the plain Mualem K at h = 0 (n < 2), which is what
+            lets Newton converge on the n ~ 1.1 soils (docs/physics.md §3.8). For the same
+            (alpha, n, Ks) the unsaturated K is higher by 1/(1 - F(1))^2 (x1.7 for loam, x8.7
+            for silty clay): parameters fitted to the plain curve need ``air_entry=0``.
         solver: the :class:`RichardsSolver` (iteration, tolerance, gradient, time-step
             control). Its fields may also be given as keywords (``Richards1D(n_iter=5,
             tol=None)``) and read as attributes (``model.n_iter``).
@@ -124,6 +133,7 @@ class Richards1D(ProcessModel):
     root_depth: float = eqx.field(static=True)
     root_fraction: tuple[float, ...] | None = eqx.field(static=True)
     feddes_heads: tuple[float, float, float, float] = eqx.field(static=True)
+    air_entry: float = eqx.field(static=True)
     solver: RichardsSolver = eqx.field(static=True)
     param_spec = {
         "theta_r": ParamSpec(0.0, 0.2, "-", 0.078, "residual water content (theta_r)"),
@@ -157,6 +167,7 @@ class Richards1D(ProcessModel):
         root_depth: float = 50.0,
         root_fraction: tuple[float, ...] | None = None,
         feddes_heads: tuple[float, float, float, float] = (-10.0, -25.0, -400.0, -8000.0),
+        air_entry: float = DEFAULT_AIR_ENTRY,
         solver: RichardsSolver | None = None,
         **solver_options,
     ):
@@ -174,6 +185,7 @@ class Richards1D(ProcessModel):
         self.root_depth = root_depth
         self.root_fraction = None if root_fraction is None else tuple(float(x) for x in root_fraction)
         self.feddes_heads = tuple(feddes_heads)
+        self.air_entry = float(air_entry)
         self.solver = solver if solver is not None else RichardsSolver(**solver_options)
 
     def __getattr__(self, name):
@@ -192,6 +204,8 @@ class Richards1D(ProcessModel):
             raise ValueError(f"n_substeps must be >= 1, got {self.n_substeps}")
         if int(self.n_substeps) * 2 ** int(self.solver.max_halvings) >= 2**30:
             raise ValueError(f"n_substeps x 2**max_halvings must stay below 2**30, got {self.n_substeps}")
+        if not self.air_entry <= 0.0:
+            raise ValueError(f"air_entry must be <= 0 cm, got {self.air_entry}")
         h1, h2, h3, h4 = self.feddes_heads
         if not h1 > h2 > h3 > h4:
             raise ValueError(f"feddes_heads must satisfy h1 > h2 > h3 > h4, got {self.feddes_heads}")
@@ -229,7 +243,7 @@ class Richards1D(ProcessModel):
 
     def soil(self, params: Mapping[str, Array]) -> VanGenuchten:
         """The van Genuchten-Mualem soil of ``params``, broadcast to ``[*batch, n_layers]``."""
-        return VanGenuchten(**{k: jnp.asarray(params[k]) for k in SOIL_NAMES})
+        return VanGenuchten(**{k: jnp.asarray(params[k]) for k in SOIL_NAMES}, air_entry=self.air_entry)
 
     def initial_state(self, params: Mapping[str, Array]) -> dict[str, Array]:
         soil = self.soil(params)

@@ -71,7 +71,8 @@ def _apply_step(h, system, step, scale, head_ceiling, max_head_change, transform
 def _mixed_aux(soil, shape, dtype):
     """What the ``update="mixed"`` step needs of a van Genuchten soil, broadcast to the
     cells (carried in :class:`_System`, so an implicit-gradient solve sees it as an input)."""
-    vg = VanGenuchten(*(jnp.broadcast_to(jnp.asarray(getattr(soil, k), dtype), shape) for k in SOIL_NAMES))
+    vg = VanGenuchten(*(jnp.broadcast_to(jnp.asarray(getattr(soil, k), dtype), shape) for k in SOIL_NAMES),
+                      air_entry=soil.air_entry, scale=tuple(jnp.broadcast_to(x, shape) for x in soil.scale))
     return vg, vg.inflection_head()
 
 
@@ -99,7 +100,7 @@ def _mixed_transform(newton):
         if newton:
             steep = vg.n < 2.0
             p = jnp.where(steep, vg.n - 1.0, 0.5)  # unused where not steep; finite powers
-            near = steep & (h >= h_star) & (h < 0.0)
+            near = steep & (h >= h_star) & (h < vg.air_entry)
             suction = vg.alpha * jnp.maximum(-h, 0.0)
             w = -safe_power(suction, p, 1e-12)
             w_new = w + step * p * vg.alpha * safe_power(suction, p - 1.0, 1e-12)
@@ -107,7 +108,8 @@ def _mixed_transform(newton):
             if limit is not None:
                 h_w = jnp.clip(h_w, h - limit, h + limit)
             out = jnp.where(near, h_w, out)
-        return jnp.where((h > 0.0) & (out < 0.0), 0.0, out)
+        saturated = h > vg.air_entry
+        return jnp.where(saturated & (out < vg.air_entry), vg.air_entry, out)
 
     return transform
 

@@ -46,7 +46,8 @@ class RichardsSolver(eqx.Module):
     Time-step control (HYDRUS-1D's rule, on a binary grid): a sub-step that has not
     converged after ``n_iter`` iterations is repeated from its start with half the step,
     down to ``1 / 2**max_halvings`` of the nominal sub-step (``dt / n_substeps``); after
-    ``grow_after`` converged steps in a row the step doubles again (never beyond the
+    ``grow_after`` easy steps in a row (converged within :attr:`easy_iterations`, 3/10 of
+    ``n_iter``) the step doubles again (never beyond the
     nominal one, never across a nominal boundary). A step that fails at the smallest size
     is kept and the day reported unconverged. ``max_substeps`` bounds the accepted steps
     of one forcing step (``None``: the whole grid, ``n_substeps * 2**max_halvings``, so no
@@ -108,6 +109,12 @@ class RichardsSolver(eqx.Module):
     def step_budget(self, n_substeps: int) -> int:
         """Largest number of accepted sub-steps in one forcing step."""
         return max(int(n_substeps), int(self.max_substeps or int(n_substeps) * 2 ** int(self.max_halvings)))
+
+    @property
+    def easy_iterations(self) -> int:
+        """Iterations within which an accepted step counts towards growing the step again:
+        3/10 of ``n_iter`` (HYDRUS-1D: 3 of its default 10), at least 1."""
+        return max(1, (3 * int(self.n_iter)) // 10)
 
     def stored_steps(self, n_substeps: int) -> int:
         """Accepted sub-steps of a day kept by the forward pass for the gradient."""
