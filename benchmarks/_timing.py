@@ -41,3 +41,23 @@ def processor() -> str:
         pass
     units = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     return f"{model} ({', '.join(units) or 'no AVX2'}), {os.cpu_count()} logical CPUs"
+
+
+def load_richards(path) -> type:
+    """``Richards1D`` of another copy of the Richards solver, to compare against: a module
+    file, or a package directory (e.g. ``difhydro/physics/richards`` of an older checkout;
+    it imports this checkout's ``difhydro.physics`` siblings)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "difhydro.physics._richards_compare"
+    if Path(path).is_dir():
+        spec = importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
+                                                      submodule_search_locations=[str(path)])
+    else:
+        spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.Richards1D

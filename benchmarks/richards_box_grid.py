@@ -15,7 +15,6 @@ copy of the module, e.g. the solver before the time-step control, for comparison
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 
@@ -31,19 +30,6 @@ THICKNESS = (5.0,) * 20
 N_STORM, N_DRY, TP = 3, 7, 0.5
 THETA_SLACK = 1e-5
 
-
-
-def _compare_spec(path):
-    """Import spec of another copy of the Richards module: a file, or a package directory
-    (e.g. ``difhydro/physics/richards`` of an older checkout; it imports this checkout's
-    ``difhydro.physics`` siblings)."""
-    from pathlib import Path
-
-    name = "difhydro.physics._richards_compare"
-    if Path(path).is_dir():
-        return importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
-                                                      submodule_search_locations=[str(path)])
-    return importlib.util.spec_from_file_location(name, path)
 
 def cases():
     return [(t, s, r) for t in CARSEL_PARRISH for s in STARTS for r in STORMS]
@@ -115,11 +101,9 @@ def main(argv=None):
 
     options = {k: ast.literal_eval(v) for k, v in (o.split("=", 1) for o in args.option)}
     if args.old:
-        spec = _compare_spec(args.old)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        model_cls = module.Richards1D
+        from _timing import load_richards
+
+        model_cls = load_richards(args.old)
     else:
         from difhydro.physics import Richards1D as model_cls
     out, s0, params, rain, seconds = run(model_cls, **options)

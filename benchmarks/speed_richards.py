@@ -14,8 +14,6 @@ before the time-step control) in the same run. Run: ``python benchmarks/speed_ri
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import time
 
 import jax
@@ -27,19 +25,6 @@ from difhydro.physics.richards import Richards1D
 
 N_DAYS, N_SUB, N_LAYERS = 30, 24, 10
 
-
-
-def _compare_spec(path):
-    """Import spec of another copy of the Richards module: a file, or a package directory
-    (e.g. ``difhydro/physics/richards`` of an older checkout; it imports this checkout's
-    ``difhydro.physics`` siblings)."""
-    from pathlib import Path
-
-    name = "difhydro.physics._richards_compare"
-    if Path(path).is_dir():
-        return importlib.util.spec_from_file_location(name, Path(path) / "__init__.py",
-                                                      submodule_search_locations=[str(path)])
-    return importlib.util.spec_from_file_location(name, path)
 
 def _case(n_profiles: int, seed: int = 0, storm: bool = False, model_cls=Richards1D, n_iter: int = 5):
     rng = np.random.default_rng(seed)
@@ -90,11 +75,9 @@ def run(profiles=(1, 64, 512), repeats: int = 2, storm: bool = False, model_cls=
 
 
 def _load(path):
-    spec = _compare_spec(path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module.Richards1D
+    from _timing import load_richards
+
+    return load_richards(path)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Run: ``python examples/pgdl_cnn_lstm.py [--quick] [--out results/pgdl] [--physic
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -45,13 +46,23 @@ from difhydro.contrib.pgdl import (  # noqa: E402
 from difhydro.data import TWIN_DEPTHS_CM, fit_normalization, make_basin_data, richards_twin  # noqa: E402
 from difhydro.training import TrainConfig, Trainer  # noqa: E402
 
-CARAVAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "camels_caravan"
+DATA = Path(os.environ.get("DIFHYDRO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+CARAVAN = DATA / "camels_caravan"
 SOIL = ("theta_r", "theta_s", "alpha", "n", "k_s")
 DYNAMIC = ("sm_surface", "precipitation", "pet", "temperature")
 TARGETS = tuple(f"sm_{d}" for d in TWIN_DEPTHS_CM)
 TRUTH = tuple(f"true_sm_{d}" for d in TWIN_DEPTHS_CM)
 # roots uniform over 0-50 cm in the twin: fraction of the 10-cm layers centred at 10..50 cm
 ROOTS = (0.2, 0.2, 0.2, 0.2, 0.1)
+
+
+def documented_basins() -> list[str]:
+    """The 19 gauges of the documented runs: the Caravan basins that also have the original
+    CAMELS-US files (../camels_us), not all 230 of camels_caravan."""
+    from difhydro.data.camels import find_camels_files
+
+    gauges = find_camels_files(DATA / "camels_us")[1]
+    return sorted(g for g in gauges if (CARAVAN / "timeseries" / "csv" / "camels" / f"camels_{g}.csv").exists())
 
 
 def twin(quick: bool):
@@ -61,7 +72,7 @@ def twin(quick: bool):
         periods = {"train": ("2001-01-01", "2001-06-30"), "validation": ("2001-07-01", "2001-09-30"),
                    "test": ("2001-10-01", "2001-12-31")}
     else:
-        ds = richards_twin(CARAVAN, n_soils=16, start="2000-01-01", end="2003-12-31")
+        ds = richards_twin(CARAVAN, n_soils=16, start="2000-01-01", end="2003-12-31", basins=documented_basins())
         periods = {"train": ("2001-01-01", "2002-06-30"), "validation": ("2002-07-01", "2002-12-31"),
                    "test": ("2003-01-01", "2003-12-31")}
     return ds, periods

@@ -48,10 +48,20 @@ from difhydro.data import fit_normalization, make_basin_data, richards_twin  # n
 from difhydro.training import TrainConfig, Trainer  # noqa: E402
 
 #: $DIFHYDRO_DATA_DIR's Caravan subset, else the shared data beside the checkout
-CARAVAN = Path(os.environ.get("DIFHYDRO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data") / "camels_caravan"
+DATA = Path(os.environ.get("DIFHYDRO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+CARAVAN = DATA / "camels_caravan"
 WEIGHTS = ((0.1, 0.9), (0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.9, 0.1))
 W_LABEL = {"A1": "W=P", "A2": "W=P-ET", "A3": "W=P-ET-SRO", "A4": "W=P-ET-SRO+SD",
            "B1": "W=P", "B2": "W=P-ET", "B3": "W=P-ET-SRO", "B4": "W=P-ET-SRO+SD"}
+
+
+def documented_basins() -> list[str]:
+    """The 19 gauges of the documented runs: the Caravan basins that also have the original
+    CAMELS-US files (../camels_us), not all 230 of camels_caravan."""
+    from difhydro.data.camels import find_camels_files
+
+    gauges = find_camels_files(DATA / "camels_us")[1]
+    return sorted(g for g in gauges if (CARAVAN / "timeseries" / "csv" / "camels" / f"camels_{g}.csv").exists())
 
 
 def twin_dataset(quick: bool, deep_thickness_mm: float = 500.0):
@@ -60,7 +70,7 @@ def twin_dataset(quick: bool, deep_thickness_mm: float = 500.0):
         ds = richards_twin(CARAVAN, n_soils=3, start="2000-01-01", end="2001-12-31", n_substeps=8,
                            basins=["01022500", "01031500", "01547700", "02046000"])
     else:
-        ds = richards_twin(CARAVAN, n_soils=8, start="2000-01-01", end="2003-12-31")
+        ds = richards_twin(CARAVAN, n_soils=8, start="2000-01-01", end="2003-12-31", basins=documented_basins())
     sm = ds["sm_surface"].values
     prev = np.full_like(sm, np.nan)
     prev[:, 1:] = sm[:, :-1]

@@ -299,12 +299,10 @@ def richards_twin(
     pet = np.asarray(hamon_pet(temp, dl))
     water, swe = degree_day_snow(p, temp)
 
-    # The twin keeps the fixed sub-steps it was generated with (max_halvings=0): with the
-    # time-step control and 5 iterations, one year of ~230 Caravan pixels took > 9 min
-    # instead of 17 s (a batch waits for its hardest profile); unconverged days are counted
-    # in the attributes below (docs/physics.md section 3.8).
-    model = Richards1D(thickness=TWIN_THICKNESS_CM, n_substeps=n_substeps, n_iter=5, flux_update=False,
-                       root_depth=50.0, initial_head=-100.0, max_halvings=0)
+    # The solver's defaults: time-step control, 20 iterations and the -2 cm air-entry curve.
+    # One year of 228 pixels takes 22 s (fixed 5-iteration steps: 38 s with 12 818 unconverged
+    # pixel-days; benchmarks/speed_richards_twin.py, docs/physics.md section 3.8).
+    model = Richards1D(thickness=TWIN_THICKNESS_CM, n_substeps=n_substeps, root_depth=50.0, initial_head=-100.0)
     params = {k: jnp.asarray(soil[:, j:j + 1], jnp.float32) for j, k in enumerate(keys)}
     forcing = {"precipitation": jnp.asarray(water / 10.0, jnp.float32),
                "potential_transpiration": jnp.asarray(0.8 * pet / 10.0, jnp.float32)}
