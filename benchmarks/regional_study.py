@@ -97,6 +97,12 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     # the same three inputs (P, T and ERA5-Land PET, named pet here). With it the EXP-HYDRO models' tails
     # shrank (regional_tails.py: most failing basins over-predict the volume, Oudin's ET is too small there)
     "hbv_pet": ("dpl_hbv", {"Oudin": {}, "ERA5-Land": {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]}}}),
+    # the two best single changes together (is their gain additive?)
+    "hbv_pet_and_correction": ("dpl_hbv", {
+        "Oudin, no correction": {},
+        "ERA5-Land PET, P and PET corrected": {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]},
+                                               "models": {"forcing_correction": ["precipitation", "pet"]}},
+    }),
     "hbv_spin_up": ("dpl_hbv", {"90 days": {}, "365 days": {"models": {"training": {"window": 545, "warmup": 365}}}}),
     # needs training.loss to accept the registered name (config.py's choices list)
     "hbv_loss": ("dpl_hbv", {"NSE*": {}, "low-flow RMSE": {"models": {"training": {"loss": "rmse_low_flow"}}}}),
