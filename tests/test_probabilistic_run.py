@@ -53,12 +53,18 @@ def _crps_by_integration(loc, scale, tau, w, y, n=20001):
 
 @pytest.fixture(scope="module")
 def run(caravan, tmp_path_factory):
-    pytest.importorskip("neuralhydrology")
+    """The tiny run, with neuralhydrology's cmal peer where the peer imports (a clean CI
+    install has no `peers` extra: difhydro's own mixture is checked there too)."""
     from difhydro.experiment.run import train_run
 
+    try:
+        import neuralhydrology  # noqa: F401
+        with_peer = True
+    except ImportError:
+        with_peer = False
     folder = tmp_path_factory.mktemp("prob")
     cfg = folder / "tiny.yml"
-    cfg.write_text(yaml.safe_dump(TINY))
+    cfg.write_text(yaml.safe_dump({**TINY, "peers": {**TINY["peers"], "neuralhydrology": with_peer}}))
     run_dir, table, failures = train_run(str(cfg), folder / "run", data_dir=str(caravan), progress=False,
                                          log=lambda *a: None)
     assert failures == []
@@ -93,9 +99,15 @@ def test_lstm_quantiles_are_ordered_invert_the_cdf_and_give_the_point_forecast(r
     np.testing.assert_allclose(sim, np.maximum(q[..., 2], 0), rtol=1e-5, atol=1e-6)
 
 
+def _needs(model, metrics):
+    if model not in set(metrics["model"]):
+        pytest.skip(f"{model} was not trained here (neuralhydrology does not import)")
+
+
 @pytest.mark.parametrize("model", ["lstm", "nh_cudalstm"])
 def test_coverage_width_and_pit_agree_with_the_written_quantiles(run, model):
     _, metrics, ds = run
+    _needs(model, metrics)
     q = ds["streamflow_quantile"].sel(evaluation="temporal", model=model).values
     obs = ds["observed_streamflow"].values
     rows = metrics[metrics.model == model].set_index("basin")
@@ -116,6 +128,7 @@ def test_coverage_width_and_pit_agree_with_the_written_quantiles(run, model):
 
 def test_nh_cmal_peer_is_scored_from_its_own_draws(run):
     run_dir, metrics, ds = run
+    _needs("nh_cudalstm", metrics)
     with np.load(run_dir / "peers" / "nh_cudalstm" / "result.npz") as z:
         draws = z["samples"].astype(np.float64)  # [basin, time, n]
     assert draws.shape[:2] == (3, len(ds.time)) and draws.shape[2] == 100
@@ -142,7 +155,8 @@ def test_a_reliability_figure_and_a_probabilistic_table_are_written(run):
     assert (run_dir / "reliability.png").stat().st_size > 10_000
     summary = (run_dir / "summary.md").read_text()
     assert "median CRPS" in summary and "`reliability.png`" in summary
-    assert "head cmal" in summary  # the peer's head is named
+    if "nh_cudalstm" in set(metrics["model"]):
+        assert "head cmal" in summary  # the peer's head is named
 
 
 # -- the pieces -------------------------------------------------------------------------------
