@@ -68,6 +68,9 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     # Gaussian noise on the standardised inputs of training batches (std in training standard deviations)
     "lstm_input_noise": ("lstm", {"0": {}, "0.1": {"training": {"input_noise": 0.1}},
                                   "0.3": {"training": {"input_noise": 0.3}}}),
+    # neuralhydrology's head is linear; difhydro's clips at 0 flow, also inside the loss
+    "lstm_output": ("lstm", {"clipped at 0 in training": {},
+                             "linear in training (clipped in prediction)": {"models": {"clip_in_training": False}}}),
     "lstm_hidden_size": ("lstm", {"64": {}, "32": {"models": {"hidden_size": 32}},
                                   "128": {"models": {"hidden_size": 128, "dropout": 0.1}},
                                   "256": {"models": {"hidden_size": 256, "dropout": 0.1}}}),

@@ -251,3 +251,27 @@ def test_run_physics_check_reaches_the_warm_up_days():
         run_physics(model, params, forcing, warmup_days=20, check=True)
     out = run_physics(model, params, forcing, warmup_days=20, check=False)
     assert out["streamflow"].shape == (1, 60)
+
+
+def test_lstm_clip_in_training_false_gives_the_loss_the_linear_output():
+    """Same weights: in training (dropout 0, not deterministic) the unclipped output is
+    offset + scale · head, negative where the clipped one is 0, and its gradient reaches
+    the weights there; predictions are clipped either way."""
+    batch = _batch(n_basins=2, n_days=40)
+    clipped = RegionalLSTM(hidden_size=4, dropout_rate=0.0, output_offset=-0.5, output_scale=2.0)
+    linear = RegionalLSTM(hidden_size=4, dropout_rate=0.0, output_offset=-0.5, output_scale=2.0,
+                          clip_in_training=False)
+    variables = clipped.init(jax.random.key(0), batch)
+    rngs = {"dropout": jax.random.key(1)}
+    train_clip = clipped.apply(variables, batch, deterministic=False, rngs=rngs)["streamflow"]
+    train_lin = linear.apply(variables, batch, deterministic=False, rngs=rngs)["streamflow"]
+    np.testing.assert_allclose(np.asarray(train_clip), np.maximum(np.asarray(train_lin), 0.0), rtol=1e-6, atol=1e-7)
+    assert (np.asarray(train_lin) < 0).any()  # offset -0.5: some days below zero flow
+    np.testing.assert_array_equal(np.asarray(linear.apply(variables, batch)["streamflow"]),
+                                  np.asarray(clipped.apply(variables, batch)["streamflow"]))
+
+    negative = np.asarray(train_lin) < 0
+    g_lin = jax.grad(lambda v: jnp.sum(jnp.where(negative, linear.apply(v, batch, deterministic=False, rngs=rngs)["streamflow"], 0.0)))(variables)
+    g_clip = jax.grad(lambda v: jnp.sum(jnp.where(negative, clipped.apply(v, batch, deterministic=False, rngs=rngs)["streamflow"], 0.0)))(variables)
+    norm = lambda g: float(sum(jnp.sum(x ** 2) for x in jax.tree.leaves(g)))  # noqa: E731
+    assert norm(g_clip) == 0.0 and norm(g_lin) > 0.0

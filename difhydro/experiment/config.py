@@ -296,6 +296,10 @@ class Config:
             if self.models.get(name, {}).get("autoregressive") and probabilistic(name, self.models.get(name, {})):
                 raise ConfigError(f"models.{name}.autoregressive: the autoregressive LSTM has a point head only; "
                                   "drop head or autoregressive")
+            own = self.models.get(name, {})
+            if own.get("clip_in_training") is False and (own.get("autoregressive") or probabilistic(name, own)):
+                raise ConfigError(f"models.{name}.clip_in_training: false applies to the plain regression LSTM only "
+                                  "(not with autoregressive or a probabilistic head)")
 
 
 # ----------------------------------------------------------------------------------------

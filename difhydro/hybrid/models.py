@@ -322,6 +322,9 @@ class RegionalLSTM(nn.Module):
 
     The output is ``streamflow = max(output_offset + output_scale · head, 0)`` (mm d-1,
     :func:`standardised_flow`; set the offset and scale from the training-period flow).
+    With ``clip_in_training=False`` the training loss sees ``output_offset + output_scale ·
+    head`` unclipped (no zero gradient below 0 flow, neuralhydrology's default linear output);
+    predictions (``deterministic=True``) are clipped at 0 either way.
 
     With a probabilistic ``head`` (``"cmal"`` or ``"gmm"``, :mod:`difhydro.nn.distributions`,
     as neuralhydrology's heads on the LSTM's hidden states) the model also returns
@@ -339,6 +342,7 @@ class RegionalLSTM(nn.Module):
     dtype: Any = jnp.float32
     head: str = "regression"
     components: int = 3
+    clip_in_training: bool = True
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
@@ -359,6 +363,8 @@ class RegionalLSTM(nn.Module):
             self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
             initial_forget_bias=self.initial_forget_bias, dtype=self.dtype, name="lstm",
         )(x, deterministic=deterministic)
+        if not (deterministic or self.clip_in_training):  # the loss sees the linear output, as neuralhydrology's
+            return {"streamflow": self.output_offset + self.output_scale * y[..., 0].astype(jnp.float32)}
         return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}
 
 

@@ -228,7 +228,7 @@ PROBABILISTIC_HEADS = ("cmal", "gmm")
 
 
 def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, head: str = "regression",
-          components: int = 3, autoregressive: bool = False, holdout: float = 0.5):
+          components: int = 3, autoregressive: bool = False, holdout: float = 0.5, clip_in_training: bool = True):
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
@@ -240,7 +240,7 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
         return AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
                                   output_scale=flow_std, output_offset=flow_mean)
     return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean,
-                        head=head, components=components)
+                        head=head, components=components, clip_in_training=clip_in_training)
 
 
 def probabilistic(name: str, options: Mapping[str, Any]) -> bool:
