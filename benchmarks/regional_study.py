@@ -46,11 +46,26 @@ EARLY_STOPPING = "1981-10-01:1985-09-30"  # chooses the kept epoch
 VALIDATION = "1985-10-01:1989-09-30"  # scores every point (the runs' "test" period)
 CARAVAN_INPUTS = ["precipitation", "temperature", "pet_era5"]
 
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` updated recursively with ``extra`` (new dicts, inputs untouched)."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 # The base point of each model: the settings of benchmarks/configs/regional.yml.
 BASE = {
     "lstm": {"hidden_size": 64},
     "dpl_hbv": {"hidden_size": 64, "components": 4, "training": {"steps_per_epoch": 120}},
+    "hybrid": {"hidden_size": 64, "training": {"steps_per_epoch": 100}},
+    "dpl_exphydro": {"hidden_size": 64, "training": {"steps_per_epoch": 100}},
+    "exphydro_calibrated": {},
+    "hbv_calibrated": {},
 }
+# ERA5-Land PET in the physics instead of Oudin's; the networks keep the same three inputs
+# (P, T and ERA5-Land PET, named pet here)
+ERA5_PET = {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]}}
 
 # factor -> (model, {level: overrides of the point config}); the first level is the base.
 # Overrides are nested mappings merged into the config ("models" keys go to the factor's model).
@@ -99,25 +114,25 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     # the PET the physics reads: ERA5-Land's (too high on many basins) instead of Oudin's; the networks keep
     # the same three inputs (P, T and ERA5-Land PET, named pet here). With it the EXP-HYDRO models' tails
     # shrank (regional_tails.py: most failing basins over-predict the volume, Oudin's ET is too small there)
-    "hbv_pet": ("dpl_hbv", {"Oudin": {}, "ERA5-Land": {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]}}}),
+    "hbv_pet": ("dpl_hbv", {"Oudin": {}, "ERA5-Land": ERA5_PET}),
     # the two best single changes together (is their gain additive?)
     "hbv_pet_and_correction": ("dpl_hbv", {
         "Oudin, no correction": {},
-        "ERA5-Land PET, P and PET corrected": {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]},
-                                               "models": {"forcing_correction": ["precipitation", "pet"]}},
+        "ERA5-Land PET, P and PET corrected": merge(ERA5_PET, {"models": {"forcing_correction": ["precipitation", "pet"]}}),
     }),
+    # the two LSTM changes that gained most, together
+    "lstm_output_and_weight_decay": ("lstm", {
+        "clipped at 0 in training, no weight decay": {},
+        "linear in training, weight decay 0.1": {"models": {"clip_in_training": False}, "training": {"weight_decay": 0.1}},
+    }),
+    # the same PET question for the other physics-aware models (regional_tails.py: their failing basins
+    # over-predict the volume too)
+    **{f"{model}_pet": (model, {"Oudin": {}, "ERA5-Land": ERA5_PET})
+       for model in ("hybrid", "dpl_exphydro", "exphydro_calibrated", "hbv_calibrated")},
     "hbv_spin_up": ("dpl_hbv", {"90 days": {}, "365 days": {"models": {"training": {"window": 545, "warmup": 365}}}}),
     # needs training.loss to accept the registered name (config.py's choices list)
     "hbv_loss": ("dpl_hbv", {"NSE*": {}, "low-flow RMSE": {"models": {"training": {"loss": "rmse_low_flow"}}}}),
 }
-
-
-def merge(base: dict, extra: dict) -> dict:
-    """``base`` updated recursively with ``extra`` (new dicts, inputs untouched)."""
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def point_config(args, model: str, overrides: dict, seed: int) -> dict:
