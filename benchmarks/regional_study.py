@@ -64,8 +64,8 @@ BASE = {
     "hbv_calibrated": {},
 }
 # ERA5-Land PET in the physics instead of Oudin's; the networks keep the same three inputs
-# (P, T and ERA5-Land PET, named pet here)
-ERA5_PET = {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"]}}
+# (P, T and ERA5-Land PET, named pet here); its negative values (condensation days) clipped to 0
+ERA5_PET = {"data": {"pet": "data", "inputs": CARAVAN_INPUTS[:2] + ["pet"], "policies": {"pet": {"clip": [0, None]}}}}
 
 # factor -> (model, {level: overrides of the point config}); the first level is the base.
 # Overrides are nested mappings merged into the config ("models" keys go to the factor's model).

@@ -114,6 +114,25 @@ def test_an_input_with_gaps_is_an_error_when_named_and_a_note_when_automatic(cop
     assert "['my_index'] have missing values" in said and "are not used" in said
 
 
+def test_negative_data_pet_in_the_physics_needs_a_clip_policy(copy_with_radiation):
+    """ERA5-Land's PET is negative on condensation days (16 in this basin, down to -0.43 mm d-1);
+    read by the buckets as PET it would add water. data.pet = 'data' refuses it unless clipped."""
+    import difhydro.experiment.data as experiment_data
+
+    root, table = copy_with_radiation
+    negative = table["potential_evaporation_sum"] < 0
+    assert negative.sum() == 16
+    raw = {"name": "t", "evaluations": ["temporal"], "models": {"hbv_calibrated": {}},
+           "data": {"format": "caravan", "attributes": [], "pet": "data"}}
+    with pytest.raises(experiment_data.DataError, match=r"pet has 16 negative value\(s\) \(min -0.43 mm d-1\) in 1 basin"):
+        prepare_data(load_config(raw), data_dir=str(root))
+    clipped = {**raw, "data": {**raw["data"], "policies": {"pet": {"clip": [0, None]}}}}
+    data = prepare_data(load_config(clipped), data_dir=str(root))
+    pet = data.ds["pet"].sel(basin=GAUGE).values
+    assert pet.min() == 0.0 and (pet == 0).sum() >= 16
+    np.testing.assert_allclose(pet[~negative.to_numpy()], table.loc[~negative, "potential_evaporation_sum"], rtol=1e-6)
+
+
 def test_train_config_passes_weight_decay_and_input_noise():
     from difhydro.experiment.config import model_training
     from difhydro.experiment.run import train_config

@@ -185,6 +185,13 @@ def add_pet(ds: xr.Dataset, method: str) -> tuple[xr.Dataset, str]:
     if method == "data":
         if "pet" not in ds:
             raise DataError("data.pet = 'data' but the data set has no pet variable")
+        negative = ds["pet"].values < 0
+        if negative.any():  # the buckets would read them as water added (ERA5-Land: condensation days)
+            basins = ds["basin"].values[negative.any(axis=1)]
+            raise DataError(f"data.pet = 'data': pet has {int(negative.sum())} negative value(s) (min "
+                            f"{float(np.nanmin(ds['pet'].values)):g} mm d-1) in {len(basins)} basin(s) "
+                            f"(first: {', '.join(map(str, basins[:3]))}), which the process models would read as "
+                            "water added; clip them with data.policies: {pet: {clip: [0, null]}} (reported)")
         return ds, "pet: the data set's own pet"
     if "pet" in ds:
         ds = ds.rename(pet=kind_name)
