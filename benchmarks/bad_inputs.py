@@ -281,6 +281,7 @@ def cases(data: Path):
         ("NSE of a constant observed series", lambda t: _nse_of_constant()),
         ("negative precipitation passed to simulate", lambda t: simulate_with(lambda f: f["precipitation"].__setitem__((3, 0), -1.0))),
         ("negative PET passed to simulate (ERA5-Land, unclipped)", lambda t: _hbv_with_pet(-0.3)),
+        ("data.pet: data on Caravan (ERA5-Land's negative PET on condensation days)", lambda t: cli("train", config(t, **{"data.format": "caravan", "data.pet": "data"}), "--data-dir", caravan_copy(data, t))),
         ("temperatures in Kelvin passed to simulate", lambda t: simulate_with(lambda f: f["temperature"].__iadd__(273.15))),
     ]
 

@@ -37,6 +37,7 @@ def test_command_line_errors_are_one_line_naming_the_problem(rows):
     ("--out a non-empty folder difhydro did not create", "nothing was changed"),
     ("overlapping train and test periods", "overlaps"),
     ("a model that fails during training", "exit 1"),
+    ("data.pet: data on Caravan (ERA5-Land's negative PET on condensation days)", "pet: {clip: [0, null]}"),
 ])
 def test_outcomes_name_the_problem(rows, name, words):
     outcome = dict((r[0], r[1]) for r in rows)[name]
