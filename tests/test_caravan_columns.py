@@ -141,3 +141,19 @@ def test_train_config_passes_weight_decay_and_input_noise():
                        "training": {"weight_decay": 0.01, "input_noise": 0.2}})
     tc = train_config(model_training(cfg, "lstm"), seed=3, progress=False)
     assert (tc.weight_decay, tc.input_noise, tc.seed) == (0.01, 0.2, 3)
+
+
+def test_the_peer_reads_every_network_input_or_is_not_run():
+    """neuralhydrology gets the file column of each input; before, an input named ``pet``
+    (data.pet = 'data') was dropped from the peer's inputs without a word."""
+    from difhydro.experiment.run import peer_inputs
+
+    assert peer_inputs(["precipitation", "temperature", "pet_era5"], "oudin") == [
+        "total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum"]
+    assert peer_inputs(["precipitation", "temperature", "pet"], "data") == [
+        "total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum"]
+    assert peer_inputs(["precipitation", "surface_net_solar_radiation_mean"], "oudin")[1] == "surface_net_solar_radiation_mean"
+    with pytest.raises(ValueError, match=r"derived input\(s\) \['pet'\]"):
+        peer_inputs(["precipitation", "pet"], "oudin")  # Oudin's, computed by difhydro
+    with pytest.raises(ValueError, match="day_length"):
+        peer_inputs(["precipitation", "day_length"], "data")

@@ -382,6 +382,27 @@ def peer_network(cfg: Config) -> dict:
             "n_distributions": int(lstm.components)}
 
 
+#: difhydro's names of the Caravan series the peer reads from the files themselves
+CARAVAN_COLUMNS = {"precipitation": "total_precipitation_sum", "temperature": "temperature_2m_mean",
+                   "pet_era5": "potential_evaporation_sum"}
+
+
+def peer_inputs(inputs: Sequence[str], pet: str) -> list[str]:
+    """The Caravan columns neuralhydrology reads for difhydro's network ``inputs``: the three
+    shared series by their file names (``pet`` is ERA5-Land's when ``data.pet`` is 'data'),
+    any further column by its own name.
+
+    Raises:
+        ValueError: an input difhydro derives (Oudin's ``pet``, ``day_length``), which the
+            peer cannot read from the files, so that it is never dropped silently.
+    """
+    columns = dict(CARAVAN_COLUMNS, **({"pet": "potential_evaporation_sum"} if pet == "data" else {}))
+    derived = [v for v in inputs if v not in columns and v in ("pet", "day_length")]
+    if derived:
+        raise ValueError(f"neuralhydrology reads the Caravan files, which lack the derived input(s) {derived}")
+    return [columns.get(v, v) for v in inputs]
+
+
 def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
     """neuralhydrology's cudalstm on the gauged evaluation (Caravan data), matched budget."""
     if not cfg.peers.neuralhydrology:
@@ -392,8 +413,11 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     from .neuralhydrology import run_cudalstm
 
     t = model_training(cfg, "lstm")
-    names = {"precipitation": "total_precipitation_sum", "temperature": "temperature_2m_mean",
-             "pet_era5": "potential_evaporation_sum"}
+    try:
+        columns = peer_inputs(data.inputs, cfg.data.pet)
+    except ValueError as err:
+        failures.append(("nh_cudalstm", "temporal", f"not run: {err}"))
+        return {}
     folder = run_dir / "peers" / "nh_cudalstm"
     done = folder / "result.npz"
     if done.is_file():
@@ -405,7 +429,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     try:
         res = run_cudalstm(
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
-            dynamic_inputs=[names[v] for v in data.inputs if v in names], static_attributes=data.attributes,
+            dynamic_inputs=columns, static_attributes=data.attributes,
             seq_length=t.window, predict_last_n=t.window - t.warmup, batch_size=t.batch_size,
             updates=t.epochs * t.steps_per_epoch, learning_rate=t.learning_rate, seed=cfg.seeds[0],
             work_dir=folder, threads=cfg.peers.threads, progress=progress, **peer_network(cfg))
