@@ -50,12 +50,14 @@ def test_max_span_bounds_the_receptive_field():
     assert not np.allclose(inside[:, t], y[:, t])
 
 
-@pytest.mark.parametrize("time, span, chunk", [(40, 7, 5), (37, 12, 8), (30, 30, 30), (25, 4, 1)])
-def test_chunked_attention_equals_the_full_banded_attention(time, span, chunk):
+@pytest.mark.parametrize("time, span, chunk, relative", [(40, 7, 5, False), (37, 12, 8, False), (30, 30, 30, False),
+                                                           (25, 4, 1, False), (40, 7, 5, True), (37, 12, 8, True)])
+def test_chunked_attention_equals_the_full_banded_attention(time, span, chunk, relative):
     x = _x(time=time, seed=3)
     mask = jnp.ones((2, time), bool).at[1, -6:].set(False)  # a padded tail
-    full = TransformerEncoderLayer(num_heads=4, mlp_dim=32, causal=True, max_span=span)
-    chunked = TransformerEncoderLayer(num_heads=4, mlp_dim=32, causal=True, max_span=span, chunk_size=chunk)
+    full = TransformerEncoderLayer(num_heads=4, mlp_dim=32, causal=True, max_span=span, relative_position=relative)
+    chunked = TransformerEncoderLayer(num_heads=4, mlp_dim=32, causal=True, max_span=span, chunk_size=chunk,
+                                      relative_position=relative)
     x16 = jnp.concatenate([x, x[..., :3] * 0.5], -1)[..., :8]
     variables = full.init(jax.random.key(2), x16, mask)
     valid = np.asarray(mask)  # padded steps carry no meaning (a padded day may see no valid day)
@@ -73,8 +75,9 @@ def _gelu(x):  # flax's default, the tanh approximation
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
 
 
-def numpy_encoder_layer(x, p, heads, span):
-    """Pre-norm causal layer with a span, written out: x [T, d] -> [T, d] (float64)."""
+def numpy_encoder_layer(x, p, heads, span, alibi=False):
+    """Pre-norm causal layer with a span, written out: x [T, d] -> [T, d] (float64); with
+    ``alibi`` each score of a key d days back is lowered by 2^(-8 h / heads) d (Press et al. 2022)."""
     time, d = x.shape
     hd = d // heads
     y = _layer_norm(x, p["norm_attention"])
@@ -87,6 +90,8 @@ def numpy_encoder_layer(x, p, heads, span):
         for h in range(heads):
             keys = [j for j in range(time) if j <= t and t - j < span]
             scores = np.array([q[t, h] @ k[j, h] / math.sqrt(hd) for j in keys])
+            if alibi:
+                scores = scores - 2.0 ** (-8.0 * (h + 1) / heads) * np.array([t - j for j in keys])
             w = np.exp(scores - scores.max())
             w /= w.sum()
             out[t, h] = sum(wj * v[j, h] for wj, j in zip(w, keys))
@@ -96,13 +101,30 @@ def numpy_encoder_layer(x, p, heads, span):
     return x + z @ ff["Dense_1"]["kernel"] + ff["Dense_1"]["bias"]
 
 
-def test_one_encoder_layer_matches_numpy():
+@pytest.mark.parametrize("relative", [False, True])
+def test_one_encoder_layer_matches_numpy(relative):
     x = _x(batch=1, time=12, features=8, seed=4)
-    layer = TransformerEncoderLayer(num_heads=2, mlp_dim=16, causal=True, max_span=5)
+    layer = TransformerEncoderLayer(num_heads=2, mlp_dim=16, causal=True, max_span=5, relative_position=relative)
     variables = layer.init(jax.random.key(5), x)
     params = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
-    expected = numpy_encoder_layer(np.asarray(x[0], np.float64), params, heads=2, span=5)
+    expected = numpy_encoder_layer(np.asarray(x[0], np.float64), params, heads=2, span=5, alibi=relative)
     np.testing.assert_allclose(np.asarray(layer.apply(variables, x)[0]), expected, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("position", ["relative", "sinusoidal"])
+def test_relative_positions_read_a_long_sequence_as_the_training_windows(position):
+    """With ALiBi and a span S, day t of a long sequence depends only on its last
+    layers x (S - 1) + 1 days: the same output as from a sequence starting later (what a model
+    trained on windows meets when it predicts a 10-year period). Absolute positions break it."""
+    model = TemporalTransformer(d_model=16, num_heads=4, num_layers=2, dropout_rate=0.0, max_span=6, position=position)
+    x = _x(batch=1, time=60, features=3, seed=7)
+    variables = model.init(jax.random.key(0), x)
+    whole = np.asarray(model.apply(variables, x))[0, 30:]
+    later = np.asarray(model.apply(variables, x[:, 20:]))[0, 10:]  # day 30 is day 10 here; 10 >= 2 x 5
+    if position == "relative":
+        np.testing.assert_allclose(later, whole, rtol=1e-5, atol=1e-6)
+    else:
+        assert np.abs(later - whole).max() > 1e-3
 
 
 def test_dropout_only_when_not_deterministic():
@@ -137,7 +159,7 @@ def test_registry_transformer_streamflow_and_attributes():
     other = model.apply(variables, {**batch, "attributes": batch["attributes"] + 1.0})["streamflow"]
     assert not np.allclose(q, other)
     # the head is the LSTM's: relu(offset + scale * y)
-    y = TemporalTransformer(d_model=16, num_heads=2, num_layers=1, dropout_rate=0.0).apply(
+    y = TemporalTransformer(d_model=16, num_heads=2, num_layers=1, dropout_rate=0.0, position="relative").apply(
         {"params": variables["params"]["transformer"]},
         jnp.concatenate([batch["inputs"], jnp.broadcast_to(batch["attributes"][:, None], (3, 30, 5))], -1))
     np.testing.assert_allclose(q, np.maximum(1.5 + 2.0 * np.asarray(y[..., 0]), 0.0), rtol=1e-6, atol=1e-6)
@@ -162,3 +184,18 @@ def test_transformer_trains_on_the_twin():
         losses.append(float(loss))
     assert all(np.isfinite(losses))
     assert np.mean(losses[-8:]) < 0.6 * np.mean(losses[:8]), (losses[:8], losses[-8:])
+
+
+def test_a_saved_transformer_keeps_the_position_it_was_trained_with(tmp_path):
+    """New runs save every option (the registry's defaults included); a model.json of a run
+    that saved only the given options was trained with sinusoidal positions."""
+    from difhydro.experiment.config import load_config
+    from difhydro.experiment.models import SavedModel
+    from difhydro.experiment.run import _options
+
+    cfg = load_config({"name": "t", "models": {"transformer": {"hidden_size": 16, "max_span": 30}}})
+    options = _options(cfg, "transformer")
+    assert options["position"] == "relative" and options["hidden_size"] == 16 and options["heads"] == 4
+    info = {"name": "transformer", "flow_mean": 0.0, "flow_std": 1.0}
+    assert SavedModel(tmp_path, {**info, "options": options}).build().position == "relative"
+    assert SavedModel(tmp_path, {**info, "options": {"hidden_size": 16}}).build().position == "sinusoidal"

@@ -74,6 +74,11 @@ def window_period(ds: xr.Dataset, period: tuple[str, str], warmup: int, basins=N
     return (period[0], period[1]), warmup, warmup
 
 
+#: defaults that changed since runs began to save every option (run.py ``_options``): a
+#: model.json without the option was trained with the old default
+LEGACY_DEFAULTS = {"transformer": {"position": "sinusoidal"}}
+
+
 @dataclasses.dataclass
 class SavedModel:
     """One trained or calibrated model of a run directory."""
@@ -99,8 +104,9 @@ class SavedModel:
 
     def build(self, **overrides):
         info = self.info
+        legacy = LEGACY_DEFAULTS.get(self.name, {})  # the defaults of runs that saved only the given options
         return build_model(self.name, flow_mean=info["flow_mean"], flow_std=info["flow_std"],
-                           **{**info["options"], **overrides})
+                           **{**legacy, **info["options"], **overrides})
 
     def write(self) -> None:
         write_json(self.folder / "model.json", self.info)

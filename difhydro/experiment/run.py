@@ -81,10 +81,12 @@ def plan_units(cfg: Config, basins: Sequence[str]) -> list[Unit]:
 
 
 def _options(cfg: Config, name: str) -> dict:
+    """The model's options as given, completed with the registry's defaults, so that a saved
+    model is rebuilt the same way after a default changes."""
     options = {k: v for k, v in cfg.models.get(name, {}).items() if k != "training"}
     if "warmup_days" in model_options(name):
         options.setdefault("warmup_days", model_training(cfg, name).warmup)
-    return options
+    return {**model_options(name), **options}
 
 
 def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, resume: bool, progress: bool) -> dict:

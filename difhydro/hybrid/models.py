@@ -379,6 +379,8 @@ class RegionalTransformer(nn.Module):
         num_heads, num_layers, dropout_rate: of the encoder.
         max_span: a day sees at most this many days (itself included); ``None``: the window.
         chunk_size: attention by blocks of days (memory), needs ``max_span``.
+        position: ``"relative"`` (ALiBi, the default: trained on windows, it predicts whole
+            periods) or ``"sinusoidal"`` (absolute, counted from the sequence's first day).
         output_scale, output_offset: flow standardisation (mm d-1).
     """
 
@@ -388,6 +390,7 @@ class RegionalTransformer(nn.Module):
     dropout_rate: float = 0.1
     max_span: int | None = None
     chunk_size: int | None = None
+    position: str = "relative"
     output_scale: float = 1.0
     output_offset: float = 0.0
 
@@ -399,7 +402,7 @@ class RegionalTransformer(nn.Module):
         check_batch(batch, None, ("inputs",))
         y = TemporalTransformer(
             d_model=self.hidden_size, num_heads=self.num_heads, num_layers=self.num_layers, output_size=1,
-            dropout_rate=self.dropout_rate, max_span=self.max_span, chunk_size=self.chunk_size, name="transformer",
+            dropout_rate=self.dropout_rate, max_span=self.max_span, chunk_size=self.chunk_size, position=self.position, name="transformer",
         )(inputs_with_attributes(batch), deterministic=deterministic)
         return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}
 

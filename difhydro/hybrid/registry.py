@@ -257,11 +257,12 @@ def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "ml
 
 
 def _transformer(flow_mean, flow_std, hidden_size: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1,
-                 max_span: int | None = None, chunk_size: int | None = None):
+                 max_span: int | None = None, chunk_size: int | None = None, position: str = "relative"):
     from .models import RegionalTransformer
 
     return RegionalTransformer(hidden_size=hidden_size, num_heads=heads, num_layers=layers, dropout_rate=dropout,
-                               max_span=max_span, chunk_size=chunk_size, output_scale=flow_std, output_offset=flow_mean)
+                               max_span=max_span, chunk_size=chunk_size, position=position, output_scale=flow_std,
+                               output_offset=flow_mean)
 
 
 def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
@@ -302,7 +303,8 @@ register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inp
                        "holdout": {"ge": 0.0, "le": 1.0}})
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
-                                     "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1}})
+                                     "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1},
+                                     "position": {"choices": ("relative", "sinusoidal")}})
 register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, "
                "Feng et al. 2022); options: capillary rise (HBV 1.1p), groundwater exchange (δHBV 2.0), learned "
                "forcing_correction of precipitation and/or pet",

@@ -18,6 +18,7 @@ unconstrained values, e.g. for :class:`~difhydro.hybrid.ParamHead`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "CrossAttentionBlock",
     "QueryReadout",
     "zero_padding",
+    "distance_bias",
     "attribute_tokens",
     "AttributeTransformer",
 ]
@@ -108,6 +110,20 @@ def causal_band(n_queries: int, n_keys: int, offset: int, max_span: int | None) 
     return band
 
 
+def distance_bias(n_queries: int, n_keys: int, offset: int, num_heads: int) -> Array:
+    """ALiBi's relative position bias (Press et al. 2022), ``[1, heads, n_queries, n_keys]``:
+    ``-slope_h (offset + q - k)``, slopes ``2^(-8 h / heads)``, h = 1 ... heads.
+
+    It depends only on how many steps back a key lies, never on where the sequence starts,
+    so a model trained on 270-day windows reads a 10-year sequence the same way (absolute
+    positions beyond the training window are never seen in training). Future keys
+    (negative distance) get 0; the causal mask removes them.
+    """
+    slopes = 2.0 ** (-8.0 * jnp.arange(1, num_heads + 1, dtype=jnp.float32) / num_heads)
+    distance = offset + jnp.arange(n_queries)[:, None] - jnp.arange(n_keys)[None, :]
+    return -(slopes[:, None, None] * jnp.maximum(distance, 0).astype(jnp.float32))[None]
+
+
 def zero_padding(x: Array, mask: Array | None, name: str) -> Array:
     """Replace padded steps of ``x`` [batch, T, d] by zeros (``mask`` [batch, T])."""
     if mask is None:
@@ -171,8 +187,11 @@ class _Residual(nn.Module):
     def norm(self, name: str) -> nn.LayerNorm:
         return nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
-    def attention(self, deterministic: bool) -> nn.MultiHeadDotProductAttention:
+    def attention(self, deterministic: bool, bias: Array | None = None) -> nn.MultiHeadDotProductAttention:
+        """The attention module; ``bias`` [1, heads, T_q, T_k] is added to its logits."""
+        extra = {} if bias is None else {"attention_fn": functools.partial(nn.dot_product_attention, bias=bias)}
         return nn.MultiHeadDotProductAttention(
+            **extra,
             num_heads=self.num_heads,
             dropout_rate=self.attention_dropout_rate,
             deterministic=deterministic,
@@ -206,6 +225,7 @@ class TransformerEncoderLayer(_Residual):
     causal: bool = False
     max_span: int | None = None
     chunk_size: int | None = None
+    relative_position: bool = False
 
     def _check_span(self) -> None:
         if self.max_span is not None and (not self.causal or self.max_span < 1):
@@ -241,11 +261,17 @@ class TransformerEncoderLayer(_Residual):
         self.check(inputs.shape[-1])
         self._check_span()
         x = zero_padding(inputs, mask, "mask")
-        attend = self.attention(deterministic)
+        length = x.shape[1]
         if self.chunk_size is not None:
+            # every block's query q and key k lie span - 1 + q - k steps apart
+            c, span = min(self.chunk_size, length), min(self.max_span, length)
+            bias = distance_bias(c, c + span - 1, span - 1, self.num_heads) if self.relative_position else None
+            attend = self.attention(deterministic, bias)
             self_attend = lambda y: self._chunked(attend, y, mask)  # noqa: E731
         else:
-            attn_mask = key_padding_mask(mask, x.shape[1] if self.causal else None, self.max_span)
+            bias = distance_bias(length, length, 0, self.num_heads) if self.relative_position else None
+            attend = self.attention(deterministic, bias)
+            attn_mask = key_padding_mask(mask, length if self.causal else None, self.max_span)
             self_attend = lambda y: attend(y, mask=attn_mask)  # noqa: E731
         drop = nn.Dropout(self.dropout_rate)
         if self.norm_first:
@@ -267,6 +293,7 @@ class TransformerEncoder(_Residual):
     causal: bool = False
     max_span: int | None = None
     chunk_size: int | None = None
+    relative_position: bool = False
 
     @nn.compact
     def __call__(
@@ -278,7 +305,8 @@ class TransformerEncoder(_Residual):
         x = inputs
         for n in range(self.num_layers):
             x = TransformerEncoderLayer(**self.settings(), causal=self.causal, max_span=self.max_span,
-                                        chunk_size=self.chunk_size, name=f"layer_{n}")(
+                                        chunk_size=self.chunk_size, relative_position=self.relative_position,
+                                        name=f"layer_{n}")(
                 x, mask, deterministic=deterministic
             )
         if self.norm_first:

@@ -6,8 +6,11 @@
 :class:`~difhydro.nn.LSTM`, which reads the window in order. The attention blocks are those
 of :mod:`difhydro.nn.attention` (pre-norm, Xiong et al. 2020).
 
-Positions count from the first day of the window (0, 1, ...): a window carries no
-calendar, so day-of-year must come in through the inputs if it matters.
+``position``: ``"sinusoidal"`` adds absolute positions counted from the first day of the
+sequence (0, 1, ...); ``"relative"`` instead biases each attention weight by how many days
+back the key lies (ALiBi, Press et al. 2022), so a model trained on windows reads a whole
+test period with the positions it was trained on. Neither carries a calendar: day-of-year
+must come in through the inputs if it matters.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from .lstm import check_rate, check_sequence
 Array = jax.Array
 Dtype = Any
 
-__all__ = ["TemporalTransformer"]
+__all__ = ["TemporalTransformer", "POSITIONS"]
+
+POSITIONS = ("sinusoidal", "relative")
 
 
 class TemporalTransformer(nn.Module):
@@ -47,6 +52,7 @@ class TemporalTransformer(nn.Module):
             heads, 2 layers, ``benchmarks/transformer_memory.py``): 730-day
             windows 8.1 GiB full, 6.4 GiB with span 365 / chunk 73, 4.6 GiB with span 180 /
             chunk 60; 270-day windows 1.6 GiB full (chunking there costs more than it saves).
+        position: ``"sinusoidal"`` (absolute) or ``"relative"`` (ALiBi; see the module docstring).
         dtype, param_dtype: computation and parameter dtypes.
     """
 
@@ -58,6 +64,7 @@ class TemporalTransformer(nn.Module):
     dropout_rate: float = 0.1
     max_span: int | None = None
     chunk_size: int | None = None
+    position: str = "sinusoidal"
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -70,12 +77,17 @@ class TemporalTransformer(nn.Module):
                              f"{self.d_model}, {self.num_layers}, {self.output_size}")
         if self.max_span is not None and self.max_span < 1:
             raise ValueError(f"max_span must be >= 1 day or None, got {self.max_span}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {POSITIONS}, got {self.position!r}")
         x = nn.Dense(self.d_model, dtype=self.dtype, param_dtype=self.param_dtype, name="embed")(inputs)
-        x = PositionalEncoding(self.dropout_rate, name="position")(x, deterministic=deterministic)
+        if self.position == "sinusoidal":
+            x = PositionalEncoding(self.dropout_rate, name="position")(x, deterministic=deterministic)
+        else:
+            x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
         x = TransformerEncoder(
             num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=self.mlp_dim or 4 * self.d_model,
             dropout_rate=self.dropout_rate, causal=True, max_span=self.max_span, chunk_size=self.chunk_size,
-            dtype=self.dtype, param_dtype=self.param_dtype, name="encoder",
+            relative_position=self.position == "relative", dtype=self.dtype, param_dtype=self.param_dtype, name="encoder",
         )(x, deterministic=deterministic)
         x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
         return nn.Dense(self.output_size, dtype=self.dtype, param_dtype=self.param_dtype, name="head")(x)
