@@ -70,31 +70,29 @@ def test_without_an_update_the_forecast_is_the_open_loop_run_of_the_whole_series
     whole = run_physics(MODEL, params, forcing, time_varying=varying)["streamflow"][:, WARM:]
     before, after, f_before, f_after = _split(params, varying, forcing, WARM)
     spin, state = run_physics(MODEL, before, f_before, time_varying=varying, return_state=True)
-    history = spin["runoff"] if routed else None
-    # (1) no observation in any window; (2) observed flow, but σ_b so small that the
-    # background pins every state (an infinite background weight)
-    missing = jnp.full((B, T), jnp.nan)
-    observed = whole * 1.5  # far from the model: a real update would move the forecast
-    for settings, obs in ((Assimilation(window=3, states=LOWER, transform="log"), missing),
-                          (Assimilation(window=3, states=LOWER, transform="log", background_sigma=1e-9), observed)):
-        out = jax.jit(lambda p, f, o, s, h: incremental_forecast(MODEL, p, f, o, s, settings, time_varying=varying,
-                                                                 runoff_history=h))(after, f_after, obs, state, history)
-        np.testing.assert_allclose(np.asarray(out["open_loop"]), np.asarray(whole), rtol=2e-5, atol=2e-6)
-        np.testing.assert_allclose(np.asarray(out["forecast"]), np.asarray(whole), rtol=2e-5, atol=2e-6)
+    history = spin["runoff"] if routed else jnp.zeros((B, 1))
+    # the first 30 days without any observation, then observed flow far from the model's but
+    # σ_b so small that the background pins every state (an infinite background weight)
+    observed = (1.5 * whole).at[:, :30].set(jnp.nan)
+    settings = Assimilation(window=3, states=LOWER, transform="log", background_sigma=1e-9)
+    run = jax.jit(lambda p, f, o, s, h: incremental_forecast(MODEL, p, f, o, s, settings, time_varying=varying,
+                                                             runoff_history=h))
+    out = run(after, f_after, observed, state, history)
+    np.testing.assert_allclose(np.asarray(out["open_loop"]), np.asarray(whole), rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(out["forecast"]), np.asarray(whole), rtol=2e-5, atol=2e-6)
     if routed:  # the water generated before the period is in its first days' flow
-        alone = incremental_forecast(MODEL, after, f_after, missing, state, settings, time_varying=varying)
-        first = np.abs(np.asarray(alone["open_loop"])[:, 0] - np.asarray(whole)[:, 0]) / np.asarray(whole)[:, 0]
+        alone = np.asarray(run(after, f_after, observed, state, jnp.zeros_like(history))["open_loop"])
+        first = np.abs(alone[:, 0] - np.asarray(whole)[:, 0]) / np.asarray(whole)[:, 0]
         assert (first > 0.1).all(), first
-        np.testing.assert_allclose(np.asarray(alone["open_loop"])[:, 20:], np.asarray(whole)[:, 20:], rtol=2e-5)
+        np.testing.assert_allclose(alone[:, 20:], np.asarray(whole)[:, 20:], rtol=2e-5)  # L = 15 days
 
 
-@pytest.mark.parametrize(("routed", "dynamic"), CASES, ids=IDS)
-def test_perfect_observations_recover_a_halved_lower_zone(twin, routed, dynamic):
-    params, varying = _params(twin, routed, dynamic)
+def test_perfect_observations_recover_a_halved_lower_zone(twin):
+    params, varying = _params(twin, True, True)
     forcing = twin[3]
     before, after, f_before, f_after = _split(params, varying, forcing, WARM)
     spin, state = run_physics(MODEL, before, f_before, time_varying=varying, return_state=True)
-    history = spin["runoff"] if routed else None
+    history = spin["runoff"]
     truth = run_physics(MODEL, params, forcing, time_varying=varying)
     flow = truth["streamflow"][:, WARM:]
     background = {**state, "lower_zone": 0.5 * state["lower_zone"]}
@@ -102,18 +100,18 @@ def test_perfect_observations_recover_a_halved_lower_zone(twin, routed, dynamic)
     out = incremental_forecast(MODEL, after, f_after, flow, background, settings, time_varying=varying,
                                runoff_history=history)
     # the flow sees the components' baseflow (mean of k2 x lower zone), not how it is split
-    # between them: its error at the start of day 31, against the error of the background
+    # between them: its mean error over days 31-59 against the error of the background
     k2 = np.asarray(params["k2"])
     baseflow = lambda lz: (k2 * np.asarray(lz)).mean(-1)  # noqa: E731
-    true = baseflow(truth["lower_zone"][:, WARM + 30])
-    error = np.abs(baseflow(out["analysis"]["lower_zone"][:, 31]) - true)
+    error = np.mean([np.abs(baseflow(out["analysis"]["lower_zone"][:, d]) - baseflow(truth["lower_zone"][:, WARM + d - 1]))
+                     for d in range(31, 60)], axis=0)
     error0 = np.abs(baseflow(background["lower_zone"]) - baseflow(state["lower_zone"]))
-    # measured: 0.1-16 % of the 0.77-1.08 mm d-1 error left (16 %: the slowest hydrograph,
+    # measured: 0.2-12 % of the 0.77-1.08 mm d-1 error left (12 %: the slowest hydrograph,
     # which delays most of a window's response beyond it)
     assert (error < 0.25 * error0).all(), (error, error0)
     rmse = {k: np.sqrt(np.mean((np.asarray(out[k])[:, 30:] - np.asarray(flow)[:, 30:]) ** 2, axis=-1))
             for k in ("forecast", "open_loop")}
-    # measured: forecasts 0.002-0.03 mm d-1, open loop 0.17-0.28
+    # measured: forecasts 0.002-0.023 mm d-1, open loop 0.24-0.28
     assert (rmse["forecast"] < 0.2 * rmse["open_loop"]).all(), rmse
 
 
@@ -138,3 +136,23 @@ def test_parameters_of_the_wrong_rank_or_name_are_refused(twin):
         incremental_forecast(MODEL, params, forcing, flow, state, time_varying=("betaet",))
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['kx'\]"):
         incremental_forecast(MODEL, {**params, "kx": params["k0"]}, forcing, flow, state, time_varying=varying)
+
+
+def test_the_parallel_buckets_of_a_state_share_one_increment(twin):
+    """One flow observes the sum of HBV's buckets, not their split: the lower zones of both
+    components move by the same increment (with a control each, the increments were
+    proportional to each bucket's K2, and long windows drove fast buckets up, slow ones below 0)."""
+    params, _ = _params(twin, False, False)
+    forcing = twin[3]
+    _, after, f_before, f_after = _split(params, (), forcing, WARM)
+    _, state = run_physics(MODEL, params, f_before, return_state=True)
+    flow = run_physics(MODEL, after, f_after, state)["streamflow"]
+    observed = jnp.full((B, T), jnp.nan).at[:, 0].set(1.5 * flow[:, 0])  # day 0 only, far above the model
+    settings = Assimilation(window=1, states=LOWER, transform="log")
+    run = jax.jit(lambda o: incremental_forecast(MODEL, after, f_after, o, state, settings)["analysis"]["lower_zone"])
+    moved = np.asarray(run(observed)[:, 1] - run(jnp.full((B, T), jnp.nan))[:, 1])
+    # the lower zone's step: (SLZ + PERC) (1 - K2) with PERC independent of SLZ, so an increment
+    # dx at the start of day 0 is (1 - K2) dx at the start of day 1, in each bucket
+    increment = moved / (1.0 - np.asarray(params["k2"]))
+    assert (increment[:, 0] > 1.0).all(), increment  # the flow was raised
+    np.testing.assert_allclose(increment[:, 1], increment[:, 0], rtol=1e-4)

@@ -216,14 +216,20 @@ def incremental_forecast(
     k_all = x_flat0.shape[1]
     dtype = x_flat0.dtype
     n_basins = x_flat0.shape[0]
-    # which entries of the flat state are controls, and their σ_b (static: NumPy)
+    # one control per updated state, shared by its values (static: NumPy): the parallel buckets
+    # of a multi-component HBV get the same increment. The flow observes their sum, not how it
+    # splits; with a control each, a long window fitted a recession's shape by raising the fast
+    # bucket and lowering the slow ones below 0 (clipped), and the fast one drifted up (measured:
+    # dPL-HBV, 30 Caravan basins, window 10, median NSE 0.47 -> -1.0)
     sizes = {k: int(np.prod(np.shape(one[k]))) for k in model.state_names}  # ravel_pytree's order: sorted keys
     order = sorted(model.state_names)
-    is_control = np.concatenate([np.full(sizes[k], k in names) for k in order])
-    control_index = np.nonzero(is_control)[0]
-    sigma = jnp.asarray(np.concatenate([np.full(sizes[k], settings.sigma(k)) for k in order if k in names]), dtype)
-    k_ctl = int(control_index.size)
-    select = jnp.asarray(np.eye(k_all)[:, control_index], dtype)  # [k_all, k_ctl]
+    owner = np.concatenate([np.full(sizes[k], k) for k in order])
+    controls = [k for k in order if k in names]
+    select_np = np.stack([(owner == k).astype(np.float64) for k in controls], axis=1)  # [k_all, k_ctl]
+    select = jnp.asarray(select_np, dtype)
+    mean_of = jnp.asarray(select_np / select_np.sum(axis=0), dtype)  # the mean of each state's values
+    sigma = jnp.asarray([settings.sigma(k) for k in controls], dtype)
+    k_ctl = len(controls)
     uh = _unit_hydrograph(routing, n_basins, dtype)  # [basin, L]
     n_uh = uh.shape[1]
     # runoff buffer: the L - 1 days before the window, then the window's N days
@@ -249,8 +255,9 @@ def incremental_forecast(
         # the flows of the window: the runoff routed (the days before the window are fixed)
         q = jnp.sum(conv * r[None, :], axis=1)
         g = _mm(conv[:, n_uh - 1:], g_runoff)  # ∂q_{s+j}/∂x_s(controls)
-        # controls v: x_s = current + σ_b v; the background is the open loop: (x_s − x_ol,s)/σ_b = d0 + v
-        d0 = (xs[0] - xo[0])[control_index] / sigma
+        # controls v: x_s = current + σ_b v (each state's values alike); the background is the
+        # open loop: mean over a state's values of (x_s − x_ol,s)/σ_b = d0 + v
+        d0 = jnp.sum(mean_of * (xs[0] - xo[0])[:, None], axis=0) / sigma
         qp = jnp.maximum(q, 0.0)
         dt = jax.vmap(jax.grad(settings.transformed))(qp)
         w = ok.astype(q.dtype) / settings.obs_sigma
