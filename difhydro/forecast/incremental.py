@@ -235,23 +235,33 @@ def incremental_forecast(
     # runoff buffer: the L - 1 days before the window, then the window's N days
     history = _last_days(runoff_history, n_basins, n_uh - 1 + n, dtype)
 
-    def linear_step(x, forcing_t, p):
-        """Step one basin with the tangent-linear model: x_next, r, A [k_all, k_all], h [k_all]."""
-        (x_next, q), (a_cols, h) = jax.vmap(
-            lambda e: jax.jvp(lambda y: step(y, forcing_t, p), (x,), (e,)), out_axes=(None, 0)
-        )(jnp.eye(k_all, dtype=x.dtype))
-        return x_next, q, a_cols.T, h
+    def tangent_step(x, forcing_t, p, tangents):
+        """Step one basin with forward mode: ``x_next``, the runoff ``r``, and for each
+        tangent ``T`` ``[N, k_all, k_ctl]`` its image ``A T`` and the runoff's ``h T`` ``[N, k_ctl]``.
 
-    def update(buf, x_next, conv):
-        """One Gauss-Newton increment over the buffered window (one basin); ``conv``
-        ``[N, L − 1 + N]`` routes the buffered runoff into the window's flows."""
-        a, h, r, xs, xo, y, ok = (buf[k] for k in ("a", "h", "r", "x", "xo", "y", "ok"))
+        Forward mode on the ``N k_ctl`` tangents themselves where they are fewer than the
+        ``k_all`` state values (a multi-component HBV: 3 against 20), else on the unit
+        vectors, giving ``A`` and ``h``, then ``N`` small products (EXP-HYDRO's 2 values)."""
+        def jvp(tangent_rows):
+            return jax.vmap(lambda e: jax.jvp(lambda y: step(y, forcing_t, p), (x,), (e,)), out_axes=(None, 0))(
+                tangent_rows)
 
-        prefix = [select]  # P_j = ∂x_{s+j}/∂x_s(controls) = A_{j-1} P_{j-1}, unrolled (N is static)
-        for j in range(n):
-            prefix.append(_mm(a[j], prefix[-1]))
-        p, p_end = jnp.stack(prefix[:-1]), prefix[-1]  # [N, k_all, k_ctl], [k_all, k_ctl]
-        g_runoff = jnp.sum(h[:, :, None] * p, axis=1)  # ∂r_{s+j}/∂x_s(controls)
+        # a storage at exactly 0 can have an infinite tangent (a power law's derivative):
+        # no sensitivity is taken from it (that day's flow does not move the state)
+        finite = lambda v: jnp.where(jnp.isfinite(v), v, 0.0)  # noqa: E731
+        if n * k_ctl < k_all:
+            (x_next, r), (tx, dr) = jvp(jnp.moveaxis(tangents, -1, 1).reshape(n * k_ctl, k_all))
+            return x_next, r, finite(jnp.moveaxis(tx.reshape(n, k_ctl, k_all), 1, -1)), finite(dr).reshape(n, k_ctl)
+        (x_next, r), (a_cols, h) = jvp(jnp.eye(k_all, dtype=x.dtype))
+        a, h = finite(a_cols.T), finite(h)
+        return x_next, r, _mm(a, tangents), jnp.sum(h[:, None] * tangents, axis=-2)
+
+    def update(buf, x_next, p_end, conv):
+        """One Gauss-Newton increment over the buffered window (one basin); ``p_end``
+        ``[k_all, k_ctl]`` carries it to tomorrow's state, ``conv`` ``[N, L − 1 + N]`` routes
+        the buffered runoff into the window's flows."""
+        r, xs, xo, y, ok = (buf[k] for k in ("r", "x", "xo", "y", "ok"))
+        p, g_runoff = buf["tangent"][0], buf["runoff_tangent"][0]  # the window start's: ∂x_{s+j}, ∂r_{s+j} / ∂v
         # the flows of the window: the runoff routed (the days before the window are fixed)
         q = jnp.sum(conv * r[None, :], axis=1)
         g = _mm(conv[:, n_uh - 1:], g_runoff)  # ∂q_{s+j}/∂x_s(controls)
@@ -272,19 +282,24 @@ def incremental_forecast(
         dv = dv * jnp.minimum(1.0, _MAX_FLOW_CHANGE * settings.obs_sigma / jnp.maximum(change, 1e-12))
         # an overflowing tangent (a power law near an empty store) makes no update that day
         dv = jnp.where(jnp.isfinite(dv).all() & jnp.isfinite(g).all(), dv, 0.0)
-        g_runoff = jnp.where(jnp.isfinite(g_runoff), g_runoff, 0.0)
-        p, p_end = jnp.where(jnp.isfinite(p), p, 0.0), jnp.where(jnp.isfinite(p_end), p_end, 0.0)
         dx = sigma * dv
         new = dict(buf)
         new["r"] = r.at[n_uh - 1:].add(jnp.sum(g_runoff * dx, axis=-1))
         new["x"] = jnp.maximum(xs + jnp.sum(p * dx, axis=-1), 0.0)  # storages are never negative
         return new, jnp.maximum(x_next + jnp.sum(p_end * dx, axis=-1), 0.0)
 
+    # tangents by window start i (day t − N + 1 + i) and buffered day d (day t − N + 1 + d),
+    # d >= i: "tangent" ∂x_d/∂v_i [N, N, k_all, k_ctl], "runoff_tangent" ∂r_d/∂v_i [N, N, k_ctl]
+    # (today's column d = N − 1 is contiguous; the shift drops the first start and day). On
+    # day 0 the days before it are x0 itself: the windows that start there move it as day 0's.
+    first_tangents = jnp.asarray(np.greater_equal.outer(np.arange(n), np.arange(n)).T, dtype)[:, :, None, None] * select
+    new_start = jnp.zeros((1, n, k_all, k_ctl), dtype).at[0, n - 1].set(select)  # the window starting tomorrow
+
     def one_basin(x0, f_series, p_static, p_series, obs, w_uh, r_hist):
         # conv[j, L-1+j-k] = w_k: the flow of window day j from the buffered runoff
         conv = sum(w_uh[k] * jnp.eye(n, n_uh - 1 + n, n_uh - 1 - k, dtype=dtype) for k in range(n_uh))
-        buf0 = {"a": jnp.broadcast_to(jnp.eye(k_all, dtype=dtype), (n, k_all, k_all)),
-                "h": jnp.zeros((n, k_all), dtype), "r": r_hist,
+        buf0 = {"tangent": first_tangents,
+                "runoff_tangent": jnp.zeros((n, n, k_ctl), dtype), "r": r_hist,
                 "x": jnp.broadcast_to(x0, (n, k_all)), "xo": jnp.broadcast_to(x0, (n, k_all)),
                 "y": jnp.zeros(n, dtype), "ok": jnp.zeros(n, bool)}
         w_rev = w_uh[::-1]  # oldest day first, as the buffers
@@ -293,18 +308,22 @@ def incremental_forecast(
             x, x_ol, r_ol, buf = carry
             f_t, p_t, obs_t = inputs
             p = {**p_static, **p_t}
-            x_next, r, a, h = linear_step(x, f_t, p)
-            # a storage at exactly 0 can have an infinite tangent (a power law's derivative):
-            # no sensitivity is taken from it (that day's flow does not move the state)
-            a, h = jnp.where(jnp.isfinite(a), a, 0.0), jnp.where(jnp.isfinite(h), h, 0.0)
+            x_next, r, tx, dr = tangent_step(x, f_t, p, buf["tangent"][:, n - 1])
             x_ol_next, r_ol_t = step(x_ol, f_t, p)
             r_ol = jnp.concatenate([r_ol[1:], r_ol_t[None]])
             ok = ~jnp.isnan(obs_t)
             y = settings.transformed(jnp.where(ok, obs_t, 0.0))
-            today = {"a": a, "h": h, "r": r, "x": x, "xo": x_ol, "y": y, "ok": ok}
+            today = {"r": r, "x": x, "xo": x_ol, "y": y, "ok": ok}
             shifted = {k: jnp.concatenate([buf[k][1:], v[None]]) for k, v in today.items()}
+            shifted["tangent"] = buf["tangent"]
+            shifted["runoff_tangent"] = jnp.concatenate([buf["runoff_tangent"][:, :n - 1], dr[:, None]], axis=1)
             q = jnp.sum(w_rev * shifted["r"][n - 1:])  # today's routed flow, before today's update
-            buf, x_next = update(shifted, x_next, conv)
+            buf, x_next = update(shifted, x_next, tx[0], conv)
+            # the first window is done, tomorrow's tangents of the others are tx, one starts tomorrow
+            tangent = jnp.concatenate([buf["tangent"][1:, 1:], tx[1:, None]], axis=1)
+            buf["tangent"] = jnp.concatenate([tangent, new_start])
+            runoff_tangent = jnp.concatenate([buf["runoff_tangent"][1:, 1:], jnp.zeros((n - 1, 1, k_ctl), dtype)], axis=1)
+            buf["runoff_tangent"] = jnp.concatenate([runoff_tangent, jnp.zeros((1, n, k_ctl), dtype)])
             return (x_next, x_ol_next, r_ol, buf), (q, jnp.sum(w_rev * r_ol), x, shifted["ok"].sum())
 
         carry0 = (x0, x0, r_hist[n - 1:], buf0)
