@@ -1,6 +1,7 @@
-"""``--assimilate`` on a saved dpl_hbv (gamma routing, daily BETA/BETAET from the LSTM) of the
-synthetic twin: the state update's open loop is the saved model's own prediction (the
-parameter series over the spin-up, the runoff routed from before the window), and the
+"""``--assimilate`` on a saved dpl_hbv (gamma routing, daily BETA/BETAET from the LSTM, a learned
+precipitation correction) of the synthetic twin: the state update's open loop is the saved
+model's own prediction (the parameter series over the spin-up, the corrected forcing, the
+runoff routed from before the window), and the
 updated forecasts are scored beside it. Slow (training compiles dPL-HBV: ~35 s on 2 busy
 cores); the routing and daily parameters of the update itself are checked by default in
 ``test_incremental_routing.py``."""
@@ -18,7 +19,7 @@ from difhydro.forecast import Assimilation
 pytestmark = pytest.mark.slow
 
 CONFIG = {"name": "twin_hbv_da", "data": {"format": "twin", "basins": 3}, "evaluations": ["temporal"], "seeds": [0],
-          "models": {"dpl_hbv": {"hidden_size": 4, "components": 2}},
+          "models": {"dpl_hbv": {"hidden_size": 4, "components": 2, "forcing_correction": ["precipitation"]}},
           "training": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 3, "window": 120, "warmup": 60}}
 
 
@@ -36,7 +37,8 @@ def test_the_open_loop_of_the_state_update_is_the_saved_prediction(hbv_run):
     data, period = hbv_run._data(None, None, None, "1985-03-01:1985-08-31", need_observations=True)
     result = predict_unit(saved, data.ds, data.basins, period)
     assert unsupported(saved, result) is None
-    assert {"uh_shape", "uh_scale"} <= set(result["params"])
+    assert {"uh_shape", "uh_scale", "precipitation_correction"} <= set(result["params"])
+    assert np.ptp(result["params"]["precipitation_correction"]) > 0  # a factor per basin, not 1
     assert set(result["param_series_with_spin_up"]) == {"beta", "betaet"}
     out = assimilated_unit(saved, data.ds, data.basins, period, result, Assimilation(window=3, transform="log"))
     np.testing.assert_allclose(out["open_loop"], result["simulated"], rtol=2e-5, atol=2e-6)

@@ -103,8 +103,8 @@ def test_perfect_observations_recover_a_halved_lower_zone(twin):
     # between them: its mean error over days 31-59 against the error of the background
     k2 = np.asarray(params["k2"])
     baseflow = lambda lz: (k2 * np.asarray(lz)).mean(-1)  # noqa: E731
-    error = np.mean([np.abs(baseflow(out["analysis"]["lower_zone"][:, d]) - baseflow(truth["lower_zone"][:, WARM + d - 1]))
-                     for d in range(31, 60)], axis=0)
+    analysed, true = out["analysis"]["lower_zone"], truth["lower_zone"]
+    error = np.mean([np.abs(baseflow(analysed[:, d]) - baseflow(true[:, WARM + d - 1])) for d in range(31, 60)], axis=0)
     error0 = np.abs(baseflow(background["lower_zone"]) - baseflow(state["lower_zone"]))
     # measured: 0.2-12 % of the 0.77-1.08 mm d-1 error left (12 %: the slowest hydrograph,
     # which delays most of a window's response beyond it)
@@ -156,3 +156,21 @@ def test_the_parallel_buckets_of_a_state_share_one_increment(twin):
     increment = moved / (1.0 - np.asarray(params["k2"]))
     assert (increment[:, 0] > 1.0).all(), increment  # the flow was raised
     np.testing.assert_allclose(increment[:, 1], increment[:, 0], rtol=1e-4)
+
+
+def test_unsupported_names_what_the_state_update_cannot_take(tmp_path):
+    from difhydro.experiment.assimilate import unsupported
+    from difhydro.experiment.models import SavedModel
+
+    def saved(name, **options):
+        return SavedModel(tmp_path, {"name": name, "flow_mean": 1.0, "flow_std": 1.0, "options": options})
+
+    hbv = {k: np.ones((B, 2)) for k in MODEL.param_spec}
+    routed = {**hbv, "uh_shape": np.ones(B), "uh_scale": np.ones(B), "precipitation_correction": np.ones(B)}
+    daily = {"beta": np.ones((B, T, 2)), "betaet": np.ones((B, T, 2)), "lower_zone": np.ones((B, T, 2))}
+    dpl_hbv = saved("dpl_hbv", components=2)
+    assert unsupported(dpl_hbv, {"params": routed, "series": daily}) is None
+    assert unsupported(dpl_hbv, {"params": {**routed, "kx": np.ones(B)}, "series": daily}) == (
+        "parameters the state update does not know (kx)")
+    assert "adds a network head" in unsupported(saved("hybrid"), {"params": {}, "series": {}})
+    assert unsupported(saved("lstm"), {"params": {}, "series": {}}) == "a network without process-model states"

@@ -10,9 +10,9 @@ up to ``N`` days before the period (with the parameters the saved model gave tha
 the static ones, the daily series of the time-varying ones, its forcing corrections), then
 :func:`~difhydro.forecast.incremental_forecast` updates its states every day over the
 last ``N`` observed days and forecasts the next day, through the whole period; with
-routing, the runoff the spin-up generated is routed into the first days. Observed-flow gaps are masked in the misfit (a window
-without any observation makes no update) and counted in the note returned; nothing is
-filled. The forecasts are labelled ``<model>_assimilated``.
+routing, the runoff the spin-up generated is routed into the first days. Observed-flow
+gaps are masked in the misfit (a window without any observation makes no update) and
+counted in the note returned; nothing is filled. The forecasts are labelled ``<model>_assimilated``.
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
     varying = {k: jnp.asarray(v, jnp.float32) for k, v in result.get("param_series_with_spin_up", {}).items()}
     wrong = {k: v.shape for k, v in varying.items() if v.shape[1] != len(times)}
     if wrong:
-        raise ValueError(f"time-varying parameters {wrong} do not span the {len(times)} days of {window[0]}:{window[1]}")
+        raise ValueError(f"time-varying parameters {wrong} do not span the {len(times)} days of "
+                         f"{window[0]}:{window[1]}")
     # open loop up to the first window (the updates start N days before the period, or at once)
     start = max(spin - unpredicted - n, 0)
     history = None
@@ -127,8 +128,8 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
                                         **{k: v[:, 0] for k, v in varying.items()}})
     run = jax.jit(lambda p, f, o, s, h: incremental_forecast(physics, p, f, o, s, settings, time_varying=tuple(varying),
                                                              runoff_history=h))
-    out = run({**params, **{k: v[:, start:] for k, v in varying.items()}}, {k: v[:, start:] for k, v in forcing.items()},
-              jnp.asarray(observed[:, start:]), state0, history)
+    after = {**params, **{k: v[:, start:] for k, v in varying.items()}}
+    out = run(after, {k: v[:, start:] for k, v in forcing.items()}, jnp.asarray(observed[:, start:]), state0, history)
     keep = slice(spin - unpredicted - start, None)
     simulated = np.asarray(out["forecast"], np.float32)[:, keep]
     series = {k: np.asarray(v)[:, keep] for k, v in out["analysis"].items()}

@@ -3,22 +3,25 @@
 The variational update of :mod:`.assimilation` re-runs the whole window (with a tangent per
 control) for every forecast day and Gauss-Newton iteration, which costs tens of open-loop
 runs. Here the window is never run again. One scan over the days carries today's state and
-a buffer of the last ``N`` days of the *current* trajectory: its flows, its states, and the
-tangent-linear model of each day (``A_τ = ∂x_{τ+1}/∂x_τ`` and ``h_τ = ∂q_τ/∂x_τ``, taken by
-forward mode when the day is stepped, the step's only extra cost). Each day ``t``:
+a buffer of the last ``N`` days of the *current* trajectory: its flows, its states, and, for
+each of the ``N`` windows in flight (starting on days ``t − N + 1 .. t``), the tangents of
+the trajectory with respect to that window's controls (``∂x_τ/∂v_s`` and ``∂q_τ/∂v_s``),
+carried forward by forward mode when a day is stepped. Each day ``t``:
 
-1. step today's state (forward mode, one tangent per state value): the flow of day ``t``
-   issued from the state analysed with the observations up to ``t − 1`` is the
-   **one-day-ahead forecast** of day ``t``;
+1. step today's state and the tangents of the windows in flight (forward mode on the
+   ``N k`` tangents, or on the state's unit vectors and ``N`` small matrix products where
+   those are fewer): the flow of day ``t`` issued from the state analysed with the
+   observations up to ``t − 1`` is the **one-day-ahead forecast** of day ``t``;
 2. append day ``t`` to the buffer; the window is days ``s = t − N + 1 .. t``;
 3. one Gauss-Newton step on ``J`` (misfit of the transformed flow over the window's
    observed days plus the background term, :class:`~.assimilation.Assimilation`) in the
-   control variables of the window-start state ``x_s = x_s^cur + σ_b v``, with the
-   window's sensitivities ``∂q_τ/∂x_s = h_τ A_{τ−1} … A_s`` (products of small matrices)
-   and a closed-form ``k × k`` solve (``k``: number of updated state values per basin);
-   steps are clipped at one σ_b per day;
+   control variables of the window-start state ``x_s = x_s^cur + σ_b v`` (one per updated
+   state, shared by its values: the parallel buckets of a multi-component HBV move
+   together), with the window's sensitivities ``∂q_τ/∂v_s`` and a closed-form ``k × k``
+   solve (``k``: number of updated states); steps are clipped at one σ_b per day;
 4. move the buffered trajectory and tomorrow's state by the increment, through the same
-   tangent-linear model (states clipped at 0 mm: storages are never negative).
+   tangents (states clipped at 0 mm: storages are never negative); the window of ``s``
+   is done and one starts on ``t + 1``.
 
 The background of every window is the **open-loop** state (run beside, one more step per
 day), as in :func:`~.assimilation.rolling_forecast`'s default: the analysed trajectory is
@@ -111,8 +114,8 @@ def _split_params(model: ProcessModel, params: Mapping[str, Array], time_varying
     routing_keys = {k for spec in ROUTING_SPECS.values() for k in spec}
     unknown = [k for k in params if k not in model.param_spec and k not in routing_keys]
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for {type(model).__name__}: expected {list(model.param_spec)} "
-                         f"and optionally routing parameters {sorted(routing_keys)}")
+        raise ValueError(f"unknown parameter(s) {unknown} for {type(model).__name__}: expected "
+                         f"{list(model.param_spec)} and optionally routing parameters {sorted(routing_keys)}")
     missing = [k for k in model.param_spec if k not in params]
     if missing:
         raise ValueError(f"{type(model).__name__} needs parameters {missing}; got {sorted(params)}")
@@ -322,8 +325,8 @@ def incremental_forecast(
             # the first window is done, tomorrow's tangents of the others are tx, one starts tomorrow
             tangent = jnp.concatenate([buf["tangent"][1:, 1:], tx[1:, None]], axis=1)
             buf["tangent"] = jnp.concatenate([tangent, new_start])
-            runoff_tangent = jnp.concatenate([buf["runoff_tangent"][1:, 1:], jnp.zeros((n - 1, 1, k_ctl), dtype)], axis=1)
-            buf["runoff_tangent"] = jnp.concatenate([runoff_tangent, jnp.zeros((1, n, k_ctl), dtype)])
+            runoff_tangent = jnp.pad(buf["runoff_tangent"][1:, 1:], ((0, 1), (0, 1), (0, 0)))
+            buf["runoff_tangent"] = runoff_tangent
             return (x_next, x_ol_next, r_ol, buf), (q, jnp.sum(w_rev * r_ol), x, shifted["ok"].sum())
 
         carry0 = (x0, x0, r_hist[n - 1:], buf0)
