@@ -2,15 +2,17 @@
 
 ``difhydro predict|evaluate RUN --assimilate N`` and ``Run.predict/evaluate(assimilate=N)``
 call :func:`assimilated_unit` for every saved model whose streamflow is the output of a
-process model with static parameters (the ``*_calibrated`` entries and ``dpl_exphydro``;
-the states updated are the slow stores (HBV's lower zone, EXP-HYDRO's soil) unless the
-settings name them;
+process model (the ``*_calibrated`` entries, ``dpl_exphydro`` and ``dpl_hbv`` with its
+unit-hydrograph routing, daily BETA/BETAET and forcing corrections; the states updated are
+the slow stores (HBV's lower zone, EXP-HYDRO's soil) unless the settings name them;
 :func:`unsupported` says why another is not updated). The model runs its spin-up open loop
-up to ``N`` days before the period, then :func:`~difhydro.forecast.incremental_forecast`
-updates its states every day over the last ``N`` observed days and forecasts the next
-day, through the whole period. Observed-flow gaps are masked in the misfit (a window
-without any observation makes no update) and counted in the note returned; nothing is
-filled. The forecasts are labelled ``<model>_assimilated``.
+up to ``N`` days before the period (with the parameters the saved model gave that run:
+the static ones, the daily series of the time-varying ones, its forcing corrections), then
+:func:`~difhydro.forecast.incremental_forecast` updates its states every day over the
+last ``N`` observed days and forecasts the next day, through the whole period; with
+routing, the runoff the spin-up generated is routed into the first days. Observed-flow
+gaps are masked in the misfit (a window without any observation makes no update) and
+counted in the note returned; nothing is filled. The forecasts are labelled ``<model>_assimilated``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import xarray as xr
 from ..forecast.assimilation import Assimilation
 from ..forecast.incremental import incremental_forecast
 from ..hybrid import run_physics
+from ..hybrid.models import apply_forcing_correction
+from ..hybrid.params import ROUTING_SPECS
 from .models import SavedModel, _process_model, window_period
 
 __all__ = ["SUFFIX", "SLOW_STORES", "SNOW_STATES", "updated_states", "unsupported", "assimilated_unit"]
@@ -51,6 +55,10 @@ def updated_states(physics, settings: Assimilation) -> Assimilation:
     return dataclasses.replace(settings, states=slow or tuple(k for k in physics.state_names if k not in SNOW_STATES))
 
 
+#: suffix of the per-basin forcing multipliers of a dPL model (``<forcing>_correction``)
+CORRECTION = "_correction"
+
+
 def unsupported(saved: SavedModel, result: Mapping[str, Any]) -> str | None:
     """Why the states of ``saved`` cannot be updated (``None`` when they can), from the
     model and its open-loop ``result`` of :func:`~.models.predict_unit`."""
@@ -60,12 +68,11 @@ def unsupported(saved: SavedModel, result: Mapping[str, Any]) -> str | None:
         return "a network without process-model states"
     if not (saved.calibrated or type(built).__name__ == "DifferentiableParameterLearning"):
         return f"its streamflow is not the process model's output ({type(built).__name__} adds a network head)"
-    routing = [k for k in result["params"] if k not in physics.param_spec]
-    if routing:
-        return f"unit-hydrograph routing ({', '.join(routing)}) carries water from before each window"
-    varying = [k for k in result["series"] if k not in physics.state_names]
-    if varying:
-        return f"time-varying parameters ({', '.join(varying)}) are not supported by the state update yet"
+    known = {*physics.param_spec, *(k for spec in ROUTING_SPECS.values() for k in spec)}
+    other = [k for k in result["params"] if k not in known and not k.endswith(CORRECTION)]
+    other += [k for k in result["series"] if k not in physics.state_names and k not in physics.param_spec]
+    if other:
+        return f"parameters the state update does not know ({', '.join(other)})"
     return None
 
 
@@ -75,7 +82,9 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
 
     Args:
         saved: a model :func:`unsupported` accepts; ``result``: its open-loop
-            :func:`~.models.predict_unit` over the same basins and period (its parameters).
+            :func:`~.models.predict_unit` over the same basins and period (its parameters:
+            static ones, routing ones and forcing corrections ``[basin, ...]``, and the
+            time-varying ones over the spin-up and the period).
         ds: the data with ``streamflow`` (mm d-1, NaN where missing) and the forcing.
         settings: the window and the update's settings.
 
@@ -89,21 +98,38 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
     physics = _process_model(saved.build())
     settings = updated_states(physics, settings)
     n = int(settings.window)
-    window, spin, unpredicted = window_period(ds, period, int(saved.info["warmup"]), basins, physics.forcing_names)
+    info = saved.info
+    # the window of predict_unit (the same variables decide where its spin-up runs)
+    needed = [v for v in dict.fromkeys(info["forcing"] + info["inputs"]) if v in ds]
+    window, spin, unpredicted = window_period(ds, period, int(info["warmup"]), basins, needed)
     sub = ds.sel(basin=list(basins), time=slice(*window))
     times = pd.DatetimeIndex(sub.time.values)
     forcing = {k: jnp.asarray(sub[k].transpose("basin", "time").values, jnp.float32) for k in physics.forcing_names}
+    # dPL's forcing corrections, as the model applied them
+    forcing = apply_forcing_correction(forcing, {k: jnp.asarray(v, jnp.float32) for k, v in result["params"].items()
+                                                 if k.endswith(CORRECTION)})
     observed = sub["streamflow"].transpose("basin", "time").values.astype(np.float32)
-    params = {k: jnp.asarray(v, jnp.float32) for k, v in result["params"].items()}
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in result["params"].items() if not k.endswith(CORRECTION)}
+    varying = {k: jnp.asarray(v, jnp.float32) for k, v in result.get("param_series_with_spin_up", {}).items()}
+    wrong = {k: v.shape for k, v in varying.items() if v.shape[1] != len(times)}
+    if wrong:
+        raise ValueError(f"time-varying parameters {wrong} do not span the {len(times)} days of "
+                         f"{window[0]}:{window[1]}")
     # open loop up to the first window (the updates start N days before the period, or at once)
     start = max(spin - unpredicted - n, 0)
-    state0 = None
+    history = None
     if start:
-        _, state0 = run_physics(physics, params, {k: v[:, :start] for k, v in forcing.items()}, return_state=True)
+        before = {**params, **{k: v[:, :start] for k, v in varying.items()}}
+        spun, state0 = run_physics(physics, before, {k: v[:, :start] for k, v in forcing.items()},
+                                   time_varying=tuple(varying), return_state=True)
+        history = spun.get("runoff")  # generated runoff, routed into the first days (with routing)
     else:
-        state0 = physics.initial_state(params)
-    run = jax.jit(lambda p, f, o, s: incremental_forecast(physics, p, f, o, s, settings))
-    out = run(params, {k: v[:, start:] for k, v in forcing.items()}, jnp.asarray(observed[:, start:]), state0)
+        state0 = physics.initial_state({**{k: v for k, v in params.items() if k in physics.param_spec},
+                                        **{k: v[:, 0] for k, v in varying.items()}})
+    run = jax.jit(lambda p, f, o, s, h: incremental_forecast(physics, p, f, o, s, settings, time_varying=tuple(varying),
+                                                             runoff_history=h))
+    after = {**params, **{k: v[:, start:] for k, v in varying.items()}}
+    out = run(after, {k: v[:, start:] for k, v in forcing.items()}, jnp.asarray(observed[:, start:]), state0, history)
     keep = slice(spin - unpredicted - start, None)
     simulated = np.asarray(out["forecast"], np.float32)[:, keep]
     series = {k: np.asarray(v)[:, keep] for k, v in out["analysis"].items()}

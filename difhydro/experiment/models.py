@@ -120,7 +120,8 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
     probabilistic head ``distribution`` (field -> ``[basin, time, K]``, mm d-1) and
     ``distribution_kind`` (``"cmal"`` / ``"gmm"``), the
     per-basin physical parameters (``params``, static ones), the daily ``series`` of
-    time-varying parameters and of the process-model states, and ``final_state`` (the
+    time-varying parameters and of the process-model states (the parameters' also over the
+    spin-up, ``param_series_with_spin_up``), and ``final_state`` (the
     states at the end of the period, for a hot start). ``state0`` (a hot start) runs the
     physics from those states without spin-up.
     """
@@ -175,15 +176,17 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
         dist = out["streamflow_distribution"]
         result["distribution"] = {k: np.asarray(v, np.float32)[:, keep] for k, v in dist._asdict().items()}
         result["distribution_kind"] = kind_of(dist)
-    series, static = {}, {}
+    series, static, with_spin_up = {}, {}, {}
     for k, v in out.get("params", {}).items():
         v = np.asarray(v)
         (series.__setitem__(k, v[:, keep]) if v.ndim >= 2 and v.shape[1] == len(times) else static.__setitem__(k, v))
+        if k in series:  # the state update (assimilate.py) reruns the spin-up with them
+            with_spin_up[k] = v
     model_ = _process_model(model)
     for k in getattr(model_, "state_names", ()):
         if k in out:
             series[k] = np.asarray(out[k])[:, keep]
-    result["params"], result["series"] = static, series
+    result["params"], result["series"], result["param_series_with_spin_up"] = static, series, with_spin_up
     return result
 
 

@@ -148,7 +148,8 @@ def _check_params(model: ProcessModel, params: Mapping[str, Array]) -> dict[str,
     if extra:
         raise ValueError(
             f"state updating takes only {type(model).__name__}'s own parameters {list(model.param_spec)}; got {extra} "
-            "(unit-hydrograph routing carries water from before the window, which the state update cannot see)"
+            "(the window re-simulation does not carry the water unit-hydrograph routing brings from before the "
+            "window; incremental_forecast does)"
         )
     missing = [k for k in model.param_spec if k not in params]
     if missing:
@@ -158,7 +159,8 @@ def _check_params(model: ProcessModel, params: Mapping[str, Array]) -> dict[str,
     if varying:
         shapes = {k: out[k].shape for k in varying}
         raise ValueError(f"state updating takes static parameters [basin, *event]; got shapes {shapes} "
-                         "(time-varying parameters are not supported yet)")
+                         "(the window re-simulation takes no time-varying parameters; incremental_forecast does, "
+                         "time_varying=)")
     return out
 
 
