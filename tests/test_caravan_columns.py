@@ -157,3 +157,12 @@ def test_the_peer_reads_every_network_input_or_is_not_run():
         peer_inputs(["precipitation", "pet"], "oudin")  # Oudin's, computed by difhydro
     with pytest.raises(ValueError, match="day_length"):
         peer_inputs(["precipitation", "day_length"], "data")
+
+
+def test_models_without_the_lstm_leave_out_its_neuralhydrology_peer():
+    from difhydro.experiment.config import select_models
+
+    cfg = load_config({"name": "t", "models": {"lstm": {}, "transformer": {}}, "peers": {"neuralhydrology": True}})
+    assert select_models(cfg, "transformer").peers.neuralhydrology is False
+    assert select_models(cfg, "lstm,transformer").peers.neuralhydrology is True
+    assert list(select_models(cfg, "transformer").models) == ["transformer"]

@@ -595,7 +595,8 @@ def load_config(source: str | Path | Mapping, overrides: Mapping[str, Any] | Non
 def select_models(cfg: Config, text: str | None, of: str = "the config") -> Config:
     """``cfg`` restricted to the comma-separated model names of ``--models`` ``text``: each
     one of the configured models (every registry entry when none is configured; ``of`` says
-    whose models they are in the message), none twice."""
+    whose models they are in the message), none twice. Without the lstm the
+    neuralhydrology peer, matched to it, is off."""
     if not text:
         return cfg
     names = [m.strip() for m in text.split(",")]
@@ -606,7 +607,9 @@ def select_models(cfg: Config, text: str | None, of: str = "the config") -> Conf
         if name not in available:
             raise ConfigError(f"--models: {name!r} is not a model of {of}; choose from {', '.join(available)}")
     _unique(names, "--models")
-    return dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names})
+    # the neuralhydrology peer is matched to the lstm: without the lstm it has nothing to match
+    peers = cfg.peers if "lstm" in names else dataclasses.replace(cfg.peers, neuralhydrology=False)
+    return dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names}, peers=peers)
 
 
 def model_training(cfg: Config, name: str) -> TrainingConfig:
