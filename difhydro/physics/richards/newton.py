@@ -24,12 +24,15 @@ Array = jax.Array
 _HEAD_FLOOR = -1e7
 # Smallest fraction of a step the line search tries; a step this short is taken anyway.
 _MIN_STEP_SCALE = 1.0 / 32.0
+# Most solves that look for the cells a step drains below their air-entry head (_direction).
+_ENTRY_PASSES = int(__import__('os').environ.get("PASSES", "8"))
 
 
 class _System(NamedTuple):
     """Cell balance at one iterate: residual, iteration matrix, fluxes and the scaled error."""
 
     residual: Array  # F_i = q_in - q_out - S_i - Delta_i (theta_i - theta_i^n) / dt
+    rhs: Array  # right side of the linearised step: F, the ponded surface face unfloored
     lower: Array  # rows of the iteration matrix M ~ -dF/dh (Picard: K and C frozen)
     diag: Array
     upper: Array
@@ -38,6 +41,7 @@ class _System(NamedTuple):
     theta: Array  # theta(h)
     capacity: Array  # the storage coefficient of the matrix (without the floor)
     aux: tuple | None  # inputs of the update="mixed" step (see _mixed_aux)
+    entry: tuple | None  # (Delta C(h_s-) / dt, h - h_s) per cell, update="mixed" (see _direction)
     error: Array  # [*batch]: max_i |F_i| dt / (Delta_i + dt (|q_in| + |q_out| + |S_i|))
     merit: Array  # [*batch]: sum_i of the same ratio squared
     q: Array
@@ -46,10 +50,42 @@ class _System(NamedTuple):
 
 
 def _direction(system: _System) -> Array:
-    """The linearised step ``dh = M^{-1} F`` (M the Picard or Newton matrix, ~ -dF/dh)."""
-    return jax.lax.linalg.tridiagonal_solve(
-        system.lower, system.diag, system.upper, system.residual[..., None]
-    )[..., 0]
+    """The linearised step ``dh = M^{-1} F`` (M the Picard or Newton matrix, ~ -dF/dh).
+
+    With ``system.entry`` (``update="mixed"``) a saturated cell that this step would take
+    below its air-entry head h_s is linearised on the other side of the kink of theta(h)
+    there, and the step solved again: it releases no water down to h_s and ``C(h_s-)`` per
+    cm below, ``theta ~ theta_s + C(h_s-) (h + dh - h_s)``, which adds ``Delta C(h_s-) / dt``
+    to its diagonal and ``-Delta C(h_s-) (h - h_s) / dt`` to its right side. The matrix of a
+    saturated cell holds no storage (C = 0), so without this a saturated zone held only by
+    weak faces (a perched zone over a tight layer that dries from the top, a saturated
+    column under a no-flux top) gets a step that shifts it as a block by tens of cm, which
+    the damping then breaks apart; with it the cells that drain and the block they release
+    move together to the new balance (a semismooth Newton step with the saturated set
+    predicted by the first solve)."""
+    def solve(diag, rhs):
+        return jax.lax.linalg.tridiagonal_solve(system.lower, diag, system.upper, rhs[..., None])[..., 0]
+
+    step = solve(system.diag, system.rhs)
+    if system.entry is None:
+        return step
+    storage, excess = system.entry
+
+    def drained(step_):
+        return (excess >= 0.0) & (step_ < -excess)
+
+    def body(carry):
+        _, _, drains, passes = carry
+        step_ = solve(system.diag + jnp.where(drains, storage, 0.0), system.rhs - jnp.where(drains, storage * excess, 0.0))
+        return drains, step_, drained(step_), passes + 1
+
+    def cond(carry):
+        used, _, drains, passes = carry
+        return jnp.any(used != drains) & (passes < _ENTRY_PASSES)
+
+    # the set of drained cells predicted by each solve, until it no longer changes
+    carry = (jnp.zeros(step.shape, bool), step, drained(step), 0)
+    return jax.lax.while_loop(cond, body, carry)[1]
 
 
 def _apply_step(h, system, step, scale, head_ceiling, max_head_change, transform=None):
@@ -96,8 +132,14 @@ def _mixed_transform(newton):
     def transform(h, system, step, h_new, limit):
         vg, h_star = system.aux
         wetting = (h < h_star) & (step > 0.0)
-        out = jnp.where(wetting, vg.pressure_head(system.theta + system.capacity * step), h_new)
-        if newton:
+        theta_new = system.theta + system.capacity * step
+        # a step that fills the cell in theta ends where the head step does, at least h_s:
+        # pressure_head maps theta_s to just below h_s, which would never let the cell saturate
+        h_theta = jnp.where(theta_new >= vg.theta_s, jnp.maximum(h_new, vg.air_entry), vg.pressure_head(theta_new))
+        if __import__('os').environ.get("NO_TSAT"):
+            h_theta = vg.pressure_head(theta_new)
+        out = jnp.where(wetting, h_theta, h_new)
+        if newton and (vg.air_entry == 0.0 or __import__('os').environ.get('W_ALL')):
             steep = vg.n < 2.0
             p = jnp.where(steep, vg.n - 1.0, 0.5)  # unused where not steep; finite powers
             near = steep & (h >= h_star) & (h < vg.air_entry)
@@ -107,7 +149,12 @@ def _mixed_transform(newton):
             h_w = -safe_power(jnp.maximum(-w_new, 0.0), 1.0 / p, 1e-30) / vg.alpha
             if limit is not None:
                 h_w = jnp.clip(h_w, h - limit, h + limit)
+            # w of the air-entry head: past it the cell is saturated, where h is linear again
+            w_s = -safe_power(vg.alpha * -vg.air_entry, p, 1e-12)
+            if not __import__('os').environ.get('NO_WSAT'): h_w = jnp.where(w_new >= w_s, jnp.maximum(h_new, vg.air_entry), h_w)
             out = jnp.where(near, h_w, out)
+        if system.entry is not None and not __import__('os').environ.get("CLAMP"):
+            return out  # a step that drains a saturated cell was linearised for it (_direction)
         saturated = h > vg.air_entry
         return jnp.where(saturated & (out < vg.air_entry), vg.air_entry, out)
 
@@ -147,7 +194,11 @@ def _iterate(system_fn, h, *, n_iter, tol, apply, loop, line_search, active=None
         if line_search:
             finite = jnp.isfinite(system_try.merit)
             better = system_try.merit < system_.merit
-            accept = ~done_ & finite & (better | (scale_ <= _MIN_STEP_SCALE))
+            # the surface ponds at the trial: the boundary switches from flux to head, and
+            # the merit of the two boundaries is not comparable (see docstring)
+            ponds = (system_try.runoff > 0.0) & ~(system_.runoff > 0.0)
+            ponds = ponds & (not __import__('os').environ.get('NO_PONDS'))
+            accept = ~done_ & finite & (better | ponds | (scale_ <= _MIN_STEP_SCALE))
         else:
             accept = ~done_
         h_ = jnp.where(accept[..., None], h_try, h_)
