@@ -132,12 +132,14 @@ def _mixed_transform(newton):
     def transform(h, system, step, h_new, limit):
         vg, h_star = system.aux
         wetting = (h < h_star) & (step > 0.0)
-        theta_new = system.theta + system.capacity * step
-        # a step that fills the cell in theta ends where the head step does, at least h_s:
-        # pressure_head maps theta_s to just below h_s, which would never let the cell saturate
-        h_theta = jnp.where(theta_new >= vg.theta_s, jnp.maximum(h_new, vg.air_entry), vg.pressure_head(theta_new))
-        if __import__('os').environ.get("NO_TSAT"):
-            h_theta = vg.pressure_head(theta_new)
+        # in Se, computed from h: theta of a nearly dry cell carries too few digits above
+        # theta_r for the step (float32)
+        se_new = vg.effective_saturation(h) + system.capacity * step / (vg.theta_s - vg.theta_r)
+        if __import__('os').environ.get("OLD_THETA"):
+            se_new = (system.theta + system.capacity * step - vg.theta_r) / (vg.theta_s - vg.theta_r)
+        # a step that fills the cell ends where the head step does, at least h_s: the inverse
+        # maps Se = 1 to just below h_s, which would never let the cell saturate
+        h_theta = jnp.where(se_new >= 1.0, jnp.maximum(h_new, vg.air_entry), vg.saturation_head(se_new))
         out = jnp.where(wetting, h_theta, h_new)
         if newton and (vg.air_entry == 0.0 or __import__('os').environ.get('W_ALL')):
             steep = vg.n < 2.0
