@@ -25,7 +25,7 @@ _HEAD_FLOOR = -1e7
 # Smallest fraction of a step the line search tries; a step this short is taken anyway.
 _MIN_STEP_SCALE = 1.0 / 32.0
 # Most solves that look for the cells a step drains below their air-entry head (_direction).
-_ENTRY_PASSES = int(__import__('os').environ.get("PASSES", "8"))
+_ENTRY_PASSES = 8
 
 
 class _System(NamedTuple):
@@ -135,13 +135,11 @@ def _mixed_transform(newton):
         # in Se, computed from h: theta of a nearly dry cell carries too few digits above
         # theta_r for the step (float32)
         se_new = vg.effective_saturation(h) + system.capacity * step / (vg.theta_s - vg.theta_r)
-        if __import__('os').environ.get("OLD_THETA"):
-            se_new = (system.theta + system.capacity * step - vg.theta_r) / (vg.theta_s - vg.theta_r)
         # a step that fills the cell ends where the head step does, at least h_s: the inverse
         # maps Se = 1 to just below h_s, which would never let the cell saturate
         h_theta = jnp.where(se_new >= 1.0, jnp.maximum(h_new, vg.air_entry), vg.saturation_head(se_new))
         out = jnp.where(wetting, h_theta, h_new)
-        if newton and (vg.air_entry == 0.0 or __import__('os').environ.get('W_ALL')):
+        if newton and vg.air_entry == 0.0:
             steep = vg.n < 2.0
             p = jnp.where(steep, vg.n - 1.0, 0.5)  # unused where not steep; finite powers
             near = steep & (h >= h_star) & (h < vg.air_entry)
@@ -153,9 +151,9 @@ def _mixed_transform(newton):
                 h_w = jnp.clip(h_w, h - limit, h + limit)
             # w of the air-entry head: past it the cell is saturated, where h is linear again
             w_s = -safe_power(vg.alpha * -vg.air_entry, p, 1e-12)
-            if not __import__('os').environ.get('NO_WSAT'): h_w = jnp.where(w_new >= w_s, jnp.maximum(h_new, vg.air_entry), h_w)
+            h_w = jnp.where(w_new >= w_s, jnp.maximum(h_new, vg.air_entry), h_w)
             out = jnp.where(near, h_w, out)
-        if system.entry is not None and not __import__('os').environ.get("CLAMP"):
+        if system.entry is not None:
             return out  # a step that drains a saturated cell was linearised for it (_direction)
         saturated = h > vg.air_entry
         return jnp.where(saturated & (out < vg.air_entry), vg.air_entry, out)
@@ -196,11 +194,7 @@ def _iterate(system_fn, h, *, n_iter, tol, apply, loop, line_search, active=None
         if line_search:
             finite = jnp.isfinite(system_try.merit)
             better = system_try.merit < system_.merit
-            # the surface ponds at the trial: the boundary switches from flux to head, and
-            # the merit of the two boundaries is not comparable (see docstring)
-            ponds = (system_try.runoff > 0.0) & ~(system_.runoff > 0.0)
-            ponds = ponds & (not __import__('os').environ.get('NO_PONDS'))
-            accept = ~done_ & finite & (better | ponds | (scale_ <= _MIN_STEP_SCALE))
+            accept = ~done_ & finite & (better | (scale_ <= _MIN_STEP_SCALE))
         else:
             accept = ~done_
         h_ = jnp.where(accept[..., None], h_try, h_)

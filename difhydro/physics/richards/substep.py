@@ -214,7 +214,7 @@ def solve_substep(
         storage = delta * c / dtc
         # the linearised step sees the ponded surface face without its floor at 0
         rhs = residual.at[..., 0].add(floor_gap)
-        if solver.update == "mixed" and soil.air_entry < 0.0 and not __import__('os').environ.get("NO_ENTRY"):
+        if solver.update == "mixed" and soil.air_entry < 0.0:
             # a saturated cell's storage once it drains below h_s, and its head above h_s
             h_e = soil.air_entry
             entry = (delta * soil.capacity(jnp.full_like(h_, h_e - _ENTRY_OFFSET)) / dtc, h_ - h_e)
