@@ -149,9 +149,6 @@ def _mixed_transform(newton):
             h_w = -safe_power(jnp.maximum(-w_new, 0.0), 1.0 / p, 1e-30) / vg.alpha
             if limit is not None:
                 h_w = jnp.clip(h_w, h - limit, h + limit)
-            # w of the air-entry head: past it the cell is saturated, where h is linear again
-            w_s = -safe_power(vg.alpha * -vg.air_entry, p, 1e-12)
-            h_w = jnp.where(w_new >= w_s, jnp.maximum(h_new, vg.air_entry), h_w)
             out = jnp.where(near, h_w, out)
         if system.entry is not None:
             return out  # a step that drains a saturated cell was linearised for it (_direction)
