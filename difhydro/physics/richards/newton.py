@@ -76,7 +76,8 @@ def _direction(system: _System) -> Array:
 
     def body(carry):
         _, _, drains, passes = carry
-        step_ = solve(system.diag + jnp.where(drains, storage, 0.0), system.rhs - jnp.where(drains, storage * excess, 0.0))
+        step_ = solve(system.diag + jnp.where(drains, storage, 0.0),
+                      system.rhs - jnp.where(drains, storage * excess, 0.0))
         return drains, step_, drained(step_), passes + 1
 
     def cond(carry):
@@ -116,17 +117,25 @@ def _mixed_transform(newton):
     """The update of ``update="mixed"`` (van Genuchten soils).
 
     - A cell drier than the inflection head h* of theta(h) that the step wets takes the
-      step in water content, ``theta + C dh``, mapped back by ``pressure_head``. Below h*,
-      theta(h) is convex, so a head step that wets the cell adds more water than the
-      linearisation predicts; with C small and falling steeply the head form overshoots by
-      orders of magnitude and the iteration cycles between dry and saturated. A drying
-      step keeps the head form, which undershoots monotonically on the convex curve.
-    - With the Newton matrix and n < 2, an unsaturated cell wetter than h* takes the step
-      in ``w = -(alpha|h|)^(n-1)``: near saturation the Mualem K is ``Ks (1 + 2w + ...)``,
-      linear in w but with an unbounded slope in h, so Newton in h cycles across
-      saturation while Newton in w does not. It stops at saturation (w = 0).
-    - A saturated cell whose step would unsaturate it stops at h = 0: above saturation K
-      and theta are flat, so the linearisation there says nothing about the other side.
+      step in effective saturation, ``Se + C dh / (theta_s - theta_r)``, mapped back by
+      ``saturation_head`` (Se computed from h: in float32 theta - theta_r of a nearly dry
+      cell keeps too few digits for the last steps). Below h*, theta(h) is convex, so a
+      head step that wets the cell adds more water than the linearisation predicts; with C
+      small and falling steeply the head form overshoots by orders of magnitude and the
+      iteration cycles between dry and saturated. A drying step keeps the head form, which
+      undershoots monotonically on the convex curve. A step that fills the cell (Se >= 1)
+      ends where the head step does, at least at h_s.
+    - On the plain curve (``air_entry = 0``), with the Newton matrix and n < 2, an
+      unsaturated cell wetter than h* takes the step in ``w = -(alpha|h|)^(n-1)``: near
+      saturation the Mualem K is ``Ks (1 + 2w + ...)``, linear in w but with an unbounded
+      slope in h, so Newton in h cycles across saturation while Newton in w does not. It
+      stops at saturation (w = 0). With h_s < 0 the slope of K at h_s is finite and the head
+      form is kept: a per-cell change of variable breaks the steps of cells that strong
+      faces hold together (a coarse layer over a tight one, docs/physics.md 3.8).
+    - A saturated cell whose step would unsaturate it: with h_s < 0 the step was
+      linearised for it on the unsaturated side (:func:`_direction`) and is kept; on the
+      plain curve it stops at h = 0, where K and theta are flat above and the
+      linearisation says nothing about the other side.
     """
 
     def transform(h, system, step, h_new, limit):

@@ -113,8 +113,10 @@ def richards_substep(
             Either way a converged profile is frozen, so its result does not depend on the
             rest of the batch.
         update: ``"head"`` adds the (damped) step to h; ``"mixed"`` (van Genuchten soils)
-            takes it in water content for a dry cell being wetted and, with the Newton
-            matrix and n < 2, in ``(alpha|h|)^(n-1)`` for a near-saturated cell, and stops
+            takes it in effective saturation for a dry cell being wetted; with h_s < 0 it
+            linearises a saturated cell that the step drains on the unsaturated side of
+            h_s (see :func:`_direction`); on the plain curve, with the Newton matrix and
+            n < 2, it takes it in ``(alpha|h|)^(n-1)`` for a near-saturated cell and stops
             a step that crosses h = 0 at saturation (see :func:`_mixed_transform`). Only
             the path of the iteration changes, not its solution.
         line_search: with ``tol`` set, reject a trial that does not lower the sum of
