@@ -18,6 +18,7 @@ from difhydro.physics.soil_hydraulics import (
     vg_conductivity,
     vg_effective_saturation,
     vg_pressure_head,
+    vg_saturation_head,
     vg_water_content,
 )
 
@@ -113,6 +114,23 @@ def test_air_entry_gradients_are_finite_at_and_around_h_s():
     g_params, g_h = jax.grad(total, argnums=(0, 1))(params, h)
     assert all(np.isfinite(np.asarray(g)).all() for g in g_params) and np.isfinite(np.asarray(g_h)).all()
     assert float(vg_effective_saturation(jnp.float32(-2.0), params[2], params[3], air_entry=-2.0)) == 1.0
+
+
+def test_saturation_head_keeps_the_digits_of_a_nearly_dry_cell():
+    """float32, theta_r = 0.139, h = -796 cm (Se = 0.003): theta - theta_r keeps only a few
+    digits, so the inverse through theta is off by 6e-3 cm, more than the last Newton steps
+    of a wetting front in the coarse soil above (docs/physics.md 3.8); the inverse through
+    Se, which the wetting step of update="mixed" takes, is within 1e-6 of h."""
+    p = [jnp.float32(v) for v in (0.1393, 0.3, 0.0844, 2.3819)]
+    h = jnp.asarray([-796.0, -300.0, -50.0, -5.0], jnp.float32)
+    se = vg_effective_saturation(h, p[2], p[3], -2.0)
+    back = np.asarray(vg_saturation_head(se, p[2], p[3], -2.0), np.float64)
+    np.testing.assert_allclose(back, np.asarray(h), rtol=1e-6)
+    through_theta = np.asarray(vg_pressure_head(vg_water_content(h, *p, -2.0), *p, -2.0), np.float64)
+    assert abs(through_theta[0] + 796.0) > 1e-3  # why the step is taken in Se
+    # the same function inverts vg_pressure_head's Se
+    np.testing.assert_allclose(vg_saturation_head(se, p[2], p[3], -2.0),
+                               vg_pressure_head(p[0] + (p[1] - p[0]) * se, *p, -2.0), rtol=1e-4)
 
 
 def test_clay_storms_converge_with_the_air_entry_and_not_without():

@@ -43,6 +43,7 @@ __all__ = [
     "vg_conductivity",
     "vg_capacity",
     "vg_pressure_head",
+    "vg_saturation_head",
     "haverkamp_water_content",
     "haverkamp_conductivity",
     "haverkamp_capacity",
@@ -191,8 +192,16 @@ def vg_pressure_head(
     ``theta_s`` maps to a head just below ``air_entry`` (0 for plain vG) and ``theta <=
     theta_r`` to a large one.
     """
+    return vg_saturation_head((theta - theta_r) / (theta_s - theta_r), alpha, n, air_entry, scale)
+
+
+def vg_saturation_head(se: Array, alpha: Array, n: Array, air_entry: float = 0.0, scale=None) -> Array:
+    """The head of an effective saturation, ``h = -(1/alpha) ((Se Sc)^(-1/m) - 1)^(1/n)`` (cm),
+    Se clipped to [1e-6, 1 - 1e-7] first (see :func:`vg_pressure_head`). Taking Se rather
+    than theta keeps the relative precision of a nearly dry cell, whose theta differs from
+    theta_r in the last float32 digits only."""
     m = 1.0 - 1.0 / n
-    se = jnp.clip((theta - theta_r) / (theta_s - theta_r), *_SE_INVERT_BOUNDS)
+    se = jnp.clip(se, *_SE_INVERT_BOUNDS)
     sc, _ = air_entry_scale(alpha, n, air_entry) if scale is None else scale
     return -safe_power(jnp.power(se * sc, -1.0 / m) - 1.0, 1.0 / n, 1e-30) / alpha
 
@@ -235,6 +244,13 @@ class VanGenuchten(eqx.Module):
 
     def pressure_head(self, theta: Array) -> Array:
         return vg_pressure_head(theta, self.theta_r, self.theta_s, self.alpha, self.n, self.air_entry, self.scale)
+
+    def effective_saturation(self, h: Array) -> Array:
+        return vg_effective_saturation(h, self.alpha, self.n, self.air_entry, self.scale)
+
+    def saturation_head(self, se: Array) -> Array:
+        """The head of an effective saturation (:func:`vg_saturation_head`), cm."""
+        return vg_saturation_head(se, self.alpha, self.n, self.air_entry, self.scale)
 
     def inflection_head(self) -> Array:
         """Head of the largest capacity C (the inflection of theta(h)), ``(alpha|h|)^n = m``:

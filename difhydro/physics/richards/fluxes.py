@@ -98,7 +98,9 @@ def _face_fluxes(h, k, dk, soil, thickness, top_flux, top_head, bottom_head, pon
     ``dk`` is dK/dh per cell (zeros for modified Picard, where K is frozen). Returns
     ``q`` (``[*batch, N+1]``, face 0 is the surface), ``dq_up`` and ``dq_down`` (derivative
     of each face flux in the head of the cell above / below it; 0 where there is none) and
-    the surface runoff ``[*batch]``.
+    the surface runoff ``[*batch]``, and ``floor_gap`` (``[*batch]``, <= 0): the flux of the
+    ponded surface face below the floor at 0 (``q_cap`` where ``q_cap < 0``, else 0), which the
+    iteration adds to the right side of its linearised step (not to the residual).
     """
     centre_dist = 0.5 * (thickness[:-1] + thickness[1:])
     k_a, k_b = k[..., :-1], k[..., 1:]
@@ -114,7 +116,7 @@ def _face_fluxes(h, k, dk, soil, thickness, top_flux, top_head, bottom_head, pon
     if top_head is not None:
         k_head = soil.conductivity(jnp.full_like(h, top_head))[..., 0]
         q_top, down_top = _dirichlet_face(h1, k1, dk1, top_head, k_head, half_top, interface, False)
-        runoff = jnp.zeros_like(q_top)
+        runoff = floor_gap = jnp.zeros_like(q_top)
     else:
         # Flux top with a ponding limit: Dirichlet h = ponding_head once the supplied flux
         # exceeds the capacity of the surface face at the current iterate (section 3.3).
@@ -125,7 +127,10 @@ def _face_fluxes(h, k, dk, soil, thickness, top_flux, top_head, bottom_head, pon
         capacity = jnp.maximum(q_cap, 0.0)
         ponded = top_flux > capacity
         q_top = jnp.where(ponded, capacity, top_flux)
-        down_top = jnp.where(ponded & (q_cap > 0.0), down_cap, 0.0)
+        # Where the floor acts (q_cap < 0) the flux is flat in h_1; the iteration matrix and
+        # floor_gap keep the Dirichlet face there, so Newton steps back to q_cap >= 0 at once
+        down_top = jnp.where(ponded, down_cap, 0.0)
+        floor_gap = jnp.where(ponded, jnp.minimum(q_cap, 0.0), 0.0)
         runoff = top_flux - q_top
 
     hn, kn, dkn = h[..., -1], k[..., -1], dk[..., -1]
@@ -142,7 +147,7 @@ def _face_fluxes(h, k, dk, soil, thickness, top_flux, top_head, bottom_head, pon
     q = jnp.concatenate([q_top[..., None], q_int, q_bottom[..., None]], axis=-1)
     dq_up = jnp.concatenate([zero, up_int, up_bottom[..., None]], axis=-1)
     dq_down = jnp.concatenate([down_top[..., None], down_int, zero], axis=-1)
-    return q, dq_up, dq_down, runoff
+    return q, dq_up, dq_down, runoff, floor_gap
 
 
 def _capacity(soil, h, theta, h_start, theta_start, capacity):

@@ -48,11 +48,13 @@ class Richards1D(ProcessModel):
 
     The default iteration is Newton's (exact tridiagonal Jacobian, dK/dh and the sink
     derivative included) with a backtracking line search on the scaled residual, taken in
-    water content for a dry cell being wetted and in ``(alpha|h|)^(n-1)`` for a
-    near-saturated one (``update="mixed"``, see :func:`_mixed_transform`), and damped by
-    ``max_head_change``. Gradients come from the implicit function theorem at the
-    converged sub-step (``gradient="implicit"``: one transposed tridiagonal solve per
-    sub-step, no reverse pass through the iterations). ``jacobian="picard",
+    effective saturation for a dry cell being wetted, linearised on the unsaturated side
+    for a saturated cell that it drains below the air-entry head (and, on the plain curve,
+    in ``(alpha|h|)^(n-1)`` for a near-saturated cell; ``update="mixed"``, see
+    :func:`_mixed_transform` and docs/physics.md §3.8), and damped by ``max_head_change``.
+    Gradients come from the implicit function theorem at the converged sub-step
+    (``gradient="implicit"``: one transposed tridiagonal solve per sub-step, no reverse
+    pass through the iterations). ``jacobian="picard",
     update="head", line_search=False, tol=None, n_iter=5, flux_update=False`` is the
     fixed-count modified Picard scheme of section 3.3 that this model ran before.
 

@@ -29,6 +29,9 @@ Array = jax.Array
 # Added to C in the Jacobian only (cm-1): keeps the matrix regular when every cell is
 # saturated (C = 0) or bone dry (C underflows); the residual, hence the solution, is unchanged.
 _CAPACITY_FLOOR = 1e-11
+# Head below the air-entry head (cm) where a saturated cell reads the capacity it would
+# have once drained (the unsaturated side of the kink of theta(h) at h_s).
+_ENTRY_OFFSET = 1e-3
 # Tolerance against which a fixed-count step (tol=None) reports convergence.
 _REPORT_TOL = 1e-6
 
@@ -110,8 +113,10 @@ def richards_substep(
             Either way a converged profile is frozen, so its result does not depend on the
             rest of the batch.
         update: ``"head"`` adds the (damped) step to h; ``"mixed"`` (van Genuchten soils)
-            takes it in water content for a dry cell being wetted and, with the Newton
-            matrix and n < 2, in ``(alpha|h|)^(n-1)`` for a near-saturated cell, and stops
+            takes it in effective saturation for a dry cell being wetted; with h_s < 0 it
+            linearises a saturated cell that the step drains on the unsaturated side of
+            h_s (see :func:`_direction`); on the plain curve, with the Newton matrix and
+            n < 2, it takes it in ``(alpha|h|)^(n-1)`` for a near-saturated cell and stops
             a step that crosses h = 0 at saturation (see :func:`_mixed_transform`). Only
             the path of the iteration changes, not its solution.
         line_search: with ``tol`` set, reject a trial that does not lower the sum of
@@ -187,7 +192,7 @@ def solve_substep(
     theta_start = soil.water_content(h_start)
 
     def system(h_, theta_prev_):
-        q, dq_up, dq_down, runoff = fluxes(h_)
+        q, dq_up, dq_down, runoff, floor_gap = fluxes(h_)
         theta = soil.water_content(h_)
         if uptake is None:
             s = ds = jnp.zeros_like(h_)
@@ -209,7 +214,16 @@ def solve_substep(
         floor = jnp.broadcast_to(floor, residual.shape)
         aux = _mixed_aux(soil, h_.shape, h_.dtype) if solver.update == "mixed" else None
         storage = delta * c / dtc
-        return _System(residual, lower, diag, upper, floor, storage, theta, c, aux, error, merit, q, s, runoff)
+        # the linearised step sees the ponded surface face without its floor at 0
+        rhs = residual.at[..., 0].add(floor_gap)
+        if solver.update == "mixed" and soil.air_entry < 0.0:
+            # a saturated cell's storage once it drains below h_s, and its head above h_s
+            h_e = soil.air_entry
+            entry = (delta * soil.capacity(jnp.full_like(h_, h_e - _ENTRY_OFFSET)) / dtc, h_ - h_e)
+        else:
+            entry = None
+        return _System(residual, rhs, lower, diag, upper, floor, storage, theta, c, aux, entry, error, merit, q, s,
+                       runoff)
 
     transform = _mixed_transform(jacobian == "newton") if solver.update == "mixed" else None
 
