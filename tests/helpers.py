@@ -61,3 +61,16 @@ def soil_batch(inputs, forcing=None, targets=None, static=None):
     masks = {k: jnp.ones((b, length), bool) for k in targets}
     return Batch(forcing or {}, inputs, jnp.zeros((b, 0)), targets, masks, static or {},
                  jnp.arange(b), jnp.zeros(b, jnp.int32))
+
+
+def train_config_run(folder: Path, config: dict) -> Path:
+    """Write ``config`` to ``folder/<name>.yml``, run ``difhydro train`` on it into
+    ``folder/run`` (asserting exit 0) and return the run folder."""
+    import yaml
+
+    from difhydro.experiment.cli import main as difhydro
+
+    path = folder / f"{config['name']}.yml"
+    path.write_text(yaml.safe_dump(config))
+    assert difhydro(["train", str(path), "--out", str(folder / "run"), "--quiet"]) == 0
+    return folder / "run"

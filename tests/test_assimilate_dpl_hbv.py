@@ -8,13 +8,12 @@ cores); the routing and daily parameters of the update itself are checked by def
 
 import numpy as np
 import pytest
-import yaml
 
 from difhydro import load_run
 from difhydro.experiment.assimilate import assimilated_unit, unsupported
-from difhydro.experiment.cli import main as difhydro
 from difhydro.experiment.models import predict_unit
 from difhydro.forecast import Assimilation
+from helpers import train_config_run
 
 pytestmark = pytest.mark.slow
 
@@ -25,11 +24,7 @@ CONFIG = {"name": "twin_hbv_da", "data": {"format": "twin", "basins": 3}, "evalu
 
 @pytest.fixture(scope="module")
 def hbv_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("twin_hbv_da")
-    cfg = tmp / "twin.yml"
-    cfg.write_text(yaml.safe_dump(CONFIG))
-    assert difhydro(["train", str(cfg), "--out", str(tmp / "run"), "--quiet"]) == 0
-    return load_run(tmp / "run")
+    return load_run(train_config_run(tmp_path_factory.mktemp("twin_hbv_da"), CONFIG))
 
 
 def test_the_open_loop_of_the_state_update_is_the_saved_prediction(hbv_run):

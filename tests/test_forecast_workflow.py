@@ -8,7 +8,6 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from difhydro import load_run
 from difhydro.experiment.cli import main as difhydro
@@ -16,6 +15,7 @@ from difhydro.experiment.finetune import trainable_labels
 from difhydro.experiment.models import load_params
 from difhydro.experiment.outputs import open_predictions
 from difhydro.forecast import Assimilation
+from helpers import train_config_run
 
 CONFIG = {"name": "twin_da", "data": {"format": "twin", "basins": 4}, "evaluations": ["temporal"], "seeds": [0],
           "models": {"dpl_exphydro": {"hidden_size": 4}, "lstm": {"hidden_size": 4}},
@@ -24,11 +24,7 @@ CONFIG = {"name": "twin_da", "data": {"format": "twin", "basins": 4}, "evaluatio
 
 @pytest.fixture(scope="module")
 def twin_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("twin_da")
-    cfg = tmp / "twin.yml"
-    cfg.write_text(yaml.safe_dump(CONFIG))
-    assert difhydro(["train", str(cfg), "--out", str(tmp / "run"), "--quiet"]) == 0
-    return tmp / "run"
+    return train_config_run(tmp_path_factory.mktemp("twin_da"), CONFIG)
 
 
 def _median(table, model):
