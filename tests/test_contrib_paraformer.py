@@ -225,6 +225,7 @@ def test_direct_route_is_generic_over_process_models(model):
     assert np.all(np.isfinite(values)) and values[-1] < values[0] - 1e-3
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_surrogate_route_freezes_surrogate_and_passes_gradients():
     from difhydro.data.batching import BasinData
 
@@ -280,6 +281,7 @@ def test_parameter_r2_and_roughness():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_example_quick_learns(tmp_path, data_dir):
     example = load_example_script("paraformer")
     caravan = data_dir / "camels_caravan"

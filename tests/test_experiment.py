@@ -96,6 +96,7 @@ def test_predictions_are_cf_and_round_trip(smoke_run):
         assert nse == pytest.approx(row.nse, abs=1e-4)  # metrics.csv agrees with an independent NSE
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_a_cf_checker_passes(smoke_run, tmp_path):
     """IOOS compliance-checker (PyPI), CF-1.8, offline with its packaged standard-name table."""
     try:
@@ -167,6 +168,7 @@ def _snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_kill_and_resume_gives_identical_results_and_a_changed_config_is_refused(camels, tmp_path):
     cfg = _write(tmp_path / "tiny.yml", TINY)
     straight = tmp_path / "straight"

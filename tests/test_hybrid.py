@@ -85,6 +85,7 @@ def test_dpl_model_matches_its_pieces():
     np.testing.assert_allclose(out["streamflow"], ref["streamflow"], rtol=1e-6)
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_local_prnn_recovers_twin_parameters_within_a_few_percent():
     # one noise-free twin basin; a local PRNN (one learned parameter set) fitted with
     # L-BFGS on 8 years, the first two spinning the stores up
@@ -180,6 +181,7 @@ def test_head_is_causal_over_the_lag_window():
     assert diff[:40].max() == 0 and diff[40:50].min() > 0 and diff[50:].max() == 0
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_dpl_lstm_with_dynamic_hbv_parameters_and_routing():
     batch = _batch(n_days=150, extra=("pet",))
     model = DifferentiableParameterLearning(

@@ -327,6 +327,7 @@ def _closure(model, params, forcing):
     return daily, out
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_mass_balance_30_years():
     """30 years of random daily rain on 6 coarse layers, 24 sub-steps x 4 iterations.
 
@@ -486,6 +487,7 @@ def test_gradients_finite_near_saturation_and_dry(u, wet, log_suction):
 FIXED_PICARD = dict(tol=None, n_iter=5, jacobian="picard", update="head", line_search=False)
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_damped_picard_update_keeps_more_of_the_box_physical():
     # one year of random rain on 27 soils spanning the boxes (k_s, n, alpha corners and
     # centres): without a damped head update most permeable / flat-retention soils end

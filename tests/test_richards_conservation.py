@@ -324,6 +324,7 @@ def test_matches_independent_finite_volume_solution(case):
 # ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_implicit_gradient_matches_unrolled_and_finite_differences():
     """float64, one sub-step of heavy rain on a dry profile (ponding at the surface, a
     wetting front, Feddes uptake): the implicit-function gradient of the converged step

@@ -183,6 +183,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_two_processes_through_jax_distributed_match_one_process(tmp_path):
     """jax.distributed.initialize on two local processes (CPU collectives over gloo): the
     basin axis of every batch is split between the processes, and the losses and the

@@ -165,6 +165,7 @@ def test_registry_transformer_streamflow_and_attributes():
     np.testing.assert_allclose(q, np.maximum(1.5 + 2.0 * np.asarray(y[..., 0]), 0.0), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow  # integration: kept out of the 10-minute CI run (pytest -m slow)
 def test_transformer_trains_on_the_twin():
     ds = fulda_twin(ExpHydro(), n_basins=4, seed=1, noise=0.05)
     ds["pet"] = (("basin", "time"), np.asarray(hamon_pet(ds["temperature"].values, ds["day_length"].values), np.float32))
