@@ -30,8 +30,8 @@ import xarray as xr
 from ..forecast.assimilation import Assimilation
 from ..forecast.incremental import incremental_forecast
 from ..hybrid import run_physics
-from ..hybrid.models import apply_forcing_correction
-from ..hybrid.params import ROUTING_SPECS
+from ..hybrid.models import CORRECTION_SUFFIX as CORRECTION, apply_forcing_correction
+from ..hybrid.params import ROUTING_PARAMETERS
 from .models import SavedModel, _process_model, window_period
 
 __all__ = ["SUFFIX", "SLOW_STORES", "SNOW_STATES", "updated_states", "unsupported", "assimilated_unit"]
@@ -55,10 +55,6 @@ def updated_states(physics, settings: Assimilation) -> Assimilation:
     return dataclasses.replace(settings, states=slow or tuple(k for k in physics.state_names if k not in SNOW_STATES))
 
 
-#: suffix of the per-basin forcing multipliers of a dPL model (``<forcing>_correction``)
-CORRECTION = "_correction"
-
-
 def unsupported(saved: SavedModel, result: Mapping[str, Any]) -> str | None:
     """Why the states of ``saved`` cannot be updated (``None`` when they can), from the
     model and its open-loop ``result`` of :func:`~.models.predict_unit`."""
@@ -68,7 +64,7 @@ def unsupported(saved: SavedModel, result: Mapping[str, Any]) -> str | None:
         return "a network without process-model states"
     if not (saved.calibrated or type(built).__name__ == "DifferentiableParameterLearning"):
         return f"its streamflow is not the process model's output ({type(built).__name__} adds a network head)"
-    known = {*physics.param_spec, *(k for spec in ROUTING_SPECS.values() for k in spec)}
+    known = {*physics.param_spec, *ROUTING_PARAMETERS}
     other = [k for k in result["params"] if k not in known and not k.endswith(CORRECTION)]
     other += [k for k in result["series"] if k not in physics.state_names and k not in physics.param_spec]
     if other:

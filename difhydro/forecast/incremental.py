@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..hybrid.params import ROUTING_SPECS
+from ..hybrid.params import ROUTING_PARAMETERS
 from ..physics.base import Array, ProcessModel
 from ..physics.routing import route_streamflow
 from .assimilation import Assimilation
@@ -111,11 +111,10 @@ def _split_params(model: ProcessModel, params: Mapping[str, Array], time_varying
                   n_time: int) -> tuple[dict[str, Array], dict[str, Array], dict[str, Array]]:
     """``params`` -> (static ``[basin, *event]``, time-varying ``[basin, T, *event]``,
     routing ``[basin]``), each checked by name and rank (one line naming the key)."""
-    routing_keys = {k for spec in ROUTING_SPECS.values() for k in spec}
-    unknown = [k for k in params if k not in model.param_spec and k not in routing_keys]
+    unknown = [k for k in params if k not in model.param_spec and k not in ROUTING_PARAMETERS]
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {type(model).__name__}: expected "
-                         f"{list(model.param_spec)} and optionally routing parameters {sorted(routing_keys)}")
+                         f"{list(model.param_spec)} and optionally routing parameters {sorted(ROUTING_PARAMETERS)}")
     missing = [k for k in model.param_spec if k not in params]
     if missing:
         raise ValueError(f"{type(model).__name__} needs parameters {missing}; got {sorted(params)}")
@@ -135,7 +134,7 @@ def _split_params(model: ProcessModel, params: Mapping[str, Array], time_varying
                              "time_varying if it is a daily series")
         else:
             static[k] = v
-    routing = {k: jnp.asarray(params[k]) for k in params if k in routing_keys}
+    routing = {k: jnp.asarray(params[k]) for k in params if k in ROUTING_PARAMETERS}
     return static, varying, routing
 
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from ..physics.base import Array, ProcessModel, simulate, time_slice_params, warm_up
 from ..physics.routing import route_streamflow
-from .params import ROUTING_SPECS, ParamHead
+from .params import ROUTING_PARAMETERS, ParamHead
 
 __all__ = ["PRNN", "run_physics"]
 
@@ -73,11 +73,10 @@ def run_physics(
     n_time = tm[next(iter(tm))].shape[0]
     physics = {k: (_time_first(v) if k in time_varying else jnp.asarray(v)) for k, v in params.items() if k in model.param_spec}
     routing = {k: v for k, v in params.items() if k not in model.param_spec}
-    known = {k for spec in ROUTING_SPECS.values() for k in spec}
-    unknown = [k for k in routing if k not in known]
+    unknown = [k for k in routing if k not in ROUTING_PARAMETERS]
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {type(model).__name__}; expected {list(model.param_spec)} "
-                         f"and optionally routing parameters {sorted(known)}")
+                         f"and optionally routing parameters {sorted(ROUTING_PARAMETERS)}")
     varying = tuple(k for k in time_varying if k in model.param_spec)
     w = int(warmup_days)
     run = dict(time_varying=varying, check=check, checkpoint=checkpoint)

@@ -195,13 +195,17 @@ FORCING_CORRECTIONS: Mapping[str, ParamSpec] = {
 }
 
 
+#: suffix of the per-basin forcing multipliers (``<forcing>_correction``)
+CORRECTION_SUFFIX = "_correction"
+
+
 def correction_head(names: Sequence[str]) -> ParamHead:
     """A :class:`ParamHead` of the forcing corrections ``names`` (keys of
     :data:`FORCING_CORRECTIONS`), output names ``<forcing>_correction``, one value per basin."""
     unknown = [k for k in names if k not in FORCING_CORRECTIONS]
     if unknown:
         raise ValueError(f"forcing_correction {unknown} not available; choose from {list(FORCING_CORRECTIONS)}")
-    spec = {f"{k}_correction": FORCING_CORRECTIONS[k] for k in names}
+    spec = {f"{k}{CORRECTION_SUFFIX}": FORCING_CORRECTIONS[k] for k in names}
     return ParamHead(spec, {k: () for k in spec})
 
 
@@ -210,7 +214,7 @@ def apply_forcing_correction(forcing: Mapping[str, Array], factors: Mapping[str,
     factor ``[basin]`` (``factors``: ``<forcing>_correction`` -> ``[basin]``)."""
     out = dict(forcing)
     for key, factor in factors.items():
-        name = key.removesuffix("_correction")
+        name = key.removesuffix(CORRECTION_SUFFIX)
         if name not in out:
             raise ValueError(f"forcing_correction names {name!r}, which is not in the forcing {sorted(out)}")
         out[name] = jnp.asarray(out[name]) * factor[:, None]

@@ -31,7 +31,7 @@ from ..physics.routing import GAMMA_UH_SPEC, MAXBAS_SPEC
 
 Array = jax.Array
 
-__all__ = ["ParamHead", "ROUTING_SPECS", "split_last_axis"]
+__all__ = ["ParamHead", "ROUTING_PARAMETERS", "ROUTING_SPECS", "split_last_axis"]
 
 #: parameter boxes of the unit hydrographs a :class:`~difhydro.hybrid.PRNN` may add
 ROUTING_SPECS: Mapping[str | None, Mapping[str, ParamSpec]] = {
@@ -39,6 +39,8 @@ ROUTING_SPECS: Mapping[str | None, Mapping[str, ParamSpec]] = {
     "gamma": GAMMA_UH_SPEC,
     "maxbas": MAXBAS_SPEC,
 }
+#: the names of every routing parameter (any scheme of :data:`ROUTING_SPECS`)
+ROUTING_PARAMETERS = frozenset(k for spec in ROUTING_SPECS.values() for k in spec)
 _MAPPINGS = ("sigmoid", "linear")
 
 
