@@ -166,3 +166,45 @@ def test_models_without_the_lstm_leave_out_its_neuralhydrology_peer():
     assert select_models(cfg, "transformer").peers.neuralhydrology is False
     assert select_models(cfg, "lstm,transformer").peers.neuralhydrology is True
     assert list(select_models(cfg, "transformer").models) == ["transformer"]
+
+
+def test_a_model_reads_its_own_pet(copy_with_radiation, tmp_path):
+    """``models.<name>.pet`` overrides ``data.pet`` for one model (calibrated HBV loses with
+    ERA5-Land's PET, the other process models gain, docs/regional_study.md): the data carry
+    the other method's PET as its own variable, the run trains and predicts the model with
+    it and records it in model.json."""
+    from difhydro.experiment.config import ConfigError
+    from difhydro.experiment.data import with_pet
+    from difhydro.experiment.models import SavedModel, predict_unit
+    from difhydro.experiment.run import train_run
+    from difhydro.physics import oudin_pet
+
+    root, _ = copy_with_radiation
+    raw = {"name": "own_pet", "evaluations": ["temporal"], "seeds": [0],
+           "models": {"hbv_calibrated": {"pet": "oudin"}, "exphydro_calibrated": {}},
+           "data": {"format": "caravan", "attributes": [], "pet": "data", "policies": {"pet": {"clip": [0, None]}}},
+           "periods": {"train": "2000-10-01:2002-09-30", "test": "2003-10-01:2004-09-30"},
+           "training": {"calibration_steps": 3, "warmup": 30}}
+    with pytest.raises(ConfigError, match=r"models.hbv_calibrated.pet: 'penman' is not a PET method"):
+        load_config({**raw, "models": {"hbv_calibrated": {"pet": "penman"}}})
+    data = prepare_data(load_config(raw), data_dir=str(root))
+    assert any("Oudin" in n and "read by hbv_calibrated" in n for n in data.notes)
+    ds = data.ds
+    doy = ds["time"].dt.dayofyear.values[None, :].astype(np.float32)
+    expected = np.asarray(oudin_pet(ds["temperature"].values, ds["gauge_lat"].values[:, None], doy))
+    np.testing.assert_allclose(with_pet(ds, "oudin")["pet"].values, expected, rtol=1e-6)
+    assert with_pet(ds, "data") is ds and with_pet(ds, None) is ds
+    assert float(np.abs(expected - ds["pet"].values).mean()) > 0.3  # the two PETs differ (mm d-1)
+
+    run, _, failures = train_run(raw, out=tmp_path / "run", data_dir=str(root), progress=False, log=lambda *a: None)
+    assert not failures
+    hbv = SavedModel.load(next((run / "models/hbv_calibrated").rglob("model.json")).parent)
+    exphydro = SavedModel.load(next((run / "models/exphydro_calibrated").rglob("model.json")).parent)
+    assert hbv.info["pet"] == "oudin" and exphydro.info["pet"] == "data"
+    ran = predict_unit(hbv, ds, [GAUGE], data.periods["test"])["simulated"]
+    by_hand = {k: v for k, v in hbv.info.items() if k != "pet"}  # a model without its own PET reads ds["pet"]
+    oudin_ds = ds.assign(pet=(("basin", "time"), expected.astype(np.float32)))
+    np.testing.assert_allclose(ran, predict_unit(SavedModel(hbv.folder, by_hand), oudin_ds, [GAUGE],
+                                                 data.periods["test"])["simulated"], rtol=1e-6)
+    era5 = predict_unit(SavedModel(hbv.folder, by_hand), ds, [GAUGE], data.periods["test"])["simulated"]
+    assert float(np.abs(ran - era5).mean()) > 0.01

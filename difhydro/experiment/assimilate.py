@@ -32,6 +32,7 @@ from ..forecast.incremental import incremental_forecast
 from ..hybrid import run_physics
 from ..hybrid.models import CORRECTION_SUFFIX as CORRECTION, apply_forcing_correction
 from ..hybrid.params import ROUTING_PARAMETERS
+from .data import with_pet
 from .models import SavedModel, _process_model, window_period
 
 __all__ = ["SUFFIX", "SLOW_STORES", "SNOW_STATES", "updated_states", "unsupported", "assimilated_unit"]
@@ -95,6 +96,7 @@ def assimilated_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], p
     settings = updated_states(physics, settings)
     n = int(settings.window)
     info = saved.info
+    ds = with_pet(ds, info.get("pet"))
     # the window of predict_unit (the same variables decide where its spin-up runs)
     needed = [v for v in dict.fromkeys(info["forcing"] + info["inputs"]) if v in ds]
     window, spin, unpredicted = window_period(ds, period, int(info["warmup"]), basins, needed)

@@ -63,6 +63,9 @@ __all__ = [
     "config_hash",
     "parse_period",
     "check_name",
+    "MODEL_KEYS",
+    "registry_options",
+    "model_pet",
     "select_models",
     "model_training",
     "describe",
@@ -262,7 +265,8 @@ class Config:
     kfold_models: list = field([], "models of the ungauged (kfold) evaluation; empty: every trained model",
                                unique=True, items=str)
     models: dict = field({}, "models of the registry with their options, e.g. {lstm: {hidden_size: 64}}, and "
-                             "optionally their own training settings, {lstm: {training: {steps_per_epoch: 200}}}; "
+                             "optionally their own training settings, {lstm: {training: {steps_per_epoch: 200}}}, "
+                             "and PET, {hbv_calibrated: {pet: oudin}} (default data.pet); "
                              "empty: every registry entry with its defaults (entries and options below)",
                          kind="models")
     training: TrainingConfig = section(TrainingConfig)
@@ -389,12 +393,15 @@ def _models(value, key):
         if not isinstance(options, Mapping):
             raise ConfigError(f"{name_key}: expected a mapping of options, got {options!r}")
         try:
-            check_model_options(name, {k: v for k, v in options.items() if k != "training"}, name_key)
+            check_model_options(name, registry_options(options), name_key)
         except ValueError as err:
             message = str(err)
             if "unknown option" in message:
-                message += ", training"
+                message += ", " + ", ".join(MODEL_KEYS)
             raise ConfigError(message) from None
+        if "pet" in options and options["pet"] not in PET_METHODS:
+            raise ConfigError(f"{name_key}.pet: {options['pet']!r} is not a PET method; choose from "
+                              f"{', '.join(PET_METHODS)} (default: data.pet)")
         if "training" in options:  # its keys; merged with training: they are checked by Config.check
             _build(TrainingConfig, options["training"], f"{name_key}.training", cross_checks=False)
         out[name] = dict(options)
@@ -610,6 +617,22 @@ def select_models(cfg: Config, text: str | None, of: str = "the config") -> Conf
     # the neuralhydrology peer is matched to the lstm: without the lstm it has nothing to match
     peers = cfg.peers if "lstm" in names else dataclasses.replace(cfg.peers, neuralhydrology=False)
     return dataclasses.replace(cfg, models={m: cfg.models.get(m, {}) for m in names}, peers=peers)
+
+
+#: keys of a ``models.<name>`` entry that are not options of the registry's model: its own
+#: ``training`` settings and the ``pet`` its process model reads (default ``data.pet``)
+MODEL_KEYS = ("training", "pet")
+
+
+def registry_options(options: Mapping) -> dict:
+    """The options of a ``models.<name>`` entry that go to the registry's builder."""
+    return {k: v for k, v in options.items() if k not in MODEL_KEYS}
+
+
+def model_pet(cfg: Config, name: str) -> str:
+    """The PET method model ``name`` reads: its own ``models.<name>.pet`` or ``data.pet``
+    (``auto`` is resolved by the data's format, :func:`difhydro.experiment.data.prepare_data`)."""
+    return (cfg.models.get(name) or {}).get("pet", cfg.data.pet)
 
 
 def model_training(cfg: Config, name: str) -> TrainingConfig:

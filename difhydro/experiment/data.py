@@ -29,7 +29,7 @@ from ..data import (
     load_folder,
 )
 from ..physics import ExpHydro, hamon_pet, hargreaves_pet, oudin_pet
-from .config import Config, ConfigError, check_validation_period
+from .config import Config, ConfigError, check_validation_period, model_pet
 
 __all__ = [
     "ExperimentData",
@@ -37,6 +37,9 @@ __all__ = [
     "resolve_source",
     "detect_format",
     "add_pet",
+    "with_pet",
+    "pet_method",
+    "PET_VARIANT",
     "read_basin_file",
     "data_files",
     "DataError",
@@ -176,6 +179,31 @@ def _latitude(ds: xr.Dataset) -> xr.DataArray:
         if name in ds and ds[name].dims == ("basin",):
             return ds[name]
     raise DataError("PET from radiation needs each basin's latitude (an attribute gauge_lat, latitude or lat)")
+
+
+#: the variable holding PET by another method than ``data.pet``, for the models that read it
+PET_VARIANT = "pet_by_{}"
+
+
+def pet_method(cfg: Config, kind: str, model: str | None = None) -> str:
+    """The PET method of ``data.pet`` (or of ``models.<model>.pet``), ``auto`` resolved by
+    the data's format ``kind``."""
+    method = cfg.data.pet if model is None else model_pet(cfg, model)
+    return DEFAULT_PET[kind] if method == "auto" else method
+
+
+def with_pet(ds: xr.Dataset, method: str | None) -> xr.Dataset:
+    """``ds`` as a model that reads PET by ``method`` sees it: ``pet`` is the variant
+    :data:`PET_VARIANT` computed by :func:`prepare_data` when ``method`` is not the data's
+    ``data.pet`` (``ds.attrs["pet_method"]``); ``None`` (a model saved before models had
+    their own PET) keeps ``pet``."""
+    if method is None or method == ds.attrs.get("pet_method", method):
+        return ds
+    name = PET_VARIANT.format(method)
+    if name not in ds:
+        raise DataError(f"the model reads pet by {method!r} (models.<name>.pet) but the data has only "
+                        f"{ds.attrs.get('pet_method')!r} PET; prepare the data with this run's config")
+    return ds.assign(pet=ds[name])
 
 
 def add_pet(ds: xr.Dataset, method: str) -> tuple[xr.Dataset, str]:
@@ -342,9 +370,20 @@ def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | Non
         unknown = [b for b in basins if b not in set(ds["basin"].values.astype(str))]
         if unknown:
             raise DataError(f"basins {unknown[:5]} are not in the {kind} data")
-    pet = DEFAULT_PET[kind] if cfg.data.pet == "auto" else cfg.data.pet
-    ds, pet_note = add_pet(ds, pet)
+    pet = pet_method(cfg, kind)
+    raw = ds
+    ds, pet_note = add_pet(raw, pet)
     notes.append(pet_note)
+    ds.attrs["pet_method"] = pet
+    own = {}  # models that read another PET than data.pet: each method computed once, as its own variable
+    for name in cfg.models or {}:
+        method = pet_method(cfg, kind, name)
+        if method != pet:
+            own.setdefault(method, []).append(name)
+    for method, names in own.items():
+        variant, note = add_pet(raw, method)
+        ds = ds.assign({PET_VARIANT.format(method): variant["pet"]})
+        notes.append(f"{note} (read by {', '.join(names)}: models.<name>.pet)")
     if kind == "twin":
         attributes = [v for v in ds.data_vars if v.startswith("attribute_")]
     elif kind == "folder" and cfg.data.attributes == "auto":

@@ -40,7 +40,7 @@ from ..training import Trainer
 from ..training.trainer import TrainState
 from . import reporting
 from .config import config_hash, config_to_dict, load_config, model_training, parse_period
-from .data import prepare_data, read_basin_file
+from .data import prepare_data, read_basin_file, with_pet
 from .models import SavedModel, _process_model, load_params, predict_unit, save_params
 from .rundir import RunDirError, check_new_run_dir, create_run_dir, write_json
 
@@ -180,7 +180,8 @@ def finetune_run(source, out, *, config=None, period: str | None = None, basin_f
             folder = out / "models" / name / "temporal_fold0" / f"seed{member.seed}"
             folder.mkdir(parents=True)
             stats = NormStats.load(member.folder / "norm_stats.json")
-            train = make_basin_data(ds, stats, periods["train"], window=t.window, warmup=t.warmup,
+            train = make_basin_data(with_pet(ds, member.info.get("pet")), stats, periods["train"], window=t.window,
+                                    warmup=t.warmup,
                                     forcing=member.info["forcing"], basins=train_basins,
                                     min_observations=t.min_observations)
             model = member.build()

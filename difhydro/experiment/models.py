@@ -31,6 +31,7 @@ import xarray as xr
 from ..data import NormStats, make_basin_data
 from ..hybrid import MODELS, build_model, model_options, run_physics
 from ..training import predict as predict_batches
+from .data import with_pet
 from .rundir import write_json
 
 __all__ = ["SavedModel", "save_params", "load_params", "window_period", "predict_unit"]
@@ -126,6 +127,7 @@ def predict_unit(saved: SavedModel, ds: xr.Dataset, basins: Sequence[str], perio
     physics from those states without spin-up.
     """
     info = saved.info
+    ds = with_pet(ds, info.get("pet"))
     warmup = 0 if state0 is not None else int(info["warmup"])
     needed = [v for v in dict.fromkeys(info["forcing"] + info["inputs"]) if v in ds]
     window, spin, unpredicted = window_period(ds, period, warmup, basins, needed)

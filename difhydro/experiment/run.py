@@ -30,8 +30,9 @@ from ..hybrid import MODELS, build_model, model_options
 from ..training import TrainConfig, Trainer, gradient_calibration
 from ..training.metrics import nse
 from . import reporting
-from .config import Config, TrainingConfig, config_hash, config_to_dict, load_config, model_training, select_models
-from .data import PHYSICS_FORCING, ExperimentData, data_files, prepare_data
+from .config import (Config, TrainingConfig, config_hash, config_to_dict, load_config, model_training,
+                     registry_options, select_models)
+from .data import PHYSICS_FORCING, ExperimentData, data_files, pet_method, prepare_data, with_pet
 from .models import SavedModel, predict_unit, save_params, window_period
 from .rundir import (RunDirError, changed_data_file, create_run_dir, data_checksums, default_run_dir, is_run_dir,
                      read_marker, write_json)
@@ -83,7 +84,7 @@ def plan_units(cfg: Config, basins: Sequence[str]) -> list[Unit]:
 def _options(cfg: Config, name: str) -> dict:
     """The model's options as given, completed with the registry's defaults, so that a saved
     model is rebuilt the same way after a default changes."""
-    options = {k: v for k, v in cfg.models.get(name, {}).items() if k != "training"}
+    options = registry_options(cfg.models.get(name, {}))
     if "warmup_days" in model_options(name):
         options.setdefault("warmup_days", model_training(cfg, name).warmup)
     return {**model_options(name), **options}
@@ -91,7 +92,8 @@ def _options(cfg: Config, name: str) -> dict:
 
 def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, resume: bool, progress: bool) -> dict:
     t = model_training(cfg, unit.model)
-    ds, periods = data.ds, data.periods
+    pet = pet_method(cfg, data.kind, unit.model)
+    ds, periods = with_pet(data.ds, pet), data.periods
     forcing = tuple(v for v in PHYSICS_FORCING if v in ds)
     stats = fit_normalization(ds, data.inputs, data.attributes, periods["train"], basins=list(unit.train_basins))
     train = make_basin_data(ds, stats, periods["train"], window=t.window, warmup=t.warmup, forcing=forcing,
@@ -102,7 +104,7 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
     model = build_model(unit.model, flow_mean=flow_mean, flow_std=flow_std, **options)
     saved = SavedModel(folder, {
         "name": unit.model, "options": options, "flow_mean": flow_mean, "flow_std": flow_std,
-        "inputs": data.inputs, "attributes": data.attributes, "forcing": list(forcing), "window": t.window,
+        "inputs": data.inputs, "attributes": data.attributes, "forcing": list(forcing), "pet": pet, "window": t.window,
         "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.train_basins), "train_period": periods["train"],
         "evaluation": unit.evaluation, "fold": unit.fold, "difhydro": __version__,
     })
@@ -149,7 +151,8 @@ def train_config(t: TrainingConfig, seed: int, progress: bool) -> TrainConfig:
 
 def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, progress: bool) -> dict:
     t = model_training(cfg, unit.model)
-    ds, periods = data.ds, data.periods
+    pet = pet_method(cfg, data.kind, unit.model)
+    ds, periods = with_pet(data.ds, pet), data.periods
     model = build_model(unit.model, **_options(cfg, unit.model))
     window, spin, _ = window_period(ds, periods["train"], t.warmup, unit.test_basins, model.forcing_names)
     sub = ds.sel(basin=list(unit.test_basins), time=slice(*window))
@@ -164,7 +167,7 @@ def _run_calibrated(unit: Unit, cfg: Config, data: ExperimentData, folder: Path,
         np.savez(tmp, **{k: np.asarray(v) for k, v in result.params.items()})
     saved = SavedModel(folder, {"name": unit.model, "options": _options(cfg, unit.model), "flow_mean": 0.0,
                                 "flow_std": 1.0, "inputs": [], "attributes": [], "forcing": list(model.forcing_names),
-                                "window": 0, "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.test_basins),
+                                "pet": pet, "window": 0, "warmup": t.warmup, "seed": unit.seed, "basins": list(unit.test_basins),
                                 "train_period": periods["train"], "evaluation": unit.evaluation, "fold": unit.fold,
                                 "difhydro": __version__})
     saved.write()
@@ -416,7 +419,7 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
 
     t = model_training(cfg, "lstm")
     try:
-        columns = peer_inputs(data.inputs, cfg.data.pet)
+        columns = peer_inputs(data.inputs, pet_method(cfg, data.kind, "lstm"))
     except ValueError as err:
         failures.append(("nh_cudalstm", "temporal", f"not run: {err}"))
         return {}
