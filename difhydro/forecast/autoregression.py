@@ -11,6 +11,11 @@ observed days (the same day hidden in every lag that would see it), so the netwo
 Shapes are basin-first: observations ``[basin, time]``, inputs ``[basin, time, 2 * n_lags]``
 (the ``n_lags`` values first, then the ``n_lags`` flags), in the units of the observations
 given (e.g. normalised flow).
+
+:func:`observed_lagged_flow` is what a model calls: the lagged flow of the batch's target,
+with the holdout drawn from the model's dropout stream. :class:`AutoregressiveLSTM` (``lstm``
+with ``autoregressive: true``) and :class:`~difhydro.hybrid.HybridPRNN` (``hybrid`` with
+``autoregressive: true``, in its Conv1D head's input) both read it.
 """
 
 from __future__ import annotations
