@@ -217,21 +217,30 @@ class HybridPRNN(nn.Module):
             q = q_star + h if self.head == "residual" else h
         out["streamflow"] = q
         if self.distribution is not None:
-            features = [(q / self.q_scale)[..., None], x]  # x: [Q*/q_scale, inputs (, lagged flow)]
-            attributes = field(batch, "attributes")
-            if attributes is not None and attributes.shape[-1]:
-                a = jnp.asarray(attributes)
-                features.append(jnp.broadcast_to(a[:, None, :], q.shape + a.shape[-1:]))
-            for name in self.model.state_names:  # uncertainty depends on snow and wetness (mm)
-                s = out[name].reshape(q.shape + (-1,))
-                features.append(jnp.log1p(jnp.maximum(s, 0.0)))
-            shape = HEADS[self.distribution](n_components=self.components, name="distribution")(
-                jnp.concatenate(features, axis=-1))
+            features = mixture_features(q / self.q_scale, x, field(batch, "attributes"),
+                                        [out[k] for k in self.model.state_names])
+            shape = HEADS[self.distribution](n_components=self.components, name="distribution")(features)
             # shifted so that the median is Q: the head gives the spread, the hybrid the centre
             centre = q / self.q_scale - median(shape)
             out["streamflow_distribution"] = affine(shape, self.q_scale * centre[..., None], self.q_scale)
             out["streamflow"] = jax.nn.relu(q)
         return out
+
+
+def mixture_features(q_scaled: Array, head_input: Array, attributes: Array | None,
+                     states: Sequence[Array]) -> Array:
+    """What the hybrid's mixture head reads each day -> ``[basin, time, features]``:
+    the scaled point flow ``q_scaled`` ``[basin, time]``, the Conv1D head's input
+    ``head_input`` ``[basin, time, F]`` (``Q*/q_scale``, inputs, lagged flow), the static
+    ``attributes`` ``[basin, n]`` (if any) and ``log1p`` of the process-model ``states``
+    (mm, ``[basin, time, ...]``: the spread depends on snow and wetness)."""
+    shape = q_scaled.shape
+    features = [q_scaled[..., None], head_input]
+    if attributes is not None and attributes.shape[-1]:
+        a = jnp.asarray(attributes)
+        features.append(jnp.broadcast_to(a[:, None, :], shape + a.shape[-1:]))
+    features += [jnp.log1p(jnp.maximum(s.reshape(shape + (-1,)), 0.0)) for s in states]
+    return jnp.concatenate(features, axis=-1)
 
 
 _NETWORKS = ("mlp", "lstm", "attention")
