@@ -215,7 +215,7 @@ class TrainingConfig:
     clip_norm: float | None = field(1.0, "global gradient-norm clipping (null: none)", gt=0)
     loss: str = field("nse_star", "training loss: nse_star (Kratzert et al. 2019), mse, rmse, rmse_low_flow "
                                   "(0.75 RMSE(Q) + 0.25 RMSE(log10(sqrt(Q) + 0.1)), δHBV), or nll (negative "
-                                  "log-likelihood of a probabilistic head: head cmal or gmm)", LOSS_NAMES)
+                                  "log-likelihood of a probabilistic output: the lstm's head or the hybrids' distribution cmal or gmm)", LOSS_NAMES)
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
     min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)
@@ -288,19 +288,23 @@ class Config:
                 key = "training" if name is None else f"models.{name}.training"
                 raise ConfigError(f"{key}.patience: early stopping needs a validation period; add "
                                   "periods.validation: START:END")
-        for name in configured:  # a probabilistic head is trained by the likelihood, and only it can be
+        for name in configured:  # a probabilistic output is trained by the likelihood, and only it can be
             loss = (model_training(self, name) if name in self.models else self.training).loss
             if MODELS[name].calibrated:
                 continue
-            if probabilistic(name, self.models.get(name, {})) != (loss == "nll"):
-                head = self.models.get(name, {}).get("head", model_options(name).get("head"))
-                raise ConfigError(f"models.{name}.training.loss: {loss!r} with head {head!r}; a probabilistic head "
-                                  "(cmal, gmm) is trained with loss nll (its negative log-likelihood), and nll needs "
+            own = self.models.get(name, {})
+            if probabilistic(name, own) != (loss == "nll"):
+                option = MODELS[name].mixture  # the option naming the mixture (lstm: head, hybrids: distribution)
+                if option is None:
+                    raise ConfigError(f"models.{name}.training.loss: 'nll' needs a probabilistic output, and {name} "
+                                      "has none (the lstm's head or the hybrids' distribution: cmal or gmm)")
+                raise ConfigError(f"models.{name}.training.loss: {loss!r} with {option} "
+                                  f"{own.get(option, model_options(name)[option])!r}; a probabilistic output ({option}: "
+                                  "cmal or gmm) is trained with loss nll (its negative log-likelihood), and nll needs "
                                   "one")
-            if self.models.get(name, {}).get("autoregressive") and probabilistic(name, self.models.get(name, {})):
+            if name == "lstm" and own.get("autoregressive") and probabilistic(name, own):
                 raise ConfigError(f"models.{name}.autoregressive: the autoregressive LSTM has a point head only; "
                                   "drop head or autoregressive")
-            own = self.models.get(name, {})
             if own.get("clip_in_training") is False and (own.get("autoregressive") or probabilistic(name, own)):
                 raise ConfigError(f"models.{name}.clip_in_training: false applies to the plain regression LSTM only "
                                   "(not with autoregressive or a probabilistic head)")

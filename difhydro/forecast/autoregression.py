@@ -11,6 +11,11 @@ observed days (the same day hidden in every lag that would see it), so the netwo
 Shapes are basin-first: observations ``[basin, time]``, inputs ``[basin, time, 2 * n_lags]``
 (the ``n_lags`` values first, then the ``n_lags`` flags), in the units of the observations
 given (e.g. normalised flow).
+
+:func:`observed_lagged_flow` is what a model calls: the lagged flow of the batch's target,
+with the holdout drawn from the model's dropout stream. :class:`AutoregressiveLSTM` (``lstm``
+with ``autoregressive: true``) and :class:`~difhydro.hybrid.HybridPRNN` (``hybrid`` with
+``autoregressive: true``, in its Conv1D head's input) both read it.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-__all__ = ["holdout_mask", "lagged_flow", "AutoregressiveLSTM"]
+__all__ = ["holdout_mask", "lagged_flow", "observed_lagged_flow", "AutoregressiveLSTM"]
 
 
 def holdout_mask(key: Array, shape: tuple[int, ...], probability: float) -> Array:
@@ -77,6 +82,29 @@ def lagged_flow(
     return jnp.stack(values + flags, axis=-1)
 
 
+def observed_lagged_flow(module: nn.Module, batch, lags: Sequence[int] = (1,), *, holdout: float = 0.0,
+                         deterministic: bool = True, offset: float = 0.0, scale: float = 1.0) -> Array:
+    """The lagged observed flow a model reads as inputs -> ``[basin, time, 2 * len(lags)]``
+    float32 (:func:`lagged_flow`: the values, then the flags).
+
+    The flow is the batch's primary target (the first of ``targets``) where its mask is set
+    (observed and past the window's warm-up), as ``(q − offset) / scale``; elsewhere it is
+    missing (flag 0). In training (``deterministic=False``) each observed day is hidden with
+    probability ``holdout``, drawn from ``module``'s ``dropout`` stream (so each step and
+    sample draws its own). Call it inside ``module``'s ``__call__``: the autoregressive LSTM
+    and the autoregressive hybrid both do.
+    """
+    from ..hybrid.models import check_batch, field
+
+    check_batch(batch, None, ("targets", "masks"))
+    targets, masks = field(batch, "targets"), field(batch, "masks")
+    name = next(iter(targets))
+    observed = jnp.where(masks[name], (targets[name] - offset) / scale, jnp.nan)
+    hide = 0.0 if deterministic else float(holdout)
+    key = module.make_rng("dropout") if hide > 0.0 else None
+    return lagged_flow(observed, lags, holdout=hide, key=key).astype(jnp.float32)
+
+
 # ----------------------------------------------------------------------------------------
 # The autoregressive regional LSTM (the registry's ``lstm`` with ``autoregressive: true``)
 # ----------------------------------------------------------------------------------------
@@ -107,19 +135,15 @@ class AutoregressiveLSTM(nn.Module):
 
     @nn.compact
     def __call__(self, batch, *, deterministic: bool = True, initial_state=None) -> dict:
-        from ..hybrid.models import check_batch, field, inputs_with_attributes, standardised_flow
+        from ..hybrid.models import check_batch, inputs_with_attributes, standardised_flow
         from ..nn import LSTM
 
         if initial_state is not None:
             raise ValueError("AutoregressiveLSTM has no process-model states to start from (hot start)")
         check_batch(batch, None, ("inputs", "targets", "masks"))
-        targets, masks = field(batch, "targets"), field(batch, "masks")
-        name = next(iter(targets))
-        observed = jnp.where(masks[name], (targets[name] - self.output_offset) / self.output_scale, jnp.nan)
-        hide = 0.0 if deterministic else float(self.holdout)
-        key = self.make_rng("dropout") if hide > 0.0 else None
-        lagged = lagged_flow(observed, self.lags, holdout=hide, key=key)
-        x = jnp.concatenate([inputs_with_attributes(batch), lagged.astype(jnp.float32)], axis=-1)
+        lagged = observed_lagged_flow(self, batch, self.lags, holdout=self.holdout, deterministic=deterministic,
+                                      offset=self.output_offset, scale=self.output_scale)
+        x = jnp.concatenate([inputs_with_attributes(batch), lagged], axis=-1)
         y = LSTM(self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
                  initial_forget_bias=self.initial_forget_bias, name="lstm")(x, deterministic=deterministic)
         return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}

@@ -117,6 +117,25 @@ class HybridPRNN(nn.Module):
     An untrained head (``w2 = 0``, so ``h = 0``) starts from the physics for ``bounded``
     and ``residual``.
 
+    ``autoregressive``: the head also reads the observed flow of the previous days
+    (``lags``, scaled by ``q_scale``) and their flags (:func:`~difhydro.forecast.autoregression.
+    observed_lagged_flow`: the batch's primary target where its mask is set; in training each
+    observed day is hidden with probability ``holdout``, drawn from the dropout stream), so
+    its output is a one-day-ahead forecast from the flow observed up to yesterday; without
+    observations every flag is 0. The hypernetwork's head weights grow by the new channels.
+
+    ``distribution`` (``"cmal"`` or ``"gmm"``): the model also returns
+    ``streamflow_distribution``, a mixture of ``components`` laws in mm d-1, centred on the
+    point flow Q: a :data:`~difhydro.nn.distributions.HEADS` head reads each day's
+    ``[Q/q_scale, Q*/q_scale, inputs (and lagged flow), attributes, log1p(states in mm)]``
+    and gives the shape of the mixture (offsets, scales, asymmetries, weights) in flow
+    scaled by ``q_scale``; the mixture is then shifted so that its median is exactly
+    ``Q/q_scale`` and mapped to mm d-1 (``affine(·, ·, q_scale)``). ``streamflow`` is
+    ``max(Q, 0)``, the median of the mixture censored at 0, so the bounded head's bound
+    (Q within ``e^±b`` of the physics) holds for the point forecast of the probabilistic
+    model too, and an untrained one forecasts like the point hybrid. The mixture lives on
+    the whole real line (as the LSTM's).
+
     Attributes:
         model: process model of the PRNN (EXP-HYDRO by default).
         mode: ``"local"``, ``"regional"`` or ``"pseudo_regional"``.
@@ -131,6 +150,11 @@ class HybridPRNN(nn.Module):
             the metrics). 0: gradients flow through every day (P-RNN's spin-up, where only
             the mask excludes the first days). Must be shorter than the sequence.
         checkpoint: passed to :class:`~difhydro.hybrid.PRNN`.
+        distribution: ``None`` (a point forecast), ``"cmal"`` or ``"gmm"`` (see above).
+        components: laws of the mixture.
+        autoregressive: the head reads the lagged observed flow (see above).
+        holdout: probability of hiding an observed day in training (autoregressive only).
+        lags: days of lag of the observed flow (1 = yesterday).
     """
 
     model: ProcessModel = ExpHydro()
@@ -143,6 +167,11 @@ class HybridPRNN(nn.Module):
     q_scale: float = 1.0
     warmup_days: int = 0
     checkpoint: bool | None = None
+    distribution: str | None = None
+    components: int = 3
+    autoregressive: bool = False
+    holdout: float = 0.5
+    lags: tuple[int, ...] = (1,)
 
     @nn.compact
     def __call__(self, batch: Mapping[str, Any], *, deterministic: bool = True,
@@ -152,13 +181,21 @@ class HybridPRNN(nn.Module):
             raise ValueError(f"mode must be local, regional or pseudo_regional, got {self.mode!r}")
         if self.head not in ("bounded", "residual", "plain"):
             raise ValueError(f"head must be bounded, residual or plain, got {self.head!r}")
+        if self.distribution is not None and self.distribution not in HEADS:
+            raise ValueError(f"distribution must be None or one of {sorted(HEADS)}, got {self.distribution!r}")
         needs = ("forcing", "inputs") + (("attributes",) if self.mode == "regional" else ())
-        check_batch(batch, self.model, needs)
+        check_batch(batch, self.model, needs + (("targets", "masks") if self.autoregressive else ()))
         # warmup_gradient=False: with gradients the spin-up days would be ordinary days
         prnn = PRNN(self.model, warmup_days=self.warmup_days, warmup_gradient=False, checkpoint=self.checkpoint,
                     name="prnn")
         conv = CausalConvHead(self.head_hidden, 1, self.lag_days, name="head")
         inputs = jnp.asarray(field(batch, "inputs"))
+        if self.autoregressive:  # [inputs, q_obs(t - lag) / q_scale..., flags...]
+            from ..forecast.autoregression import observed_lagged_flow
+
+            lagged = observed_lagged_flow(self, batch, self.lags, holdout=self.holdout, deterministic=deterministic,
+                                          scale=self.q_scale)
+            inputs = jnp.concatenate([inputs, lagged], axis=-1)
         raw, head_weights = None, None
         if self.mode == "regional":
             attrs = jnp.asarray(field(batch, "attributes"))
@@ -175,10 +212,35 @@ class HybridPRNN(nn.Module):
         h = conv(x, head_weights)[..., 0]
         out["physics_streamflow"] = q_star
         if self.head == "bounded":
-            out["streamflow"] = q_star * jnp.exp(self.head_bound * jnp.tanh(h))
+            q = q_star * jnp.exp(self.head_bound * jnp.tanh(h))
         else:
-            out["streamflow"] = q_star + h if self.head == "residual" else h
+            q = q_star + h if self.head == "residual" else h
+        out["streamflow"] = q
+        if self.distribution is not None:
+            features = mixture_features(q / self.q_scale, x, field(batch, "attributes"),
+                                        [out[k] for k in self.model.state_names])
+            shape = HEADS[self.distribution](n_components=self.components, name="distribution")(features)
+            # shifted so that the median is Q: the head gives the spread, the hybrid the centre
+            centre = q / self.q_scale - median(shape)
+            out["streamflow_distribution"] = affine(shape, self.q_scale * centre[..., None], self.q_scale)
+            out["streamflow"] = jax.nn.relu(q)
         return out
+
+
+def mixture_features(q_scaled: Array, head_input: Array, attributes: Array | None,
+                     states: Sequence[Array]) -> Array:
+    """What the hybrid's mixture head reads each day -> ``[basin, time, features]``:
+    the scaled point flow ``q_scaled`` ``[basin, time]``, the Conv1D head's input
+    ``head_input`` ``[basin, time, F]`` (``Q*/q_scale``, inputs, lagged flow), the static
+    ``attributes`` ``[basin, n]`` (if any) and ``log1p`` of the process-model ``states``
+    (mm, ``[basin, time, ...]``: the spread depends on snow and wetness)."""
+    shape = q_scaled.shape
+    features = [q_scaled[..., None], head_input]
+    if attributes is not None and attributes.shape[-1]:
+        a = jnp.asarray(attributes)
+        features.append(jnp.broadcast_to(a[:, None, :], shape + a.shape[-1:]))
+    features += [jnp.log1p(jnp.maximum(s.reshape(shape + (-1,)), 0.0)) for s in states]
+    return jnp.concatenate(features, axis=-1)
 
 
 _NETWORKS = ("mlp", "lstm", "attention")

@@ -36,6 +36,8 @@ __all__ = [
     "build_model",
     "LSTM_HEADS",
     "PROBABILISTIC_HEADS",
+    "HYBRID_DISTRIBUTIONS",
+    "mixture_kind",
     "probabilistic",
 ]
 
@@ -59,6 +61,9 @@ class RegisteredModel:
         calibrated: per-basin calibration of a process model (gauged basins only).
         limits: option -> bounds and choices (``ge``, ``gt``, ``le``, ``lt``, ``choices``)
             beyond what the option's type and default say.
+        mixture: the option that names the model's output mixture (the lstm's ``head``, the
+            hybrids' ``distribution``): with a value of :data:`PROBABILISTIC_HEADS` the model
+            returns ``streamflow_distribution`` (:func:`probabilistic`); ``None``: never.
 
     The EXP-HYDRO entries read the ``pet`` forcing (``pet_source="forcing"``), so that
     every process model of an experiment reads the same PET (``pet_source="hamon"`` is
@@ -71,6 +76,7 @@ class RegisteredModel:
     doc: str
     calibrated: bool = False
     limits: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    mixture: str | None = None
 
 
 MODELS: dict[str, RegisteredModel] = {}
@@ -86,7 +92,7 @@ def reserved_name(name: str) -> str | None:
 
 
 def register_model(name: str, build: Callable[..., Any], doc: str, *, calibrated: bool = False,
-                   limits: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                   limits: Mapping[str, Mapping[str, Any]] | None = None, mixture: str | None = None) -> None:
     """Add (or replace) a registry entry; a contrib package registers its models this way."""
     why = reserved_name(name)
     if why:
@@ -94,7 +100,9 @@ def register_model(name: str, build: Callable[..., Any], doc: str, *, calibrated
     unknown = [k for k in (limits or {}) if k not in _options(build)]
     if unknown:
         raise ValueError(f"model {name!r}: limits for {unknown}, which are not options of its build function")
-    MODELS[name] = RegisteredModel(build, doc, calibrated, dict(limits or {}))
+    if mixture is not None and mixture not in _options(build):
+        raise ValueError(f"model {name!r}: mixture option {mixture!r} is not an option of its build function")
+    MODELS[name] = RegisteredModel(build, doc, calibrated, dict(limits or {}), mixture)
 
 
 def _options(build) -> dict[str, inspect.Parameter]:
@@ -205,25 +213,34 @@ def _exphydro(pet_source: str):
     return ExpHydro(pet_source=pet_source, output_timing="update")
 
 
+#: the hybrids' output: a point flow, or a mixture around it (trained with the loss ``nll``)
+HYBRID_DISTRIBUTIONS = ("none", "cmal", "gmm")
+
+
 def _hybrid(flow_mean, flow_std, hidden_size: int = 64, head_hidden: int = 8, lag_days: int = 10,
-            head: str = "bounded", pet_source: str = "forcing"):
+            head: str = "bounded", pet_source: str = "forcing", distribution: str = "none", components: int = 3,
+            autoregressive: bool = False, holdout: float = 0.5):
     from .models import HybridPRNN
 
     return HybridPRNN(_exphydro(pet_source), mode="regional", q_scale=flow_std,
-                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days, head=head)
+                      hidden_sizes=(hidden_size, hidden_size), head_hidden=head_hidden, lag_days=lag_days, head=head,
+                      distribution=None if distribution == "none" else distribution, components=components,
+                      autoregressive=autoregressive, holdout=holdout)
 
 
 def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10, head: str = "bounded",
-                   pet_source: str = "forcing"):
+                   pet_source: str = "forcing", distribution: str = "none", components: int = 3):
     from .models import HybridPRNN
 
     return HybridPRNN(_exphydro(pet_source), mode="pseudo_regional", q_scale=flow_std,
-                      head_hidden=head_hidden, lag_days=lag_days, head=head)
+                      head_hidden=head_hidden, lag_days=lag_days, head=head,
+                      distribution=None if distribution == "none" else distribution, components=components)
 
 
 #: output heads of the LSTM: a point forecast, or a mixture (trained with the loss ``nll``)
 LSTM_HEADS = ("regression", "cmal", "gmm")
-#: the heads whose model returns ``streamflow_distribution`` (the loss ``nll`` needs one)
+#: the mixture kinds (the value of an entry's ``mixture`` option) whose model returns
+#: ``streamflow_distribution`` (the loss ``nll`` needs one)
 PROBABILISTIC_HEADS = ("cmal", "gmm")
 
 
@@ -243,10 +260,20 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
                         head=head, components=components, clip_in_training=clip_in_training)
 
 
+def mixture_kind(name: str, options: Mapping[str, Any]) -> str | None:
+    """The mixture model ``name`` with ``options`` predicts (``"cmal"``, ``"gmm"``), read from
+    the entry's ``mixture`` option (lstm: ``head``, hybrids: ``distribution``); ``None`` for a
+    point forecast."""
+    option = _entry(name).mixture
+    if option is None:
+        return None
+    kind = options.get(option, model_options(name)[option])
+    return kind if kind in PROBABILISTIC_HEADS else None
+
+
 def probabilistic(name: str, options: Mapping[str, Any]) -> bool:
-    """Whether model ``name`` with ``options`` predicts a distribution (a ``head`` of
-    :data:`PROBABILISTIC_HEADS`)."""
-    return "head" in model_options(name) and options.get("head", model_options(name)["head"]) in PROBABILISTIC_HEADS
+    """Whether model ``name`` with ``options`` predicts a distribution (:func:`mixture_kind`)."""
+    return mixture_kind(name, options) is not None
 
 
 def _dpl_exphydro(flow_mean, flow_std, hidden_size: int = 64, network: str = "mlp", pet_source: str = "forcing"):
@@ -292,15 +319,19 @@ def _hbv_calibrated(flow_mean, flow_std):
 
 
 _EXPHYDRO_LIMITS = {"pet_source": {"choices": _PET_SOURCES}}
-register_model("hybrid", _hybrid, "EXP-HYDRO PRNN + causal Conv1D head; attributes -> physical parameters and head weights (Jiang et al. 2020)",
-               limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
+_HYBRID_LIMITS = {**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}, "distribution": {"choices": HYBRID_DISTRIBUTIONS},
+                  "components": {"ge": 1}}
+register_model("hybrid", _hybrid, "EXP-HYDRO PRNN + causal Conv1D head; attributes -> physical parameters and head "
+               "weights (Jiang et al. 2020); distribution: a cmal/gmm mixture centred on the flow, trained with loss "
+               "nll; autoregressive: yesterday's observed flow as an input of the head",
+               limits={**_HYBRID_LIMITS, "holdout": {"ge": 0.0, "le": 1.0}}, mixture="distribution")
 register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter set for all basins (Jiang et al. 2020)",
-               limits={**_EXPHYDRO_LIMITS, "head": {"choices": _HEADS}})
+               limits=_HYBRID_LIMITS, mixture="distribution")
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019); head: "
                "regression, or a mixture of asymmetric Laplace (cmal) or normal (gmm) laws trained with loss nll "
                "(Klotz et al. 2022); autoregressive: yesterday's observed flow as an input (Nearing et al. 2022)",
                limits={"dropout": {"ge": 0.0, "lt": 1.0}, "head": {"choices": LSTM_HEADS}, "components": {"ge": 1},
-                       "holdout": {"ge": 0.0, "le": 1.0}})
+                       "holdout": {"ge": 0.0, "le": 1.0}}, mixture="head")
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
                                      "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1},
