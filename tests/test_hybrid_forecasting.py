@@ -250,9 +250,6 @@ def test_config_rules_name_the_key():
 # -- what a run writes ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="difhydro/experiment/outputs.py: the mixture loop of "
-                   "predictions_dataset rebinds its argument `units` to a string, so a probabilistic model with "
-                   "physical parameters (the hybrid) cannot be written; remove this marker with that fix")
 def test_predictions_netcdf_holds_the_mixture_and_the_parameters_of_a_probabilistic_hybrid():
     import pandas as pd
 

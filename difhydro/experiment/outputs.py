@@ -142,10 +142,10 @@ def predictions_dataset(
                 continue
             key = f"mixture_{m}__{name}"
             if key not in data:
-                units = "mm d-1" if name in ("loc", "scale") else "1"
+                unit = "mm d-1" if name in ("loc", "scale") else "1"
                 data[key] = (("evaluation", "basin", "time", f"{m}__component"),
                              np.full((len(evaluations), n_b, n_t, np.shape(v)[-1]), np.nan, np.float32),
-                             {"long_name": f"{name} of the {kind} mixture components of model {m}", "units": units,
+                             {"long_name": f"{name} of the {kind} mixture components of model {m}", "units": unit,
                               "distribution": kind})
             data[key][1][evaluations.index(e)] = v
     add("param_", params, ("basin",), (n_b,), "learned physical parameter")

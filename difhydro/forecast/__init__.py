@@ -13,6 +13,7 @@ from .incremental import incremental_forecast as incremental_forecast
 from .autoregression import AutoregressiveLSTM as AutoregressiveLSTM
 from .autoregression import holdout_mask as holdout_mask
 from .autoregression import lagged_flow as lagged_flow
+from .autoregression import observed_lagged_flow as observed_lagged_flow
 
 __all__ = ["Assimilation", "flow_misfit", "open_loop", "rolling_forecast", "update_state", "incremental_forecast",
-           "holdout_mask", "lagged_flow", "AutoregressiveLSTM"]
+           "holdout_mask", "lagged_flow", "observed_lagged_flow", "AutoregressiveLSTM"]
