@@ -46,7 +46,7 @@ What this module relies on in NH (paths below ``neuralhydrology/``; nothing is c
 - ``modelzoo/cudalstm.py``: ``CudaLSTM`` (``torch.nn.LSTM``, forget-gate block of
   ``bias_hh_l0`` set to ``initial_forget_bias``, ``output_dropout`` before the linear head).
 - ``utils/config.py``: ``Config`` (unknown keys are refused, ``*_date`` keys are parsed as
-  ``DD/MM/YYYY``, ``learning_rate`` must be a float). ``utils/logging_utils.py``:
+  ``DD/MM/YYYY``, ``learning_rate`` is a float or ``{epoch: rate}``). ``utils/logging_utils.py``:
   ``setup_logging`` calls ``logging.basicConfig`` on the root logger and replaces
   ``sys.excepthook``; both are undone after each run here.
 """
@@ -58,7 +58,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["run_cudalstm", "CSV_DATASET", "TARGET"]
+__all__ = ["run_cudalstm", "nh_learning_rate", "CSV_DATASET", "TARGET"]
 
 #: NH dataset key of the CSV-reading subclass of NH's ``Caravan`` registered by this module.
 CSV_DATASET = "caravan_csv"
@@ -282,6 +282,24 @@ def _to_grid(xr, time: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray] | tupl
     return (simulated, observed) if draws is None else (simulated, observed, draws)
 
 
+def nh_learning_rate(learning_rate: float | Mapping[int, float], updates: int) -> float | dict[int, float]:
+    """NH's ``learning_rate`` for a rate per update: NH sets the rate of epoch ``e`` (1-based)
+    from ``learning_rate[e]`` when that key exists and creates Adam at ``learning_rate[0]``;
+    with one update per epoch, update ``i`` (0-based) is epoch ``i + 1``. Only the epochs where
+    the rate changes are written. A constant stays a float."""
+    if not isinstance(learning_rate, Mapping):
+        return float(learning_rate)
+    missing = [i for i in range(int(updates)) if i not in learning_rate]
+    if missing:
+        raise ValueError(f"learning_rate: no rate for update(s) {missing[:5]} of {updates}")
+    out, last = {0: float(learning_rate[0])}, None
+    for i in range(int(updates)):
+        rate = float(learning_rate[i])
+        if rate != last:
+            out[i + 1], last = rate, rate
+    return out
+
+
 def run_cudalstm(
     data_dir: str | Path,
     basins: Sequence[str],
@@ -295,7 +313,7 @@ def run_cudalstm(
     predict_last_n: int,
     batch_size: int,
     updates: int,
-    learning_rate: float,
+    learning_rate: float | Mapping[int, float],
     dropout: float,
     seed: int,
     work_dir: str | Path,
@@ -308,7 +326,10 @@ def run_cudalstm(
     """Train NH's ``cudalstm`` on Caravan basins and return its test-period predictions.
 
     Training: NH's ``BaseTrainer`` on ``basins`` over ``train_period`` (inclusive ISO
-    dates) with the NSE loss (NH ``MaskedNSELoss``), Adam at a constant ``learning_rate``,
+    dates) with the NSE loss (NH ``MaskedNSELoss``), Adam at ``learning_rate`` (a constant, or
+    ``{update index (0-based): rate}``, e.g. difhydro's cosine schedule,
+    :meth:`~difhydro.training.TrainConfig.learning_rates`: NH's ``learning_rate`` per epoch,
+    one update each, see :func:`nh_learning_rate`),
     gradient-norm clipping at :data:`CLIP_GRADIENT_NORM`, forget-gate bias
     :data:`INITIAL_FORGET_BIAS`, ``dropout`` as NH's ``output_dropout``, inputs
     ``dynamic_inputs`` (Caravan column names) plus the standardised ``static_attributes``
@@ -444,7 +465,7 @@ def run_cudalstm(
         "output_dropout": float(dropout),
         "optimizer": "Adam",
         "loss": _LOSSES[head],
-        "learning_rate": float(learning_rate),
+        "learning_rate": nh_learning_rate(learning_rate, updates),
         "clip_gradient_norm": CLIP_GRADIENT_NORM,
         "batch_size": int(batch_size),
         "seq_length": int(seq_length),

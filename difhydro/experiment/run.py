@@ -436,7 +436,8 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
             dynamic_inputs=columns, static_attributes=data.attributes,
             seq_length=t.window, predict_last_n=t.window - t.warmup, batch_size=t.batch_size,
-            updates=t.epochs * t.steps_per_epoch, learning_rate=t.learning_rate, seed=cfg.seeds[0],
+            updates=t.epochs * t.steps_per_epoch, learning_rate=train_config(t, cfg.seeds[0], False).learning_rates(),
+            seed=cfg.seeds[0],
             work_dir=folder, threads=cfg.peers.threads, progress=progress, **peer_network(cfg))
     except Exception as err:
         failures.append(("nh_cudalstm", "temporal", f"{type(err).__name__}: {err}"))

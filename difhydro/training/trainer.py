@@ -42,7 +42,7 @@ from .objectives import LOSSES, LossFn, LossTerm, Objective, objective, register
 from ..data.batching import BasinData, Batch, add_input_noise, full_period_batch, sample_batch
 
 __all__ = ["TrainConfig", "TrainState", "Trainer", "predict", "LossTerm", "Objective", "LOSSES", "register_loss",
-           "objective", "basin_mesh", "improves", "epoch_line", "training_batch"]
+           "learning_rate_schedule", "objective", "basin_mesh", "improves", "epoch_line", "training_batch"]
 
 Array = jax.Array
 
@@ -142,6 +142,16 @@ class TrainConfig:
         """Whether epoch ``epoch`` (1-based) ends with a validation (given validation data)."""
         return epoch % self.validate_every == 0 or epoch == self.epochs
 
+    def learning_rates(self) -> float | dict[int, float]:
+        """The rate of each update: ``learning_rate`` for a constant schedule, else
+        ``{update index (0-based): rate}`` over the ``epochs x steps_per_epoch`` updates (what a
+        peer trained with the same budget must follow)."""
+        total = self.epochs * self.steps_per_epoch
+        lr = learning_rate_schedule(total, self.learning_rate, self.schedule)
+        if not callable(lr):
+            return float(lr)
+        return {i: float(r) for i, r in enumerate(np.asarray(jax.vmap(lr)(jnp.arange(total))))}
+
     def optimizer(self) -> optax.GradientTransformation:
         # a constant rate ignores the length: equal rates share one transformation (and step)
         total = 0 if self.schedule == "constant" else self.epochs * self.steps_per_epoch
@@ -186,20 +196,27 @@ def epoch_line(row: Mapping[str, Any], epochs: int, monitor: str = "loss", best:
     return "  ".join(parts)
 
 
+def learning_rate_schedule(total: int, learning_rate: float, schedule: str) -> float | optax.Schedule:
+    """The learning rate over ``total`` updates: ``learning_rate`` itself (``"constant"``), or
+    an optax schedule of the update index, ``"cosine"`` (decay to 5 % over all updates) or
+    ``"warmup_cosine"`` (linear warm-up over the first tenth, then the same decay)."""
+    total = max(total, 1)
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, total, alpha=0.05)
+    if schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(total // 10 + 1, total), total,
+                                                  learning_rate * 0.05)
+    raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {schedule!r}")
+
+
 @functools.lru_cache(maxsize=None)
 def _optimizer(total: int, learning_rate: float, schedule: str, clip_norm: float | None,
                weight_decay: float = 0.0) -> optax.GradientTransformation:
     """One optax transformation per setting, so equal settings share compiled steps. Adam, or
     AdamW with decoupled ``weight_decay`` (scaled by the scheduled rate, as ``optax.adamw``)."""
-    total = max(total, 1)
-    if schedule == "constant":
-        lr = learning_rate
-    elif schedule == "cosine":
-        lr = optax.cosine_decay_schedule(learning_rate, total, alpha=0.05)
-    elif schedule == "warmup_cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, learning_rate, min(total // 10 + 1, total), total, learning_rate * 0.05)
-    else:
-        raise ValueError(f"schedule must be constant, cosine or warmup_cosine, got {schedule!r}")
+    lr = learning_rate_schedule(total, learning_rate, schedule)
     clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm else []
     # weight_decay 0 keeps plain Adam (adamw would add a zero term: same numbers, another program)
     adam = optax.adamw(lr, weight_decay=weight_decay) if weight_decay else optax.adam(lr)
