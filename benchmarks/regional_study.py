@@ -86,6 +86,8 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     # neuralhydrology's head is linear; difhydro's clips at 0 flow, also inside the loss
     "lstm_output": ("lstm", {"clipped at 0 in training": {},
                              "linear in training (clipped in prediction)": {"models": {"clip_in_training": False}}}),
+    # neuralhydrology trains at a constant rate; difhydro's default decays it (cosine to 5 %)
+    "lstm_schedule": ("lstm", {"cosine": {}, "constant": {"training": {"schedule": "constant"}}}),
     "lstm_hidden_size": ("lstm", {"64": {}, "32": {"models": {"hidden_size": 32}},
                                   "128": {"models": {"hidden_size": 128, "dropout": 0.1}},
                                   "256": {"models": {"hidden_size": 256, "dropout": 0.1}}}),
