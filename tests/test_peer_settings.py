@@ -23,7 +23,7 @@ def test_peer_network_matches_the_lstm_options(options, expected):
     assert peer_network(cfg) == {"head": "regression", "n_distributions": 3, **expected}
 
 
-def test_the_peer_follows_the_lstm_learning_rate_schedule(tmp_path):
+def test_the_peer_follows_the_lstm_learning_rate_schedule():
     """The peer trained at a constant rate while difhydro's LSTM decayed its rate (cosine),
     the main cause of the CMAL gap (docs/forecasting.md); now each update's rate is passed."""
     import math
@@ -43,9 +43,20 @@ def test_the_peer_follows_the_lstm_learning_rate_schedule(tmp_path):
     with pytest.raises(ValueError, match=r"no rate for update\(s\) \[5\]"):
         nh_learning_rate({i: 0.01 for i in range(5)}, 6)
 
-    # NH's own reading of it: Config from the YAML the peer writes, then BaseTrainer's rule (the
-    # rate of epoch e is learning_rate[e] when that key exists; one update per epoch)
+
+def test_neuralhydrology_reads_the_rate_of_each_update(tmp_path):
+    """NH's own reading of :func:`nh_learning_rate`: Config from the YAML the peer writes, then
+    BaseTrainer's rule (the rate of epoch e is learning_rate[e] when that key exists; one
+    update per epoch)."""
+    import math
+
     pytest.importorskip("neuralhydrology")
+    from difhydro.experiment.neuralhydrology import nh_learning_rate
+    from difhydro.training import TrainConfig
+
+    nh = nh_learning_rate(TrainConfig(epochs=2, steps_per_epoch=3, learning_rate=0.01, schedule="cosine")
+                          .learning_rates(), 6)
+    expected = [0.01 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / 6))) for i in range(6)]
     from neuralhydrology.utils.config import Config
     from ruamel.yaml import YAML
 
