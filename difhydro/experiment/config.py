@@ -65,7 +65,6 @@ __all__ = [
     "check_name",
     "MODEL_KEYS",
     "registry_options",
-    "model_pet",
     "select_models",
     "model_training",
     "describe",
@@ -631,12 +630,6 @@ MODEL_KEYS = ("training", "pet")
 def registry_options(options: Mapping) -> dict:
     """The options of a ``models.<name>`` entry that go to the registry's builder."""
     return {k: v for k, v in options.items() if k not in MODEL_KEYS}
-
-
-def model_pet(cfg: Config, name: str) -> str:
-    """The PET method model ``name`` reads: its own ``models.<name>.pet`` or ``data.pet``
-    (``auto`` is resolved by the data's format, :func:`difhydro.experiment.data.prepare_data`)."""
-    return (cfg.models.get(name) or {}).get("pet", cfg.data.pet)
 
 
 def model_training(cfg: Config, name: str) -> TrainingConfig:

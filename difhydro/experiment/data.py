@@ -29,7 +29,7 @@ from ..data import (
     load_folder,
 )
 from ..physics import ExpHydro, hamon_pet, hargreaves_pet, oudin_pet
-from .config import Config, ConfigError, check_validation_period, model_pet
+from .config import Config, ConfigError, check_validation_period
 
 __all__ = [
     "ExperimentData",
@@ -186,9 +186,9 @@ PET_VARIANT = "pet_by_{}"
 
 
 def pet_method(cfg: Config, kind: str, model: str | None = None) -> str:
-    """The PET method of ``data.pet`` (or of ``models.<model>.pet``), ``auto`` resolved by
-    the data's format ``kind``."""
-    method = cfg.data.pet if model is None else model_pet(cfg, model)
+    """The PET method of ``data.pet``, or the one model ``model`` reads (its own
+    ``models.<model>.pet``, else ``data.pet``), ``auto`` resolved by the data's format ``kind``."""
+    method = (cfg.models.get(model) or {}).get("pet", cfg.data.pet) if model else cfg.data.pet
     return DEFAULT_PET[kind] if method == "auto" else method
 
 
@@ -374,7 +374,7 @@ def prepare_data(cfg: Config, data_dir: str | None = None, basin_file: str | Non
     raw = ds
     ds, pet_note = add_pet(raw, pet)
     notes.append(pet_note)
-    ds.attrs["pet_method"] = pet
+    ds = ds.assign_attrs(pet_method=pet)  # a new object: add_pet may return raw itself
     own = {}  # models that read another PET than data.pet: each method computed once, as its own variable
     for name in cfg.models or {}:
         method = pet_method(cfg, kind, name)
