@@ -304,9 +304,12 @@ class Config:
             if name == "lstm" and own.get("autoregressive") and probabilistic(name, own):
                 raise ConfigError(f"models.{name}.autoregressive: the autoregressive LSTM has a point head only; "
                                   "drop head or autoregressive")
-            if own.get("clip_in_training") is False and (own.get("autoregressive") or probabilistic(name, own)):
+            if own.get("clip_in_training") is False and probabilistic(name, own):
                 raise ConfigError(f"models.{name}.clip_in_training: false applies to the plain regression LSTM only "
-                                  "(not with autoregressive or a probabilistic head)")
+                                  "(not with a probabilistic head)")
+            if name == "lstm" and own.get("lags", 1) != 1 and not own.get("autoregressive"):
+                raise ConfigError(f"models.{name}.lags: {own['lags']!r} needs autoregressive: true (the lags are "
+                                  "days of observed flow the model reads)")
 
 
 # ----------------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ def observed_lagged_flow(module: nn.Module, batch, lags: Sequence[int] = (1,), *
 class AutoregressiveLSTM(nn.Module):
     """The regional LSTM (:class:`~difhydro.hybrid.RegionalLSTM`) with the observed flow of
     the previous days as inputs (Nearing et al. 2022): day ``t`` reads
-    ``[inputs_t, attributes, q_obs(t − lag)…, flags…]`` (:func:`lagged_flow`, the flow
+    ``[inputs_t, attributes, q_obs(t − lag)…, flags…]`` for each lag of ``lags`` (days, all
+    >= 1; the registry's ``lags: n`` gives ``1..n``) (:func:`lagged_flow`, the flow
     standardised as the output: ``(q − output_offset) / output_scale``), so its output is a
     one-day-ahead forecast from the flow observed up to yesterday.
 
@@ -122,7 +123,9 @@ class AutoregressiveLSTM(nn.Module):
     therefore has no "yesterday"); during training each observed day is hidden with
     probability ``holdout`` (drawn from the ``dropout`` stream), so the network learns to
     forecast through gaps. Without observations (``difhydro predict`` on forcing only) every
-    flag is 0 and the model runs on the meteorology alone.
+    flag is 0 and the model runs on the meteorology alone. ``clip_in_training=False``: the
+    training loss sees the unclipped linear output, as :class:`~difhydro.hybrid.RegionalLSTM`'s
+    option; predictions are clipped at 0 either way.
     """
 
     hidden_size: int = 256
@@ -132,6 +135,7 @@ class AutoregressiveLSTM(nn.Module):
     initial_forget_bias: float = 3.0
     output_scale: float = 1.0
     output_offset: float = 0.0
+    clip_in_training: bool = True
 
     @nn.compact
     def __call__(self, batch, *, deterministic: bool = True, initial_state=None) -> dict:
@@ -146,4 +150,6 @@ class AutoregressiveLSTM(nn.Module):
         x = jnp.concatenate([inputs_with_attributes(batch), lagged], axis=-1)
         y = LSTM(self.hidden_size, output_size=1, dropout_rate=self.dropout_rate,
                  initial_forget_bias=self.initial_forget_bias, name="lstm")(x, deterministic=deterministic)
+        if not (deterministic or self.clip_in_training):  # the loss sees the linear output (RegionalLSTM's option)
+            return {"streamflow": self.output_offset + self.output_scale * y[..., 0].astype(jnp.float32)}
         return {"streamflow": standardised_flow(y[..., 0], self.output_offset, self.output_scale)}

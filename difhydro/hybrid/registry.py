@@ -245,16 +245,22 @@ PROBABILISTIC_HEADS = ("cmal", "gmm")
 
 
 def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, head: str = "regression",
-          components: int = 3, autoregressive: bool = False, holdout: float = 0.5, clip_in_training: bool = True):
+          components: int = 3, autoregressive: bool = False, holdout: float = 0.5, clip_in_training: bool = True,
+          lags: int = 1):
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
-    if autoregressive:  # yesterday's observed flow as an input, hidden with probability holdout in training
+    if isinstance(lags, bool) or not isinstance(lags, int) or lags < 1:
+        raise ValueError(f"lstm: lags must be a whole number of days >= 1 (1 = yesterday only), got {lags!r}")
+    if lags != 1 and not autoregressive:
+        raise ValueError(f"lstm: lags: {lags} needs autoregressive: true (the lags are of the observed flow)")
+    if autoregressive:  # the observed flow of days t-1..t-lags as inputs, hidden with probability holdout in training
         if head != "regression":
             raise ValueError(f"lstm: autoregressive: true takes head: regression only (got head: {head})")
         from ..forecast.autoregression import AutoregressiveLSTM
 
         return AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
+                                  lags=tuple(range(1, lags + 1)), clip_in_training=clip_in_training,
                                   output_scale=flow_std, output_offset=flow_mean)
     return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean,
                         head=head, components=components, clip_in_training=clip_in_training)
@@ -329,9 +335,10 @@ register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter s
                limits=_HYBRID_LIMITS, mixture="distribution")
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019); head: "
                "regression, or a mixture of asymmetric Laplace (cmal) or normal (gmm) laws trained with loss nll "
-               "(Klotz et al. 2022); autoregressive: yesterday's observed flow as an input (Nearing et al. 2022)",
+               "(Klotz et al. 2022); autoregressive: the observed flow of the previous lags days (1 = yesterday) as "
+               "inputs (Nearing et al. 2022)",
                limits={"dropout": {"ge": 0.0, "lt": 1.0}, "head": {"choices": LSTM_HEADS}, "components": {"ge": 1},
-                       "holdout": {"ge": 0.0, "le": 1.0}}, mixture="head")
+                       "holdout": {"ge": 0.0, "le": 1.0}, "lags": {"ge": 1, "le": 365}}, mixture="head")
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
                                      "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1},
