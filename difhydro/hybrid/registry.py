@@ -250,8 +250,6 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
-    if isinstance(lags, bool) or not isinstance(lags, int) or lags < 1:
-        raise ValueError(f"lstm: lags must be a whole number of days >= 1 (1 = yesterday only), got {lags!r}")
     if lags != 1 and not autoregressive:
         raise ValueError(f"lstm: lags: {lags} needs autoregressive: true (the lags are of the observed flow)")
     if autoregressive:  # the observed flow of days t-1..t-lags as inputs, hidden with probability holdout in training
