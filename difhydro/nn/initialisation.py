@@ -57,15 +57,16 @@ def torch_uniform(bound: float) -> Initialiser:
 
 
 def torch_lstm_bias(initial_forget_bias: float) -> Initialiser:
-    """Bias ``[4H]`` initialiser: ``b_ih + b_hh``, each ``U(-1/√H, 1/√H)``, plus
-    ``initial_forget_bias`` on the forget block (gate order input, forget, cell, output)."""
+    """Bias ``[4H]`` initialiser: ``b_ih + b_hh``, each ``U(-1/√H, 1/√H)``, with ``b_hh``'s
+    forget block set to ``initial_forget_bias`` (neuralhydrology's ``CudaLSTM._reset_parameters``):
+    forget block ``initial_forget_bias + U``, the others ``U + U`` (gate order i, f, g, o)."""
 
     def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
         hidden = shape[-1] // 4
         uniform = torch_uniform(1.0 / math.sqrt(hidden))
         key_ih, key_hh = jax.random.split(key)
-        bias = uniform(key_ih, shape, dtype) + uniform(key_hh, shape, dtype)
-        return bias.at[..., hidden: 2 * hidden].add(jnp.asarray(initial_forget_bias, dtype))
+        b_hh = uniform(key_hh, shape, dtype).at[..., hidden: 2 * hidden].set(jnp.asarray(initial_forget_bias, dtype))
+        return uniform(key_ih, shape, dtype) + b_hh
 
     return init
 

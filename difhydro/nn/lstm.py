@@ -214,7 +214,7 @@ class LSTM(nn.Module):
             bias zero but the forget block at ``initial_forget_bias``; head LeCun normal
             kernel, zero bias) or ``"torch"`` (torch's ``nn.LSTM`` and neuralhydrology's
             CudaLSTM: kernels ``U(-1/√H, 1/√H)``, bias ``b_ih + b_hh`` each ``U(-1/√H, 1/√H)``
-            with ``initial_forget_bias`` added to the forget block; head kernel and bias
+            but ``b_hh``'s forget block set to ``initial_forget_bias``; head kernel and bias
             ``U(-1/√H, 1/√H)``, ``nn.Linear``'s default). See :mod:`.initialisation`.
         return_sequences: if True return every time step ``[batch, time, out]``, else only
             the last one ``[batch, out]``.
