@@ -99,6 +99,10 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
         "P, T, ERA5 PET, day length": {"data": {"inputs": CARAVAN_INPUTS + ["day_length"]}},
     }),
     "lstm_attributes": ("lstm", {"20 Caravan attributes": {}, "none": {"data": {"attributes": []}}}),
+    # neuralhydrology's LSTM starts from torch's draws (every weight and both biases U(-1/sqrt(H), 1/sqrt(H)),
+    # forget bias 3 + U), difhydro's from Flax's (difhydro/nn/initialisation.py)
+    "lstm_init": ("lstm", {"flax (LeCun normal, orthogonal)": {},
+                           "torch uniform (as neuralhydrology)": {"models": {"init": "torch"}}}),
     "lstm_training_basins": ("lstm", {"all": {}, "115": {"data": {"basins": 115}}, "58": {"data": {"basins": 58}}}),
     # the years after the Kratzert et al. training period that Caravan also covers (1999-2014)
     "lstm_training_years": ("lstm", {"1999-10..2008-09 (9 years)": {},

@@ -239,6 +239,9 @@ def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10
 
 #: output heads of the LSTM: a point forecast, or a mixture (trained with the loss ``nll``)
 LSTM_HEADS = ("regression", "cmal", "gmm")
+#: weight initialisations of the LSTM (difhydro.nn.initialisation.INITIALISATIONS): Flax's, or
+#: PyTorch's uniform draws with neuralhydrology's forget bias
+LSTM_INITIALISATIONS = ("flax", "torch")
 #: the mixture kinds (the value of an entry's ``mixture`` option) whose model returns
 #: ``streamflow_distribution`` (the loss ``nll`` needs one)
 PROBABILISTIC_HEADS = ("cmal", "gmm")
@@ -246,7 +249,7 @@ PROBABILISTIC_HEADS = ("cmal", "gmm")
 
 def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = None, head: str = "regression",
           components: int = 3, autoregressive: bool = False, holdout: float = 0.5, clip_in_training: bool = True,
-          lags: int = 1):
+          lags: int = 1, init: str = "flax"):
     from .models import RegionalLSTM
 
     dropout = (0.4 if hidden_size >= 128 else 0.1) if dropout is None else dropout
@@ -257,11 +260,24 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
             raise ValueError(f"lstm: autoregressive: true takes head: regression only (got head: {head})")
         from ..forecast.autoregression import AutoregressiveLSTM
 
-        return AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
-                                  lags=tuple(range(1, lags + 1)), clip_in_training=clip_in_training,
-                                  output_scale=flow_std, output_offset=flow_mean)
-    return RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std, output_offset=flow_mean,
-                        head=head, components=components, clip_in_training=clip_in_training)
+        return _initialised(AutoregressiveLSTM(hidden_size=hidden_size, dropout_rate=dropout, holdout=holdout,
+                                               lags=tuple(range(1, lags + 1)), clip_in_training=clip_in_training,
+                                               output_scale=flow_std, output_offset=flow_mean), init)
+    return _initialised(RegionalLSTM(hidden_size=hidden_size, dropout_rate=dropout, output_scale=flow_std,
+                                     output_offset=flow_mean, head=head, components=components,
+                                     clip_in_training=clip_in_training), init)
+
+
+def _initialised(model, init: str):
+    """``model`` whose ``init`` draws the LSTM and its head (linear or mixture) as ``init`` says
+    (:mod:`difhydro.nn.initialisation`: ``flax`` as built, ``torch`` as neuralhydrology)."""
+    if init not in LSTM_INITIALISATIONS:  # the config checks the choice; a direct call is checked here
+        raise ValueError(f"models.lstm.init: {init!r} is not accepted; choose from {', '.join(LSTM_INITIALISATIONS)}")
+    if init == "flax":
+        return model
+    from ..nn.initialisation import torch_initialised
+
+    return torch_initialised(model)
 
 
 def mixture_kind(name: str, options: Mapping[str, Any]) -> str | None:
@@ -334,9 +350,11 @@ register_model("pseudo_hybrid", _pseudo_hybrid, "the hybrid with one parameter s
 register_model("lstm", _lstm, "regional LSTM, attributes concatenated to the inputs (Kratzert et al. 2019); head: "
                "regression, or a mixture of asymmetric Laplace (cmal) or normal (gmm) laws trained with loss nll "
                "(Klotz et al. 2022); autoregressive: the observed flow of the previous lags days (1 = yesterday) as "
-               "inputs (Nearing et al. 2022)",
+               "inputs (Nearing et al. 2022); init: flax or torch (neuralhydrology's uniform draws)",
                limits={"dropout": {"ge": 0.0, "lt": 1.0}, "head": {"choices": LSTM_HEADS}, "components": {"ge": 1},
-                       "holdout": {"ge": 0.0, "le": 1.0}, "lags": {"ge": 1, "le": 365}}, mixture="head")
+                       "holdout": {"ge": 0.0, "le": 1.0}, "lags": {"ge": 1, "le": 365},
+                       "init": {"choices": LSTM_INITIALISATIONS}},
+               mixture="head")
 register_model("transformer", _transformer, "regional causal transformer over the window, attributes concatenated to "
                "the inputs", limits={"dropout": {"ge": 0.0, "lt": 1.0}, "hidden_size": {"ge": 1}, "heads": {"ge": 1},
                                      "layers": {"ge": 1}, "max_span": {"ge": 1}, "chunk_size": {"ge": 1},
