@@ -107,6 +107,9 @@ FACTORS: dict[str, tuple[str, dict[str, dict]]] = {
     # the years after the Kratzert et al. training period that Caravan also covers (1999-2014)
     "lstm_training_years": ("lstm", {"1999-10..2008-09 (9 years)": {},
                                      "1999-10..2014-09 (15 years)": {"periods": {"train": "1999-10-01:2014-09-30"}}}),
+    # the parameter LSTM's starting draws (the dPL-HBV/δHBV reference code is torch's too)
+    "hbv_init": ("dpl_hbv", {"flax (LeCun normal, orthogonal)": {},
+                             "torch uniform": {"models": {"init": "torch"}}}),
     "hbv_capillary_rise": ("dpl_hbv", {"off": {}, "on": {"models": {"capillary_rise": True}}}),
     "hbv_groundwater_exchange": ("dpl_hbv", {"off": {}, "on": {"models": {"groundwater_exchange": True}}}),
     "hbv_forcing_correction": ("dpl_hbv", {

@@ -235,3 +235,27 @@ def test_rmse_low_flow_against_numpy():
                                    expected, rtol=1e-6)
     np.testing.assert_allclose(float(low_flow_transform(jnp.float32(0.0))), np.log10(1e-3 + 0.1), rtol=1e-6)
     assert np.isfinite(float(jax.grad(lambda q: low_flow_transform(q))(0.0)))
+
+
+def test_dpl_hbv_torch_init_redraws_its_lstm_and_keeps_the_flax_default():
+    batch = _batch()
+    options = dict(hidden_size=8, components=2, warmup_days=10)
+    flax_params = jax.jit(build_model("dpl_hbv", **options).init)(jax.random.key(0), batch)["params"]
+    default_again = jax.jit(build_model("dpl_hbv", init="flax", **options).init)(jax.random.key(0), batch)["params"]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, flax_params, default_again)
+    model = build_model("dpl_hbv", init="torch", **options)
+    params = jax.jit(model.init)(jax.random.key(0), batch)["params"]
+    assert jax.tree_util.tree_map(jnp.shape, params) == jax.tree_util.tree_map(jnp.shape, flax_params)
+    lstm = params["lstm"]
+    bound = 1 / np.sqrt(8)  # U(+-1/sqrt(H)) kernels; flax's LeCun normal exceeds it (14 inputs: std 0.27)
+    for k in ("input_kernel", "recurrent_kernel"):
+        assert np.abs(np.asarray(lstm[k])).max() <= bound
+    assert np.abs(np.asarray(flax_params["lstm"]["input_kernel"])).max() > bound
+    forget = np.asarray(lstm["bias"])[8:16]  # gate order i, f, g, o: the LSTM layer's default forget bias 3
+    assert np.all(np.abs(forget - 3.0) <= bound) and forget.std() > 0
+    head = lstm["head"]
+    assert np.abs(np.asarray(head["kernel"])).max() <= 1 / np.sqrt(head["kernel"].shape[0])
+    out = jax.jit(model.apply)({"params": params}, batch)["streamflow"]
+    assert np.isfinite(np.asarray(out)).all()
+    with pytest.raises(ValueError, match="dpl_hbv.*init: 'xavier' is not accepted; choose from flax, torch"):
+        build_model("dpl_hbv", init="xavier", **options)

@@ -268,11 +268,11 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
                                      clip_in_training=clip_in_training), init)
 
 
-def _initialised(model, init: str):
+def _initialised(model, init: str, name: str = "lstm"):
     """``model`` whose ``init`` draws the LSTM and its head (linear or mixture) as ``init`` says
     (:mod:`difhydro.nn.initialisation`: ``flax`` as built, ``torch`` as neuralhydrology)."""
     if init not in LSTM_INITIALISATIONS:  # the config checks the choice; a direct call is checked here
-        raise ValueError(f"models.lstm.init: {init!r} is not accepted; choose from {', '.join(LSTM_INITIALISATIONS)}")
+        raise ValueError(f"models.{name}.init: {init!r} is not accepted; choose from {', '.join(LSTM_INITIALISATIONS)}")
     if init == "flax":
         return model
     from ..nn.initialisation import torch_initialised
@@ -315,17 +315,17 @@ def _transformer(flow_mean, flow_std, hidden_size: int = 64, heads: int = 4, lay
 def _dpl_hbv(flow_mean, flow_std, hidden_size: int = 256, components: int = 16, warmup_days: int = 365,
              dynamic_params: tuple[str, ...] = ("beta", "betaet"), lstm_input_layer: bool = False,
              capillary_rise: bool = False, groundwater_exchange: bool = False,
-             forcing_correction: tuple[str, ...] = ()):
+             forcing_correction: tuple[str, ...] = (), init: str = "flax"):
     from ..physics.hbv import HBV
     from .models import DifferentiableParameterLearning
 
     hbv = HBV(n_components=components, use_betaet=True, capillary_rise=capillary_rise,
               groundwater_exchange=groundwater_exchange)
-    return DifferentiableParameterLearning(
+    return _initialised(DifferentiableParameterLearning(
         hbv, network="lstm", hidden_sizes=(hidden_size,),
         dynamic_params=tuple(dynamic_params), routing="gamma", warmup_days=warmup_days, warmup_gradient=False,
         lstm_input_layer=lstm_input_layer, forcing_correction=tuple(forcing_correction),
-    )
+    ), init, "dpl_hbv")
 
 
 def _exphydro_calibrated(flow_mean, flow_std, pet_source: str = "forcing"):
@@ -361,8 +361,9 @@ register_model("transformer", _transformer, "regional causal transformer over th
                                      "position": {"choices": ("relative", "sinusoidal")}})
 register_model("dpl_hbv", _dpl_hbv, "dPL: LSTM -> multi-component HBV, time-varying BETA/BETAET, gamma routing (δHBV, "
                "Feng et al. 2022); options: capillary rise (HBV 1.1p), groundwater exchange (δHBV 2.0), learned "
-               "forcing_correction of precipitation and/or pet",
-               limits={"forcing_correction": {"choices": ("precipitation", "pet")}})
+               "forcing_correction of precipitation and/or pet; init: flax or torch (the LSTM's draws, as the lstm's)",
+               limits={"forcing_correction": {"choices": ("precipitation", "pet")},
+                       "init": {"choices": LSTM_INITIALISATIONS}})
 register_model("dpl_exphydro", _dpl_exphydro, "dPL: MLP on attributes -> EXP-HYDRO (Tsai et al. 2021)",
                limits={**_EXPHYDRO_LIMITS, "network": {"choices": ("mlp", "lstm", "attention")}})
 register_model("exphydro_calibrated", _exphydro_calibrated, "EXP-HYDRO calibrated per basin by gradient descent",

@@ -124,7 +124,7 @@ class _TorchInitialised:
     def init(self, rngs, *args, **kwargs):
         variables = super().init(rngs, *args, **kwargs)
         key = rngs["params"] if isinstance(rngs, Mapping) else rngs
-        params = torch_parameters(variables["params"], key, self.initial_forget_bias)
+        params = torch_parameters(variables["params"], key, _forget_bias(self))
         return {**variables, "params": params}
 
 
@@ -135,13 +135,21 @@ def _torch_class(cls: type) -> type:
                                                     f"(difhydro.nn.initialisation).\n\n{cls.__doc__ or ''}"})
 
 
+def _forget_bias(module) -> float:
+    """The forget-gate bias ``module``'s LSTM layers start from: its own ``initial_forget_bias``,
+    else the :class:`~difhydro.nn.LSTM` layer's default (what a model that does not set it builds)."""
+    from .lstm import LSTM
+
+    return getattr(module, "initial_forget_bias", LSTM.initial_forget_bias)
+
+
 def torch_initialised(module):
-    """The Flax ``module`` (a model holding LSTM and Dense layers and an ``initial_forget_bias``
-    attribute) with its ``init`` drawing the parameters as torch / neuralhydrology do
-    (:func:`torch_parameters`, keyed by the ``params`` rng). Same attributes, same parameter
-    names and shapes, same ``apply``: only the starting values differ."""
-    if not hasattr(module, "initial_forget_bias"):
-        raise ValueError(f"torch initialisation: {type(module).__name__} has no initial_forget_bias attribute")
+    """The Flax ``module`` (a model holding LSTM and Dense layers, e.g. the regional LSTM or
+    dPL-HBV's parameter network) with its ``init`` drawing the parameters as torch /
+    neuralhydrology do (:func:`torch_parameters`, keyed by the ``params`` rng; the forget
+    block at the model's ``initial_forget_bias``, else the LSTM layer's default). Same
+    attributes, same parameter names and shapes, same ``apply``: only the starting values
+    differ. A parameter outside LSTM and Dense layers raises at ``init``."""
     attributes = {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
                   if f.init and f.name not in ("parent", "name")}
     return _torch_class(type(module))(**attributes)
