@@ -332,3 +332,14 @@ def test_clip_in_training_only_on_the_regression_lstm():
                                                       "training": {"loss": "nll"}}}})
     load_config({"name": "t", "models": {"lstm": {"clip_in_training": False}}})
     load_config({"name": "t", "models": {"lstm": {"clip_in_training": False, "autoregressive": True}}})
+
+
+def test_a_window_scoring_one_day_needs_that_day_observed_not_30():
+    from difhydro.experiment.config import model_training
+
+    cfg = load_config({"name": "t", "models": {"lstm": {"training": {"window": 366, "warmup": 365}}, "dpl_hbv": {}},
+                       "training": {"window": 270, "warmup": 90}})
+    assert model_training(cfg, "lstm").required_observations() == 1  # Kratzert et al.: one scored day
+    assert model_training(cfg, "dpl_hbv").required_observations() == 30  # 180 scored days: the default
+    cfg = load_config({"name": "t", "training": {"window": 300, "warmup": 290, "min_observations": 5}})
+    assert cfg.training.required_observations() == 5

@@ -217,7 +217,8 @@ class TrainingConfig:
                                   "log-likelihood of a probabilistic output: the lstm's head or the hybrids' distribution cmal or gmm)", LOSS_NAMES)
     calibration_steps: int = field(300, "Adam steps of the per-basin calibration", ge=1)
     calibration_learning_rate: float = field(0.05, "Adam step size of the calibration (logit scale)", gt=0)
-    min_observations: int = field(30, "observed days a training window needs after its warm-up", ge=1)
+    min_observations: int = field(30, "observed days a training window needs after its warm-up (at most its scored "
+                                      "days: a window of 366 days with a 365-day warm-up needs its one day observed)", ge=1)
     monitor: str = field("nse", "what picks the kept epoch on periods.validation: 'loss' (lowest validation loss) "
                                 "or a metric's basin median, in its direction (nse, kge, mnse, r: highest; rmse: "
                                 "lowest; fhv, pfab: closest to 0)", MONITORS)
@@ -233,6 +234,12 @@ class TrainingConfig:
     def check(self, key: str) -> None:
         if self.warmup >= self.window:
             raise ConfigError(f"{key}.warmup: must lie in [0, {key}.window) = [0, {self.window}), got {self.warmup}")
+
+    def required_observations(self) -> int:
+        """Observed days a training window needs after its warm-up: ``min_observations``, at
+        most the window's scored days (Kratzert et al.'s protocol, a 365-day warm-up and one
+        scored day, needs that day observed; 30 of 1 would admit no window)."""
+        return min(self.min_observations, self.window - self.warmup)
 
 
 @dataclasses.dataclass(frozen=True)

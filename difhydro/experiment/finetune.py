@@ -183,7 +183,7 @@ def finetune_run(source, out, *, config=None, period: str | None = None, basin_f
             train = make_basin_data(with_pet(ds, member.info.get("pet")), stats, periods["train"], window=t.window,
                                     warmup=t.warmup,
                                     forcing=member.info["forcing"], basins=train_basins,
-                                    min_observations=t.min_observations)
+                                    min_observations=t.required_observations())
             model = member.build()
             start = _load(member, model, train)
             labels = trainable_labels(start, parts, model)

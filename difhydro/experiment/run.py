@@ -97,7 +97,7 @@ def _run_trained(unit: Unit, cfg: Config, data: ExperimentData, folder: Path, re
     forcing = tuple(v for v in PHYSICS_FORCING if v in ds)
     stats = fit_normalization(ds, data.inputs, data.attributes, periods["train"], basins=list(unit.train_basins))
     train = make_basin_data(ds, stats, periods["train"], window=t.window, warmup=t.warmup, forcing=forcing,
-                            basins=list(unit.train_basins), min_observations=t.min_observations)
+                            basins=list(unit.train_basins), min_observations=t.required_observations())
     q = train.observations()
     flow_mean, flow_std = float(np.nanmean(q)), float(np.nanstd(q))
     options = _options(cfg, unit.model)
