@@ -177,13 +177,20 @@ def point_id(cfg: dict) -> str:
     return f"{model}_{digest}_seed{cfg['seeds'][0]}"
 
 
+def finished(run_dir: Path) -> bool:
+    """Whether a point's run scored its model: a run whose only unit failed also writes a
+    ``metrics.csv``, without rows (the point then resumes)."""
+    metrics = run_dir / "metrics.csv"
+    return metrics.exists() and metrics.stat().st_size > 0 and len(pd.read_csv(metrics)) > 0
+
+
 def run_point(args, cfg: dict) -> Path | None:
     """Train one point into ``<out>/runs/<id>`` (resume a started one; skip a finished one).
     With ``--report`` nothing is trained and an unfinished point gives None."""
     out = Path(args.out)
     name = point_id(cfg)
     run_dir, config_file = out / "runs" / name, out / "configs" / f"{name}.yml"
-    if (run_dir / "metrics.csv").exists():
+    if finished(run_dir):
         return run_dir
     if args.report:  # a table of what has finished; this point has not
         return None
@@ -195,7 +202,7 @@ def run_point(args, cfg: dict) -> Path | None:
     if args.dry_run:
         return run_dir
     done = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    if done.returncode != 0 or not (run_dir / "metrics.csv").exists():
+    if done.returncode != 0 or not finished(run_dir):
         raise SystemExit(f"point {name} failed (exit {done.returncode}); its config: {config_file}. Fix and rerun: "
                          f"finished points are kept, this one resumes")
     return run_dir

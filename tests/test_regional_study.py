@@ -111,3 +111,17 @@ def test_report_tables_finished_points_and_lists_the_pending(study, tmp_path):
     assert "| lstm_dropout | 0.0 | lstm | 1 | 0.200 |" in table and "| 3 | 1 |" in table  # median, basins, < -1
     assert "Not finished yet (2 points" in table and "lstm_dropout = 0.1 (seed 0)" in table
     assert not (tmp_path / "configs").exists()  # --report trains and writes no config
+
+
+def test_a_point_whose_unit_failed_is_pending_not_finished(study, tmp_path):
+    """A run whose only unit failed writes a metrics.csv without rows: the point resumes."""
+    args = study.parse_args(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", "--report"])
+    cfg = study.point_config(args, "lstm", study.FACTORS["lstm_dropout"][1]["0.0"], 0)
+    run = tmp_path / "runs" / study.point_id(cfg)
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("")
+    assert not study.finished(run) and study.run_point(args, cfg) is None
+    (run / "metrics.csv").write_text("evaluation,model,basin,nse\n")
+    assert not study.finished(run)
+    (run / "metrics.csv").write_text("evaluation,model,basin,nse\ntemporal,lstm,a,0.3\n")
+    assert study.finished(run) and study.run_point(args, cfg) == run
