@@ -180,8 +180,10 @@ def point_id(cfg: dict) -> str:
 def finished(run_dir: Path) -> bool:
     """Whether a point's run scored its model: a run whose only unit failed also writes a
     ``metrics.csv``, without rows (the point then resumes)."""
-    metrics = run_dir / "metrics.csv"
-    return metrics.exists() and metrics.stat().st_size > 0 and len(pd.read_csv(metrics)) > 0
+    try:
+        return len(pd.read_csv(run_dir / "metrics.csv")) > 0
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return False
 
 
 def run_point(args, cfg: dict) -> Path | None:

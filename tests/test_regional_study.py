@@ -119,8 +119,9 @@ def test_a_point_whose_unit_failed_is_pending_not_finished(study, tmp_path):
     cfg = study.point_config(args, "lstm", study.FACTORS["lstm_dropout"][1]["0.0"], 0)
     run = tmp_path / "runs" / study.point_id(cfg)
     run.mkdir(parents=True)
-    (run / "metrics.csv").write_text("")
-    assert not study.finished(run) and study.run_point(args, cfg) is None
+    for empty in ("", "\n"):
+        (run / "metrics.csv").write_text(empty)
+        assert not study.finished(run) and study.run_point(args, cfg) is None
     (run / "metrics.csv").write_text("evaluation,model,basin,nse\n")
     assert not study.finished(run)
     (run / "metrics.csv").write_text("evaluation,model,basin,nse\ntemporal,lstm,a,0.3\n")
