@@ -11,18 +11,11 @@ from difhydro.experiment.config import ConfigError, load_config
 from difhydro.forecast.autoregression import AutoregressiveLSTM
 from difhydro.hybrid import build_model, model_options
 from difhydro.nn import LSTM
+from test_autoregression import _ar_batch as _batch  # 3 inputs, 2 attributes around flow [basin, time]
 
 MEAN, STD = 1.0, 2.0
 
 
-def _batch(flow, seed=0):
-    """A batch of 3 forcing inputs and 2 attributes around ``flow`` [basin, time] (NaN = not observed)."""
-    rng = np.random.default_rng(seed)
-    b, t = flow.shape
-    return {"inputs": jnp.asarray(rng.normal(size=(b, t, 3)), jnp.float32),
-            "attributes": jnp.asarray(rng.normal(size=(b, 2)), jnp.float32),
-            "targets": {"streamflow": jnp.asarray(np.nan_to_num(flow), jnp.float32)},
-            "masks": {"streamflow": jnp.asarray(np.isfinite(flow))}}
 
 
 def _flow(shape=(2, 30), seed=1):
