@@ -3,7 +3,6 @@ as inputs, causal, with ``lags: 1`` (the default) as before, and its config erro
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
