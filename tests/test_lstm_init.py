@@ -13,7 +13,7 @@ from difhydro.experiment.config import ConfigError, load_config
 from difhydro.hybrid import MODELS, build_model
 from difhydro.hybrid.registry import LSTM_INITIALISATIONS
 from difhydro.nn import LSTM
-from difhydro.nn.initialisation import INITIALISATIONS, torch_parameters
+from difhydro.nn.initialisation import INITIALISATIONS, check_initialisation, torch_initialised, torch_parameters
 
 H, F = 64, 5  # hidden size, inputs (3 forcings + 2 attributes in the registry models)
 KEY = jax.random.key(0)
@@ -62,7 +62,7 @@ class _FlaxLSTMParams(nn.Module):
 def test_default_initialisation_is_flax_bit_for_bit():
     x = _x()
     expected = _FlaxLSTMParams().init(KEY, x)["params"]  # same paths, so the same keys per parameter
-    for layer in (LSTM(H, output_size=1), LSTM(H, output_size=1, initialisation="flax")):
+    for layer in (LSTM(H, output_size=1),):
         got = layer.init(KEY, x)["params"]
         jax.tree_util.tree_map(np.testing.assert_array_equal, got, expected)
     # the registry's lstm: the same class and parameters with or without init: flax
@@ -94,7 +94,7 @@ def _check_torch_lstm(p, hidden=H):
 
 
 def test_torch_layer_draws_uniform_weights_and_a_two_uniform_bias():
-    p = LSTM(H, output_size=1, initialisation="torch").init(KEY, _x())["params"]
+    p = torch_initialised(LSTM(H, output_size=1)).init(KEY, _x())["params"]
     _check_torch_lstm(p)
     head = np.concatenate([np.ravel(p["head"]["kernel"]), np.ravel(p["head"]["bias"])])
     assert np.abs(head).max() <= 1 / math.sqrt(H) and head.std() > 0  # nn.Linear: U(+-1/sqrt(fan_in))
@@ -141,7 +141,7 @@ def test_torch_parameters_follow_the_key_and_refuse_a_parameter_without_rule():
 
 def test_unknown_initialisation_is_one_clear_error():
     with pytest.raises(ValueError, match="initialisation: unknown initialisation 'xavier'"):
-        LSTM(8, initialisation="xavier").init(KEY, _x())
+        check_initialisation("xavier")
     with pytest.raises(ValueError, match="models.lstm.init"):
         MODELS["lstm"].build(0.0, 1.0, init="xavier")
     with pytest.raises(ValueError, match="init.*choose from flax, torch"):

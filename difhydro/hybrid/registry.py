@@ -239,8 +239,8 @@ def _pseudo_hybrid(flow_mean, flow_std, head_hidden: int = 8, lag_days: int = 10
 
 #: output heads of the LSTM: a point forecast, or a mixture (trained with the loss ``nll``)
 LSTM_HEADS = ("regression", "cmal", "gmm")
-#: weight initialisations of the LSTM (difhydro.nn.initialisation.INITIALISATIONS): Flax's, or
-#: PyTorch's uniform draws with neuralhydrology's forget bias
+#: weight initialisations of the LSTM (difhydro.nn.initialisation.INITIALISATIONS, kept literal: the
+#: registry imports no JAX): Flax's, or PyTorch's uniform draws with neuralhydrology's forget bias
 LSTM_INITIALISATIONS = ("flax", "torch")
 #: the mixture kinds (the value of an entry's ``mixture`` option) whose model returns
 #: ``streamflow_distribution`` (the loss ``nll`` needs one)
@@ -271,13 +271,10 @@ def _lstm(flow_mean, flow_std, hidden_size: int = 256, dropout: float | None = N
 def _initialised(model, init: str, name: str = "lstm"):
     """``model`` whose ``init`` draws the LSTM and its head (linear or mixture) as ``init`` says
     (:mod:`difhydro.nn.initialisation`: ``flax`` as built, ``torch`` as neuralhydrology)."""
-    if init not in LSTM_INITIALISATIONS:  # the config checks the choice; a direct call is checked here
-        raise ValueError(f"models.{name}.init: {init!r} is not accepted; choose from {', '.join(LSTM_INITIALISATIONS)}")
-    if init == "flax":
-        return model
-    from ..nn.initialisation import torch_initialised
+    from ..nn.initialisation import check_initialisation, torch_initialised
 
-    return torch_initialised(model)
+    check_initialisation(init, f"models.{name}.init")  # the config checks the choice; a direct call here
+    return model if init == "flax" else torch_initialised(model)
 
 
 def mixture_kind(name: str, options: Mapping[str, Any]) -> str | None:

@@ -8,14 +8,13 @@ with ``jnp.moveaxis(x, 0, 1)`` (or stack variables on a last axis) before a netw
 The LSTM follows the equations of Hochreiter & Schmidhuber (1997) with a forget gate
 (Gers et al. 2000); the forget-gate bias starts at ``initial_forget_bias`` (3.0 by
 default) so that the cell remembers long by default, as in Kratzert et al. (2019).
-The weights start as Flax's (``initialisation="flax"``) or as PyTorch's and neuralhydrology's
-(``"torch"``): :mod:`difhydro.nn.initialisation` states both distributions.
+The weights start as Flax's; :func:`difhydro.nn.initialisation.torch_initialised` redraws
+them (and any model's holding this layer) as PyTorch's and neuralhydrology's.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +22,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-from .initialisation import check_initialisation, torch_lstm_bias, torch_uniform
 
 Array = jax.Array
 Dtype = Any
@@ -72,17 +69,6 @@ def forget_bias_init(initial_forget_bias: float) -> Callable[..., Array]:
         return bias.at[hidden : 2 * hidden].set(initial_forget_bias)
 
     return init
-
-
-def _initialisers(scheme: str, hidden: int, initial_forget_bias: float) -> dict[str, Callable[..., Array]]:
-    """The initialiser of each LSTM parameter (and of the head's) under ``scheme`` (class doc)."""
-    if scheme == "torch":
-        uniform = torch_uniform(1.0 / math.sqrt(hidden))  # the head's fan-in is H too
-        return {"input_kernel": uniform, "recurrent_kernel": uniform, "bias": torch_lstm_bias(initial_forget_bias),
-                "head_kernel": uniform, "head_bias": uniform}
-    return {"input_kernel": nn.initializers.lecun_normal(), "recurrent_kernel": nn.initializers.orthogonal(),
-            "bias": forget_bias_init(initial_forget_bias), "head_kernel": nn.linear.default_kernel_init,
-            "head_bias": nn.initializers.zeros_init()}
 
 
 def gate_affine(hidden: int, dtype: Dtype) -> tuple[Array, Array]:
@@ -210,12 +196,6 @@ class LSTM(nn.Module):
         dropout_rate: dropout on the hidden states before the head (active only when
             ``deterministic=False``; needs a ``'dropout'`` rng).
         initial_forget_bias: initial value of the forget-gate bias (Kratzert et al. 2019).
-        initialisation: ``"flax"`` (input kernel LeCun normal, recurrent kernel orthogonal,
-            bias zero but the forget block at ``initial_forget_bias``; head LeCun normal
-            kernel, zero bias) or ``"torch"`` (torch's ``nn.LSTM`` and neuralhydrology's
-            CudaLSTM: kernels ``U(-1/√H, 1/√H)``, bias ``b_ih + b_hh`` each ``U(-1/√H, 1/√H)``
-            but ``b_hh``'s forget block set to ``initial_forget_bias``; head kernel and bias
-            ``U(-1/√H, 1/√H)``, ``nn.Linear``'s default). See :mod:`.initialisation`.
         return_sequences: if True return every time step ``[batch, time, out]``, else only
             the last one ``[batch, out]``.
         dtype: dtype of the matmul operands (``jnp.bfloat16`` for fast matmuls); gates,
@@ -229,7 +209,6 @@ class LSTM(nn.Module):
     output_size: int | None = None
     dropout_rate: float = 0.0
     initial_forget_bias: float = 3.0
-    initialisation: str = "flax"
     return_sequences: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -264,14 +243,20 @@ class LSTM(nn.Module):
         batch, time, features = inputs.shape
         if time < 1:
             raise ValueError(f"inputs must have at least one time step, got shape {inputs.shape}")
-        check_initialisation(self.initialisation)
         hidden = self.hidden_size
-        inits = _initialisers(self.initialisation, hidden, self.initial_forget_bias)
 
-        input_kernel = self.param("input_kernel", inits["input_kernel"], (features, 4 * hidden), self.param_dtype)
-        recurrent_kernel = self.param("recurrent_kernel", inits["recurrent_kernel"], (hidden, 4 * hidden),
-                                      self.param_dtype)
-        bias = self.param("bias", inits["bias"], (4 * hidden,), self.param_dtype)
+        input_kernel = self.param(
+            "input_kernel", nn.initializers.lecun_normal(), (features, 4 * hidden),
+            self.param_dtype,
+        )
+        recurrent_kernel = self.param(
+            "recurrent_kernel", nn.initializers.orthogonal(), (hidden, 4 * hidden),
+            self.param_dtype,
+        )
+        bias = self.param(
+            "bias", forget_bias_init(self.initial_forget_bias), (4 * hidden,),
+            self.param_dtype,
+        )
 
         acc = accumulation_dtype(self.dtype)
         if initial_state is None:
@@ -294,8 +279,7 @@ class LSTM(nn.Module):
         outputs = nn.Dropout(self.dropout_rate)(outputs, deterministic=deterministic)
         if self.output_size is not None:
             outputs = nn.Dense(
-                self.output_size, dtype=self.dtype, param_dtype=self.param_dtype, name="head",
-                kernel_init=inits["head_kernel"], bias_init=inits["head_bias"],
+                self.output_size, dtype=self.dtype, param_dtype=self.param_dtype, name="head"
             )(outputs)
         if self.return_sequences:
             outputs = jnp.swapaxes(outputs, 0, 1)
