@@ -201,6 +201,12 @@ def quantiles(dist: Mixture, probs) -> Array:
     p = jnp.asarray(probs, dtype=jnp.result_type(dist.loc))
     if p.ndim != 1:
         raise ValueError(f"probs must be a sequence of probabilities, got shape {p.shape}")
+    return _quantiles(dist, p)
+
+
+@jax.jit  # one program: called eagerly (scoring, reports) it would compile op by op
+def _quantiles(dist: Mixture, p: Array) -> Array:
+    """:func:`quantiles` for a validated ``p`` ``[P]``."""
     wide = _expand(dist)  # [..., 1, K] against p [P, 1]
     comp = jax.lax.stop_gradient(wide.component_quantile(p[:, None]))
     lo, hi = comp.min(-1), comp.max(-1)

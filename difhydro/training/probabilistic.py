@@ -23,6 +23,7 @@ draws of the forecast, in target units (lower is better):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -230,6 +231,7 @@ def pit_ks(pit_values: Array) -> Array:
     return jnp.where(n[..., 0] > 0, d, jnp.nan)
 
 
+@functools.partial(jax.jit, static_argnames="levels")  # one program, not one per eager op
 def probabilistic_scores(dist, observed: Array, levels=LEVELS) -> dict[str, Array]:
     """Per-basin summaries for ``metrics.csv``: ``crps``, ``pit_ks``, ``coverage_50``, ``width_50``, ...
 
@@ -263,6 +265,7 @@ def pit_ensemble(draws: Array, observed: Array) -> Array:
     return jnp.where(jnp.isnan(y), jnp.nan, below)
 
 
+@functools.partial(jax.jit, static_argnames="levels")  # one program, not one per eager op
 def ensemble_scores(draws: Array, observed: Array, levels=LEVELS) -> dict[str, Array]:
     """The scores of :func:`probabilistic_scores` for draws ``[basin, time, n]``: the
     unbiased ("fair") CRPS of the draws' law (:func:`crps_ensemble`, comparable with the
