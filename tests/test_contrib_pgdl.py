@@ -28,12 +28,12 @@ def test_profile_model_bounded_and_loss_gradients():
     targets = {f"sm_{d}": jnp.full((b, length), 0.3) for d in (10, 20, 30, 40, 50)}
     batch = soil_batch(x, forcing, targets, static)
     model = ProfileCNNLSTM(hidden_size=8, conv_features=(4,))
-    params = model.init(jax.random.PRNGKey(1), batch)
-    theta = model.apply(params, batch)["profile"]
+    params = jax.jit(model.init)(jax.random.PRNGKey(1), batch)  # one program each: eager ops compile one by one
+    theta = jax.jit(model.apply)(params, batch)["profile"]
     assert theta.shape == (b, length, 5)
     assert float(theta.min()) >= 0.06 and float(theta.max()) <= 0.44
     loss = pgdl_loss(tuple(targets), physics_weight=10.0, root_fraction=(0.2, 0.2, 0.2, 0.2, 0.1))
-    value, grads = jax.value_and_grad(lambda p: loss(model.apply(p, batch), batch, {}))(params)
+    value, grads = jax.jit(jax.value_and_grad(lambda p: loss(model.apply(p, batch), batch, {})))(params)
     assert np.isfinite(float(value)) and float(value) > 0
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
 
