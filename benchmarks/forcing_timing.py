@@ -1,0 +1,107 @@
+"""When does each forcing product's daily precipitation fall, relative to the streamflow day?
+
+For every basin, the Pearson correlation between the precipitation of day ``t - k`` and the
+day-to-day rise of streamflow ``Q_t - Q_{t-1}`` (the rain of a day shows as a rise of flow
+the same day or the next, whatever the basin's recession). The median over basins at each
+lag ``k`` says how a product's day lines up with the gauge's day: a product whose peak is
+at ``k = 1`` labels its rain a day before the flow responds. Also, on the basins present in
+both, the correlation of Caravan's ERA5-Land precipitation at ``t - k`` with Daymet's at
+``t``.
+
+    python benchmarks/forcing_timing.py [--data-dir ../shared/data] [--out docs/forcing_timing.md]
+
+Reads ``camels_caravan`` (ERA5-Land) and ``camels_us`` (Daymet, NLDAS, Maurer) under the
+data folder, through difhydro's loaders (validation on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from difhydro.data.camels import load_camels_us
+from difhydro.data.caravan import load_caravan
+
+LAGS = (-1, 0, 1, 2)
+PERIOD = ("1981-01-01", "2008-12-31")  # the years the Caravan subset and CAMELS-US share
+
+
+def lagged_correlation(x: np.ndarray, y: np.ndarray, lag: int) -> float:
+    """Pearson correlation of ``x[t - lag]`` with ``y[t]`` over the days where both are
+    finite (``x``, ``y``: ``[time]``); NaN with fewer than 30 such days."""
+    n = len(x)
+    if lag >= 0:
+        a, b = x[: n - lag], y[lag:]
+    else:
+        a, b = x[-lag:], y[: n + lag]
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 30:
+        return float("nan")
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def rise_correlations(precipitation: np.ndarray, streamflow: np.ndarray, lags=LAGS) -> np.ndarray:
+    """``[basin, lag]``: correlation of precipitation at ``t - lag`` with ``Q_t - Q_{t-1}``
+    (inputs ``[basin, time]``, mm d-1)."""
+    rise = np.diff(streamflow, axis=1, prepend=np.nan)
+    return np.array([[lagged_correlation(p, r, k) for k in lags] for p, r in zip(precipitation, rise)])
+
+
+def _series(ds, name):
+    return ds[name].transpose("basin", "time").values.astype(np.float64)
+
+
+def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The median over basins of :func:`rise_correlations` per product, and of ERA5-Land's
+    correlation with Daymet per lag (basins in both subsets)."""
+    rows, caravan = [], load_caravan(data_dir / "camels_caravan", start=PERIOD[0], end=PERIOD[1], day_length=False)
+    products = {"ERA5-Land (Caravan)": caravan}
+    for forcing in ("daymet", "nldas", "maurer"):
+        products[f"{forcing} (CAMELS-US)"] = load_camels_us(
+            data_dir / "camels_us", forcing=forcing, start=PERIOD[0], end=PERIOD[1], attributes=False,
+            missing_streamflow="nan")
+    for name, ds in products.items():
+        corr = rise_correlations(_series(ds, "precipitation"), _series(ds, "streamflow"))
+        peak = np.asarray(LAGS)[np.nanargmax(np.nan_to_num(corr, nan=-np.inf), axis=1)]
+        rows.append({"precipitation": name, "basins": len(corr),
+                     **{f"k = {k}": float(np.nanmedian(corr[:, i])) for i, k in enumerate(LAGS)},
+                     "basins peaking at k = 1": int((peak == 1).sum())})
+    daymet = products["daymet (CAMELS-US)"]
+    shared = sorted(set(caravan.basin.values) & set(daymet.basin.values))
+    era = _series(caravan.sel(basin=shared), "precipitation")
+    day = _series(daymet.sel(basin=shared, time=caravan.time), "precipitation")
+    cross = np.array([[lagged_correlation(e, d, k) for k in LAGS] for e, d in zip(era, day)])
+    versus = pd.DataFrame([{"basins": len(shared),
+                            **{f"ERA5-Land day t{-k:+d} vs Daymet day t": float(np.nanmedian(cross[:, i]))
+                               for i, k in enumerate(LAGS)}}])
+    return pd.DataFrame(rows), versus
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A pipe table, floats to three decimals."""
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = [list(map(str, table.columns)), ["---"] * table.shape[1], *cells]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    p.add_argument("--out", type=Path, help="write the tables as markdown here")
+    args = p.parse_args(argv)
+    rise, versus = timing_table(args.data_dir)
+    text = ("Median over basins of corr(P(t - k), Q(t) - Q(t - 1)), " + f"{PERIOD[0]}..{PERIOD[1]}\n\n"
+            + markdown(rise) + "\n\nMedian over the shared basins\n\n"
+            + markdown(versus) + "\n")
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
