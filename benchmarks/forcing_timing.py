@@ -75,12 +75,12 @@ def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     same = []
     for name, ds in list(products.items())[1:]:  # each product against ERA5-Land on the same basins
         shared = sorted(set(caravan.basin.values) & set(ds.basin.values))
-        best = {}
-        for label, source in (("ERA5-Land", caravan), (name, ds)):
-            sub = source.sel(basin=shared, time=caravan.time)
-            best[label] = np.nanmax(rise_correlations(_series(sub, "precipitation"), _series(caravan.sel(basin=shared), "streamflow")), axis=1)
-        same.append({"product": name, "basins": len(shared), "its best-lag correlation": float(np.nanmedian(best[name])),
-                     "ERA5-Land's": float(np.nanmedian(best["ERA5-Land"]))})
+        gauge = _series(caravan.sel(basin=shared), "streamflow")
+        best = {label: float(np.nanmedian(np.nanmax(rise_correlations(
+                    _series(source.sel(basin=shared, time=caravan.time), "precipitation"), gauge), axis=1)))
+                for label, source in (("ERA5-Land", caravan), (name, ds))}
+        same.append({"product": name, "basins": len(shared), "its best-lag correlation": best[name],
+                     "ERA5-Land's": best["ERA5-Land"]})
     daymet = products["daymet (CAMELS-US)"]
     shared = sorted(set(caravan.basin.values) & set(daymet.basin.values))
     era = _series(caravan.sel(basin=shared), "precipitation")
