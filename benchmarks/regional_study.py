@@ -211,15 +211,32 @@ def run_point(args, cfg: dict) -> Path | None:
 
 
 def point_scores(run_dir: Path, seed: int) -> pd.DataFrame:
-    """Median validation NSE over the basins per model of one run (the study's model and
-    any peer), from the run's metrics.csv ("test" = the validation period here)."""
-    table = pd.read_csv(run_dir / "metrics.csv")
+    """Validation NSE per basin and model of one run (the study's model and any peer), from
+    the run's metrics.csv ("test" = the validation period here): columns model, seed,
+    basin, nse."""
+    table = pd.read_csv(run_dir / "metrics.csv", dtype={"basin": str})
     table = table[(table["evaluation"] == "temporal") & ~table["model"].astype(str).str.endswith("_ensemble")]
+    return table.assign(seed=seed)[["model", "seed", "basin", "nse"]]
+
+
+def level_medians(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per factor, level, model and seed: the median NSE over the basins that every level and
+    seed of that factor scores (a level trained on fewer basins is compared with the others
+    on its basins, not on all), their number and how many of them are below NSE -1.
+
+    Args:
+        scores: rows of :func:`point_scores` with ``factor`` and ``level`` columns.
+    """
+    scores = scores[np.isfinite(scores["nse"].to_numpy(float))]
     rows = []
-    for model, sub in table.groupby("model"):
-        nse = sub["nse"].to_numpy(float)
-        rows.append({"model": model, "seed": seed, "median_nse": float(np.nanmedian(nse)),
-                     "basins": int(np.isfinite(nse).sum()), "below_minus_1": int((nse < -1).sum())})
+    for (factor, model), sub in scores.groupby(["factor", "model"], sort=False):
+        runs = sub.groupby(["level", "seed"], sort=False)["basin"].agg(set)
+        common = set.intersection(*runs)
+        for (level, seed), run in sub[sub["basin"].isin(common)].groupby(["level", "seed"], sort=False):
+            nse = run["nse"].to_numpy(float)
+            rows.append({"factor": factor, "level": level, "model": model, "seed": seed,
+                         "median_nse": float(np.median(nse)), "basins": len(nse),
+                         "below_minus_1": int((nse < -1).sum())})
     return pd.DataFrame(rows)
 
 
@@ -253,8 +270,9 @@ def write_table(summary: pd.DataFrame, path: Path, args, pending: list[str] = ()
              f"{VALIDATION.replace(':', '..')}; the test period untouched. {args.basins} basins, "
              f"{args.epochs} epochs x {args.steps_per_epoch} steps{own_steps(args)}, batch {args.batch_size}, early stopping "
              f"{'on the validation NSE' if args.early_stopping else 'off'}.", "",
-             "Median NSE over the basins per seed; mean and spread (max - min) over the seeds; effect = mean minus "
-             "the factor's base level (first row of each factor).", "",
+             "Median NSE per seed over the basins that every level of the factor scores (`basins`: a level "
+             "trained on fewer basins is compared on its own); mean and spread (max - min) over the seeds; effect = "
+             "mean minus the factor's base level (first row of each factor).", "",
              "| factor | level | model | seeds | median NSE per seed | mean | spread | effect | basins | NSE < -1 |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.itertuples():
@@ -342,6 +360,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"no point of {args.chosen} has finished in {args.out}; run without --report first")
     scores = pd.concat(rows, ignore_index=True)
     scores.to_csv(Path(args.out) / ("scores_report.csv" if args.report else "scores.csv"), index=False)
+    scores = level_medians(scores)
     summary = summarise(scores)
     write_table(summary, Path(args.table), args, pending)
     write_figure(scores, Path(args.figure))

@@ -73,6 +73,20 @@ def test_summary_mean_spread_and_effect(study):
     assert out.loc["0.1", "effect"] == 0.0 and out.loc["0.1", "below_minus_1"] == 0.5
 
 
+def test_a_level_on_fewer_basins_is_compared_on_its_basins(study):
+    # "all" scores basins a, b, c; "2" (trained on the first two) scores a and b: both are
+    # summarised over a and b only, and a NaN score drops its basin from the comparison
+    rows = [("all", "a", 0.2), ("all", "b", 0.4), ("all", "c", -3.0), ("2", "a", 0.3), ("2", "b", -1.5),
+            ("2", "d", float("nan"))]
+    scores = pd.DataFrame([{"factor": "lstm_training_basins", "level": lv, "model": "lstm", "seed": 0, "basin": b,
+                            "nse": v} for lv, b, v in rows])
+    out = study.level_medians(scores).set_index("level")
+    assert out.loc["all", "median_nse"] == pytest.approx(0.3) and out.loc["2", "median_nse"] == pytest.approx(-0.6)
+    assert list(out["basins"]) == [2, 2] and list(out["below_minus_1"]) == [0, 1]
+    effect = study.summarise(study.level_medians(scores)).set_index("level")["effect"]
+    assert effect["2"] == pytest.approx(-0.9)
+
+
 def test_the_base_points_keep_their_names_when_factors_are_added(study):
     # the names of the study's finished base points (docs/regional_study.md): a new factor or a
     # new training key with a default must not rename them (each would be trained again)
