@@ -9,6 +9,7 @@ both, the correlation of Caravan's ERA5-Land precipitation at ``t - k`` with Day
 ``t``.
 
     python benchmarks/forcing_timing.py [--data-dir ../shared/data] [--out docs/forcing_timing.md]
+        [--figure docs/img/forcing_timing.png]
 
 Reads ``camels_caravan`` (ERA5-Land) and ``camels_us`` (Daymet, NLDAS, Maurer) under the
 data folder, through difhydro's loaders (validation on).
@@ -55,19 +56,20 @@ def _series(ds, name):
     return ds[name].transpose("basin", "time").values.astype(np.float64)
 
 
-def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """The median over basins of :func:`rise_correlations` per product; on the basins each
     CAMELS-US product shares with Caravan, the median of each basin's best-lag correlation
     for the product and for ERA5-Land (both against the same Caravan streamflow); and
-    ERA5-Land's correlation with Daymet per lag."""
-    rows, caravan = [], load_caravan(data_dir / "camels_caravan", start=PERIOD[0], end=PERIOD[1], day_length=False)
+    ERA5-Land's correlation with Daymet per lag; and each product's correlations
+    ``[basin, lag]``."""
+    rows, curves, caravan = [], {}, load_caravan(data_dir / "camels_caravan", start=PERIOD[0], end=PERIOD[1], day_length=False)
     products = {"ERA5-Land (Caravan)": caravan}
     for forcing in ("daymet", "nldas", "maurer"):
         products[f"{forcing} (CAMELS-US)"] = load_camels_us(
             data_dir / "camels_us", forcing=forcing, start=PERIOD[0], end=PERIOD[1], attributes=False,
             missing_streamflow="nan")
     for name, ds in products.items():
-        corr = rise_correlations(_series(ds, "precipitation"), _series(ds, "streamflow"))
+        corr = curves[name] = rise_correlations(_series(ds, "precipitation"), _series(ds, "streamflow"))
         peak = np.asarray(LAGS)[np.nanargmax(np.nan_to_num(corr, nan=-np.inf), axis=1)]
         rows.append({"precipitation": name, "basins": len(corr),
                      **{f"k = {k}": float(np.nanmedian(corr[:, i])) for i, k in enumerate(LAGS)},
@@ -89,7 +91,7 @@ def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     versus = pd.DataFrame([{"basins": len(shared),
                             **{f"ERA5-Land day t{-k:+d} vs Daymet day t": float(np.nanmedian(cross[:, i]))
                                for i, k in enumerate(LAGS)}}])
-    return pd.DataFrame(rows), pd.DataFrame(same), versus
+    return pd.DataFrame(rows), pd.DataFrame(same), versus, curves
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -99,13 +101,38 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
+def write_figure(curves: dict[str, np.ndarray], path: Path) -> None:
+    """Median and interquartile range over basins of each product's correlations by lag."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name, corr in curves.items():
+        lo, mid, hi = np.nanpercentile(corr, [25, 50, 75], axis=0)
+        (line,) = ax.plot(LAGS, mid, "o-", label=f"{name}, {len(corr)} basins")
+        ax.fill_between(LAGS, lo, hi, color=line.get_color(), alpha=0.15)
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xticks(LAGS)
+    ax.set_xlabel("k: precipitation of day t - k")
+    ax.set_ylabel("corr(P(t - k), Q(t) - Q(t - 1))")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     p.add_argument("--out", type=Path, help="write the tables as markdown here")
+    p.add_argument("--figure", type=Path, help="write the correlations by lag as a PNG here")
     args = p.parse_args(argv)
-    rise, same, versus = timing_table(args.data_dir)
-    text = ("Median over basins of corr(P(t - k), Q(t) - Q(t - 1)), " + f"{PERIOD[0]}..{PERIOD[1]}\n\n"
+    rise, same, versus, curves = timing_table(args.data_dir)
+    text = ("# When the rain falls, by forcing product\n\n`python benchmarks/forcing_timing.py --out "
+            "docs/forcing_timing.md --figure docs/img/forcing_timing.png`\n\n"
+            "![correlation by lag](img/forcing_timing.png)\n\nMedian over basins of corr(P(t - k), Q(t) - Q(t - 1)), " + f"{PERIOD[0]}..{PERIOD[1]}\n\n"
             + markdown(rise) + "\n\nOn the basins in both subsets, against the same streamflow: the median "
             "of each basin's largest correlation over the lags\n\n" + markdown(same)
             + "\n\nERA5-Land against Daymet, median over the shared basins\n\n"
@@ -113,6 +140,8 @@ def main(argv=None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.figure:
+        write_figure(curves, args.figure)
     return 0
 
 
