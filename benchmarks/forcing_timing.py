@@ -18,6 +18,7 @@ data folder, through difhydro's loaders (validation on).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import pandas as pd
 from difhydro.data.camels import load_camels_us
 from difhydro.data.caravan import load_caravan
 
+REPO = Path(__file__).resolve().parents[1]
 LAGS = (-1, 0, 1, 2)
 PERIOD = ("1981-01-01", "2008-12-31")  # the years the Caravan subset and CAMELS-US share
 
@@ -62,7 +64,8 @@ def timing_table(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     for the product and for ERA5-Land (both against the same Caravan streamflow); and
     ERA5-Land's correlation with Daymet per lag; and each product's correlations
     ``[basin, lag]``."""
-    rows, curves, caravan = [], {}, load_caravan(data_dir / "camels_caravan", start=PERIOD[0], end=PERIOD[1], day_length=False)
+    caravan = load_caravan(data_dir / "camels_caravan", start=PERIOD[0], end=PERIOD[1], day_length=False)
+    rows, curves = [], {}
     products = {"ERA5-Land (Caravan)": caravan}
     for forcing in ("daymet", "nldas", "maurer"):
         products[f"{forcing} (CAMELS-US)"] = load_camels_us(
@@ -125,14 +128,17 @@ def write_figure(curves: dict[str, np.ndarray], path: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    p.add_argument("--data-dir", type=Path, help="folder holding camels_caravan and camels_us "
+                   "(default: $DIFHYDRO_DATA_DIR, else ../shared/data beside the checkout)",
+                   default=Path(os.environ.get("DIFHYDRO_DATA_DIR", REPO.parent / "shared" / "data")))
     p.add_argument("--out", type=Path, help="write the tables as markdown here")
     p.add_argument("--figure", type=Path, help="write the correlations by lag as a PNG here")
     args = p.parse_args(argv)
     rise, same, versus, curves = timing_table(args.data_dir)
     text = ("# When the rain falls, by forcing product\n\n`python benchmarks/forcing_timing.py --out "
             "docs/forcing_timing.md --figure docs/img/forcing_timing.png`\n\n"
-            "![correlation by lag](img/forcing_timing.png)\n\nMedian over basins of corr(P(t - k), Q(t) - Q(t - 1)), " + f"{PERIOD[0]}..{PERIOD[1]}\n\n"
+            "![correlation by lag](img/forcing_timing.png)\n\n"
+            f"Median over basins of corr(P(t - k), Q(t) - Q(t - 1)), {PERIOD[0]}..{PERIOD[1]}\n\n"
             + markdown(rise) + "\n\nOn the basins in both subsets, against the same streamflow: the median "
             "of each basin's largest correlation over the lags\n\n" + markdown(same)
             + "\n\nERA5-Land against Daymet, median over the shared basins\n\n"
