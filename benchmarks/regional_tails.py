@@ -15,6 +15,8 @@ time-series files, since the Caravan tables do not carry it). Writes:
 - with the run's ``predictions.nc`` beside its ``metrics.csv``: the volume ratio (mean
   simulated / mean observed flow on the scored days) of the worst basins and of the tail
   against the other basins (is the failure a water-balance error?);
+- for a held-out (``kfold``) evaluation: how many failing basins have an attribute outside the
+  range of their model's training basins (does the network fail by extrapolating?);
 - a figure of NSE against aridity per model (coloured by snow fraction, runoff ratio as size;
   NSE below -1 drawn at -1 and counted).
 
@@ -46,8 +48,9 @@ TERCILES = ("low", "mid", "high")
 
 
 def read_metrics(paths, evaluation: str = "temporal") -> pd.DataFrame:
-    """Per-basin NSE ``[model, basin, nse, seeds]`` of one evaluation from ``metrics.csv``
-    files (or run folders holding one): the mean over each model's seeds and files."""
+    """Per-basin NSE ``[model, basin, nse, seeds, fold]`` of one evaluation from ``metrics.csv``
+    files (or run folders holding one): the mean over each model's seeds and files; ``fold``
+    is the basin's fold (its held-out fold in ``kfold``)."""
     frames = []
     for path in paths:
         path = Path(path)
@@ -60,10 +63,12 @@ def read_metrics(paths, evaluation: str = "temporal") -> pd.DataFrame:
             raise SystemExit(f"{path}: columns {missing} missing; is it a difhydro metrics.csv?")
         frames.append(table[table["evaluation"] == evaluation])
     table = pd.concat(frames, ignore_index=True)
+    if "fold" not in table.columns:
+        table["fold"] = 0
     if table.empty:
         raise SystemExit(f"no rows of evaluation {evaluation!r} in {', '.join(map(str, paths))}")
     return (table.groupby(["model", "basin"], sort=False)
-            .agg(nse=("nse", "mean"), seeds=("seed", "nunique")).reset_index())
+            .agg(nse=("nse", "mean"), seeds=("seed", "nunique"), fold=("fold", "first")).reset_index())
 
 
 def volume_ratios(paths, evaluation: str = "temporal") -> pd.DataFrame:
@@ -201,12 +206,46 @@ def what_the_tail_shares(nse: pd.DataFrame, chars: pd.DataFrame, threshold: floa
     return pd.DataFrame(rows)
 
 
+def outside_training_range(nse: pd.DataFrame, attributes: pd.DataFrame) -> pd.DataFrame:
+    """For a held-out (``kfold``) evaluation: how many of a basin's attributes lie outside the
+    range (min..max) of the basins its model was trained on, i.e. the model's basins of the
+    other folds. ``nse``: ``[model, basin, fold, nse]``; ``attributes``: the network's static
+    attributes, indexed by basin. Returns ``[model, basin, nse, outside]``; a basin that fails
+    with ``outside == 0`` failed by interpolation, not by extrapolation."""
+    rows = []
+    for model, sub in nse.groupby("model", sort=False):
+        sub = sub[sub["basin"].isin(attributes.index)]
+        for fold, held_out in sub.groupby("fold", sort=False):
+            seen = attributes.loc[sub.loc[sub["fold"] != fold, "basin"]]
+            if seen.empty:
+                raise SystemExit(f"{model}: fold {fold} has no training basins among the scored ones; "
+                                 "is this a kfold evaluation?")
+            x = attributes.loc[held_out["basin"]]
+            outside = ((x < seen.min()) | (x > seen.max())).sum(axis=1)
+            rows.append(pd.DataFrame({"model": model, "basin": held_out["basin"].to_numpy(),
+                                      "nse": held_out["nse"].to_numpy(float), "outside": outside.to_numpy(int)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def network_attributes(root, basins, source: str = "camels") -> pd.DataFrame:
+    """The static attributes difhydro's regional networks read by default on Caravan
+    (:data:`difhydro.experiment.data.CARAVAN_ATTRIBUTES`) for ``basins``, indexed by basin id."""
+    from difhydro.data.caravan import read_caravan_attributes
+    from difhydro.experiment.data import CARAVAN_ATTRIBUTES
+
+    attrs = read_caravan_attributes(Path(root), source, list(basins))
+    missing = [c for c in CARAVAN_ATTRIBUTES if c not in attrs.columns]
+    if missing:
+        raise SystemExit(f"{Path(root) / 'attributes' / source}: the attribute tables lack {missing}")
+    return attrs[list(CARAVAN_ATTRIBUTES)].astype(float).loc[list(basins)]
+
+
 def _f(value, spec="{:.3f}") -> str:
     return "NaN" if value is None or not np.isfinite(value) else spec.format(value)
 
 
 def write_table(nse, chars, path: Path, *, worst: int, threshold: float, command: str,
-                volumes: pd.DataFrame | None = None) -> str:
+                volumes: pd.DataFrame | None = None, ranges: pd.DataFrame | None = None) -> str:
     """The markdown report; returns its text."""
     seeds = nse.groupby("model", sort=False)["seeds"].max()
     lines = ["# The tails of the regional models", "", f"`{command}` (benchmarks/regional_tails.py).", "",
@@ -240,6 +279,16 @@ def write_table(nse, chars, path: Path, *, worst: int, threshold: float, command
         for r in volume_table(nse, volumes, threshold).itertuples():
             lines.append(f"| {r.model} | {r.tail_basins} | {_f(r.tail_median, '{:.2f}')} | {_f(r.rest_median, '{:.2f}')} | "
                          f"{r.over} | {r.under} |")
+    if ranges is not None:
+        lines += ["", "## Held out: extrapolation or not", "",
+                  "Basins with at least one of the networks' attributes outside the range of the basins their "
+                  "model was trained on (the other folds), among the tail and among the others.", "",
+                  f"| model | tail basins (NSE < {threshold:g}) | of them outside | NSE < -1 | of them outside | "
+                  "other basins | of them outside |", "|---|---|---|---|---|---|---|"]
+        for model, sub in ranges.groupby("model", sort=False):
+            tail, bad, rest = sub[sub["nse"] < threshold], sub[sub["nse"] < -1], sub[sub["nse"] >= threshold]
+            lines.append(f"| {model} | {len(tail)} | {int((tail['outside'] > 0).sum())} | {len(bad)} | "
+                         f"{int((bad['outside'] > 0).sum())} | {len(rest)} | {int((rest['outside'] > 0).sum())} |")
     ranked = worst_basins(nse, chars, worst)
     if volumes is not None:
         ranked = ranked.merge(volumes, on=["model", "basin"], how="left")
@@ -317,8 +366,11 @@ def main(argv=None) -> int:
         nse = nse[nse["model"].isin(wanted)]
     chars = basin_characteristics(args.data_dir, list(dict.fromkeys(nse["basin"])), args.source)
     command = "python benchmarks/regional_tails.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    ranges = None
+    if args.evaluation == "kfold":
+        ranges = outside_training_range(nse, network_attributes(args.data_dir, list(chars.index), args.source))
     text = write_table(nse, chars, Path(args.table), worst=args.worst, threshold=args.threshold, command=command,
-                       volumes=volume_ratios(args.metrics, args.evaluation))
+                       volumes=volume_ratios(args.metrics, args.evaluation), ranges=ranges)
     write_figure(nse, chars, Path(args.figure))
     print(text)
     return 0

@@ -121,3 +121,22 @@ def test_volume_ratios_from_the_predictions_beside_the_metrics(tails, tmp_path):
     assert table.loc["a", "rest_median"] == pytest.approx(1.0) and table.loc["a", "over"] == 2
     assert table.loc["b", "tail_basins"] == 0
     assert tails.volume_ratios([tmp_path / "metrics.csv"], "temporal").empty  # no predictions.nc there
+
+
+def test_a_held_out_basin_is_outside_when_an_attribute_leaves_its_training_range(tails):
+    # two folds of two basins, each judged against the other fold's range
+    attributes = pd.DataFrame({"area": [10.0, 40.0, 30.0, 15.0], "slope": [1.0, 2.0, 1.5, 0.5]},
+                              index=["a", "b", "c", "d"])
+    nse = pd.DataFrame({"model": "m", "basin": ["a", "b", "c", "d"], "fold": [0, 0, 1, 1],
+                        "nse": [0.5, 0.4, -2.0, 0.3]})
+    out = tails.outside_training_range(nse, attributes).set_index("basin")
+    # fold 0 against c, d (area 15..30, slope 0.5..1.5): a area 10 -> 1; b area 40 and slope 2 -> 2
+    # fold 1 against a, b (area 10..40, slope 1..2): c inside both -> 0; d slope 0.5 -> 1
+    assert out["outside"].to_dict() == {"a": 1, "b": 2, "c": 0, "d": 1}
+    assert out.loc["c", "nse"] == -2.0
+
+
+def test_the_range_check_needs_training_basins(tails):
+    nse = pd.DataFrame({"model": "m", "basin": ["a", "b"], "fold": [0, 0], "nse": [0.1, 0.2]})
+    with pytest.raises(SystemExit, match="fold 0 has no training basins"):
+        tails.outside_training_range(nse, pd.DataFrame({"area": [1.0, 2.0]}, index=["a", "b"]))
