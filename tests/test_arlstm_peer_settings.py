@@ -74,3 +74,40 @@ def test_nh_holdout_hides_each_day_independently_with_probability_p(p):
     today, before = absent[1:][observed[1:]], absent[:-1][observed[1:]]  # days observed in the data
     assert today[before].mean() == pytest.approx(p, abs=0.015)
     assert today[~before].mean() == pytest.approx(p, abs=0.015)
+
+
+def test_run_trains_the_arlstm_peer_at_lag_1_and_logs_the_unmatched_lags(tmp_path, monkeypatch):
+    """``_peers`` calls NH's arlstm (not cudalstm) with the lstm's holdout, size and dropout, names
+    it nh_arlstm, and says in the log that lags 3 are run at lag 1 (NH itself is replaced here by a
+    recorder: the real run is in test_neuralhydrology_peer.py)."""
+    import pandas as pd
+
+    from difhydro.experiment import neuralhydrology, run
+
+    calls, lines = [], []
+
+    def fake(root, basins, train, test, **kwargs):
+        calls.append(kwargs)
+        time = pd.date_range(*test, freq="D")
+        return {"simulated": np.ones((len(basins), len(time))), "time": time, "train_seconds": 2.0,
+                "evaluate_seconds": 1.0, "updates": 3}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the autoregressive lstm's peer must not be cudalstm")
+
+    monkeypatch.setattr(neuralhydrology, "run_arlstm", fake)
+    monkeypatch.setattr(neuralhydrology, "run_cudalstm", refuse)
+    data = SimpleNamespace(kind="caravan", inputs=["precipitation", "temperature", "pet"], root=tmp_path,
+                           basins=["01022500"], attributes=["p_mean"],
+                           periods={"train": ("2000-10-01", "2001-09-30"), "test": ("1995-10-01", "1995-10-31")})
+    cfg = load_config({"models": {"lstm": {**FORECAST, "lags": 3}}, "peers": {"neuralhydrology": True},
+                       "data": {"pet": "data"}})
+    failures = []
+    peers = run._peers(cfg, data, tmp_path, failures, False, lines.append)
+    assert failures == [] and list(peers) == ["nh_arlstm"]
+    (kwargs,) = calls
+    assert (kwargs["holdout"], kwargs["hidden_size"], kwargs["dropout"]) == (0.1, 64, 0.1)
+    assert "lags" not in kwargs and "head" not in kwargs and "model" not in kwargs
+    assert kwargs["dynamic_inputs"] == ["total_precipitation_sum", "temperature_2m_mean", "potential_evaporation_sum"]
+    assert (tmp_path / "peers" / "nh_arlstm" / "result.npz").is_file()
+    assert any(line.startswith("nh_arlstm: ") and "lags not matched" in line and "t-1..t-3" in line for line in lines)
