@@ -178,16 +178,18 @@ def _forecast(run_dir, caravan, basin, ends, lagged):
     model.eval()
     scaler = load_scaler(run_dir)
     center, scale = scaler["xarray_feature_center"], scaler["xarray_feature_scale"]
-    csv = pd.read_csv(caravan / "timeseries" / "csv" / "camels" / f"{basin}.csv", parse_dates=["date"], index_col="date")
+    csv = pd.read_csv(caravan / "timeseries" / "csv" / "camels" / f"{basin}.csv", parse_dates=["date"],
+                      index_col="date")
     series = {c: csv[c] for c in INPUTS} | {"streamflow_shift1": lagged}
     x_d = {}
     for name, values in series.items():
         norm = (values - float(center[name])) / float(scale[name])
         x_d[name] = torch.tensor(np.stack([norm.loc[end - pd.Timedelta(days=SEQ - 1):end].to_numpy() for end in ends]),
                                  dtype=torch.float32)[..., None]
-    attributes = pd.concat([pd.read_csv(f, index_col="gauge_id") for f in (caravan / "attributes" / "camels").glob("*.csv")],
-                           axis=1)
-    x_s = [(attributes.loc[basin, a] - scaler["attribute_means"][a]) / scaler["attribute_stds"][a] for a in sorted(ATTRIBUTES)]
+    files = sorted((caravan / "attributes" / "camels").glob("*.csv"))
+    attributes = pd.concat([pd.read_csv(f, index_col="gauge_id") for f in files], axis=1)
+    x_s = [(attributes.loc[basin, a] - scaler["attribute_means"][a]) / scaler["attribute_stds"][a]
+           for a in sorted(ATTRIBUTES)]
     data = {"x_d": x_d, "x_s": torch.tensor([x_s] * len(ends), dtype=torch.float32)}
     with torch.no_grad():
         y = model(data)["y_hat"][:, -1, 0].numpy()

@@ -73,8 +73,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["run_cudalstm", "run_arlstm", "autoregressive_config", "lag_note", "nh_learning_rate", "CSV_DATASET", "TARGET",
-           "LAGGED_TARGET", "TEST_OVERRIDES"]
+__all__ = ["run_cudalstm", "run_arlstm", "autoregressive_config", "lag_note", "nh_learning_rate", "CSV_DATASET",
+           "TARGET", "LAGGED_TARGET", "TEST_OVERRIDES"]
 
 #: NH dataset key of the CSV-reading subclass of NH's ``Caravan`` registered by this module.
 CSV_DATASET = "caravan_csv"
@@ -605,7 +605,8 @@ def _run_peer(
     if model not in ("cudalstm", "arlstm"):
         raise ValueError(f"model must be 'cudalstm' or 'arlstm', got {model!r}")
     if model == "arlstm" and head != "regression":
-        raise ValueError(f"NH's arlstm takes head 'regression' only (its output feeds back as the lagged flow), got {head!r}")
+        raise ValueError(f"NH's arlstm takes head 'regression' only (its output feeds back as the lagged flow), "
+                         f"got {head!r}")
     if model == "arlstm":
         extra = autoregressive_config(holdout)  # checks holdout
     elif holdout:

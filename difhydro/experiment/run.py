@@ -428,7 +428,8 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
     model = network.pop("model", "cudalstm")
     name = f"nh_{model}"  # nh_cudalstm / nh_arlstm in metrics.csv
     if data.kind != "caravan":
-        failures.append((name, "temporal", f"not run: the neuralhydrology peer reads Caravan data, this run has {data.kind}"))
+        failures.append((name, "temporal",
+                         f"not run: the neuralhydrology peer reads Caravan data, this run has {data.kind}"))
         return {}
     from .neuralhydrology import lag_note, run_arlstm, run_cudalstm
 
