@@ -1,4 +1,4 @@
-"""neuralhydrology's cudalstm peer (difhydro.experiment.neuralhydrology) on the real Caravan data."""
+"""neuralhydrology's cudalstm and arlstm peers (difhydro.experiment.neuralhydrology) on the real Caravan data."""
 
 import builtins
 import sys
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("neuralhydrology")
 
-from difhydro.experiment.neuralhydrology import run_cudalstm  # noqa: E402
+from difhydro.experiment.neuralhydrology import run_arlstm, run_cudalstm  # noqa: E402
 
 BASINS = ["camels_01031500", "camels_01022500"]  # not sorted: NH sorts, results must not
 TRAIN = ("2000-10-01", "2001-09-30")
@@ -121,3 +121,99 @@ def test_missing_package_says_how_to_install(caravan, tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "neuralhydrology.__about__", raising=False)
     with pytest.raises(ImportError, match=r"pip install -e '\.\[peers\]'"):
         run(caravan, tmp_path)
+
+
+# --- the autoregressive peer (arlstm): yesterday's observed flow as the last input --------------
+
+AR_UPDATES, AR_RATE, AR_HOLDOUT = 40, 1e-2, 0.1  # enough updates for the tiny net to use the lagged flow
+
+
+@pytest.fixture(scope="module")
+def ar_result(caravan, tmp_path_factory):
+    kwargs = dict(dynamic_inputs=INPUTS, static_attributes=ATTRIBUTES, hidden_size=8, seq_length=SEQ,
+                  predict_last_n=LAST, batch_size=16, updates=AR_UPDATES, learning_rate=AR_RATE, dropout=0.1,
+                  seed=3, work_dir=tmp_path_factory.mktemp("nh_ar"), threads=1, progress=False, holdout=AR_HOLDOUT)
+    return run_arlstm(caravan, BASINS, TRAIN, TEST, **kwargs)
+
+
+def test_arlstm_config_is_the_cudalstm_one_plus_the_lagged_flow(ar_result, result):
+    """The written NH config: arlstm, streamflow shifted by one day as the (last) autoregressive
+    input, NH's holdout at p with mean_missing_length 1/(1-p) (each day hidden independently);
+    every other key as the cudalstm peer's except the run's own budget and folders."""
+    from ruamel.yaml import YAML
+
+    written = YAML(typ="safe").load((ar_result["run_dir"].parent / "config.yml").read_text())
+    assert written == ar_result["config"]
+    assert written["model"] == "arlstm" and written["experiment_name"] == "arlstm"
+    assert written["lagged_features"] == {"streamflow": [1]}
+    assert written["autoregressive_inputs"] == ["streamflow_shift1"]
+    assert written["random_holdout_from_dynamic_features"] == {
+        "streamflow_shift1": {"missing_fraction": AR_HOLDOUT, "mean_missing_length": pytest.approx(1 / 0.9)}}
+    assert written["dynamic_inputs"] == INPUTS and written["target_variables"] == ["streamflow"]
+    assert (written["head"], written["loss"]) == ("regression", "NSE")
+    plain = result["config"]
+    own = {"experiment_name", "model", "run_dir", "train_basin_file", "test_basin_file", "epochs", "save_weights_every",
+           "learning_rate", "lagged_features", "autoregressive_inputs", "random_holdout_from_dynamic_features"}
+    assert set(written) == set(plain) | own
+    assert {k: v for k, v in written.items() if k not in own} == {k: v for k, v in plain.items() if k not in own}
+    assert ar_result["run_dir"].parent.name.startswith("nh_arlstm_") and ar_result["updates"] == AR_UPDATES
+    # the tester ran without the holdout (NH would otherwise hide test days too), one window per day
+    assert ar_result["test_config"] == {"predict_last_n": 1, "random_holdout_from_dynamic_features": {},
+                                        "lagged_features": {"streamflow": [1]},
+                                        "autoregressive_inputs": ["streamflow_shift1"]}
+
+
+def _forecast(run_dir, caravan, basin, ends, lagged):
+    """NH's trained arlstm on windows ending on ``ends``, inputs built here from the Caravan CSV
+    (NH's scaler; attributes in NH's alphabetical order) with ``lagged`` as the day t-1 flow
+    series [mm/d] -> the de-normalised last-step forecasts."""
+    import torch
+    from neuralhydrology.datautils.utils import load_scaler
+    from neuralhydrology.modelzoo import get_model
+    from neuralhydrology.utils.config import Config
+
+    cfg = Config(run_dir / "config.yml")
+    model = get_model(cfg)
+    model.load_state_dict(torch.load(next(run_dir.glob("model_epoch*.pt")), map_location="cpu"))
+    model.eval()
+    scaler = load_scaler(run_dir)
+    center, scale = scaler["xarray_feature_center"], scaler["xarray_feature_scale"]
+    csv = pd.read_csv(caravan / "timeseries" / "csv" / "camels" / f"{basin}.csv", parse_dates=["date"],
+                      index_col="date")
+    series = {c: csv[c] for c in INPUTS} | {"streamflow_shift1": lagged}
+    x_d = {}
+    for name, values in series.items():
+        norm = (values - float(center[name])) / float(scale[name])
+        x_d[name] = torch.tensor(np.stack([norm.loc[end - pd.Timedelta(days=SEQ - 1):end].to_numpy() for end in ends]),
+                                 dtype=torch.float32)[..., None]
+    files = sorted((caravan / "attributes" / "camels").glob("*.csv"))
+    attributes = pd.concat([pd.read_csv(f, index_col="gauge_id") for f in files], axis=1)
+    x_s = [(attributes.loc[basin, a] - scaler["attribute_means"][a]) / scaler["attribute_stds"][a]
+           for a in sorted(ATTRIBUTES)]
+    data = {"x_d": x_d, "x_s": torch.tensor([x_s] * len(ends), dtype=torch.float32)}
+    with torch.no_grad():
+        y = model(data)["y_hat"][:, -1, 0].numpy()
+    return y * float(scale["streamflow"]) + float(center["streamflow"])
+
+
+def test_arlstm_forecasts_read_the_observed_flow_of_the_day_before(ar_result, caravan):
+    """The peer's test predictions are reproduced from the CSV with the OBSERVED flow of day
+    t-1 as the lagged input (a one-day-ahead forecast, none hidden), and not with it hidden;
+    and the trained net uses it: NSE with the observed lagged flow beats NSE with none."""
+    days = pd.date_range(*TEST, freq="D")
+    assert ar_result["simulated"].shape == (2, len(days)) and ar_result["time"].equals(days)
+    assert np.isfinite(ar_result["simulated"]).all()
+    for basin, sim, obs in zip(ar_result["basins"], ar_result["simulated"], ar_result["observed"]):
+        csv = pd.read_csv(caravan / "timeseries" / "csv" / "camels" / f"{basin}.csv", parse_dates=["date"],
+                          index_col="date")
+        yesterday = csv["streamflow"].shift(1)
+        with_obs = _forecast(ar_result["run_dir"], caravan, basin, days, yesterday)
+        without = _forecast(ar_result["run_dir"], caravan, basin, days, yesterday * np.nan)
+        np.testing.assert_allclose(sim, with_obs, rtol=1e-4, atol=1e-4)
+        assert np.abs(sim - without).max() > 1e-2  # the check can fail: the lagged flow matters
+        ok = np.isfinite(obs)
+
+        def score(s):
+            return 1 - np.sum((s[ok] - obs[ok]) ** 2) / np.sum((obs[ok] - obs[ok].mean()) ** 2)
+
+        assert score(sim) > score(without) + 0.05, (basin, score(sim), score(without))

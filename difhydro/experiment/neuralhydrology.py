@@ -1,9 +1,12 @@
-"""neuralhydrology's ``cudalstm`` as the peer of difhydro's regional LSTM.
+"""neuralhydrology's ``cudalstm`` and ``arlstm`` as the peers of difhydro's regional LSTM.
 
 :func:`run_cudalstm` trains neuralhydrology's (NH) ``CudaLSTM`` through NH's own Caravan
 dataset class, trainer and tester on the basins, periods, inputs and attributes that
 difhydro's LSTM gets in the same experiment, and returns NH's per-basin test-period
 predictions as ``[basin, time]`` arrays so that they can be put next to ours.
+:func:`run_arlstm` does the same with NH's autoregressive ``ARLSTM`` (yesterday's observed
+flow as an input, :func:`autoregressive_config`), the peer of difhydro's forecasting LSTM
+(``lstm`` with ``autoregressive: true``).
 
 torch and neuralhydrology are imported lazily (``pip install -e '.[peers]'``): difhydro
 imports without them. Checked against neuralhydrology 1.13.0 with torch 2.13.0 (CPU).
@@ -43,6 +46,10 @@ What this module relies on in NH (paths below ``neuralhydrology/``; nothing is c
   returns ``results[basin][freq]["xr"]`` with ``streamflow_obs`` / ``streamflow_sim`` over
   ``(date, time_step)`` (window end date x the last ``predict_last_n`` steps, de-normalised);
   its own metrics read ``time_step = 0`` (the last step of each window) only.
+- ``modelzoo/arlstm.py``: ``ARLSTM`` (one shift only; the last dynamic input is the lagged
+  target, NaN replaced by the model's own prediction, plus a flag input);
+  ``datasetzoo/basedataset.py::_add_lagged_features`` and ``random_holdout_from_dynamic_features``
+  (``utils/samplingutils.py::bernoulli_subseries_sampler``), see :func:`autoregressive_config`.
 - ``modelzoo/cudalstm.py``: ``CudaLSTM`` (``torch.nn.LSTM``, forget-gate block of
   ``bias_hh_l0`` set to ``initial_forget_bias``, ``output_dropout`` before the linear head).
 - ``utils/config.py``: ``Config`` (unknown keys are refused, ``*_date`` keys are parsed as
@@ -66,7 +73,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["run_cudalstm", "nh_learning_rate", "CSV_DATASET", "TARGET"]
+__all__ = ["run_cudalstm", "run_arlstm", "autoregressive_config", "lag_note", "nh_learning_rate", "CSV_DATASET",
+           "TARGET", "LAGGED_TARGET", "TEST_OVERRIDES"]
 
 #: NH dataset key of the CSV-reading subclass of NH's ``Caravan`` registered by this module.
 CSV_DATASET = "caravan_csv"
@@ -81,7 +89,9 @@ CLIP_GRADIENT_NORM = 1.0
 _LOSSES = {"regression": "NSE", "cmal": "CMALLoss", "gmm": "GMMLoss"}
 
 _INSTALL = "pip install -e '.[peers]'"
-_TAG = "[neuralhydrology cudalstm]"
+#: the lagged target that NH's ``arlstm`` reads as its last dynamic input (NH's name for the
+#: ``lagged_features`` column ``streamflow`` shifted by one day)
+LAGGED_TARGET = f"{TARGET}_shift1"
 
 
 def _peers():
@@ -200,12 +210,12 @@ def _check_inputs(
     return key
 
 
-def _new_folder(work_dir: Path) -> Path:
-    """A fresh ``work_dir/nh_cudalstm_<stamp>[_k]`` (never an existing one)."""
+def _new_folder(work_dir: Path, model: str) -> Path:
+    """A fresh ``work_dir/nh_<model>_<stamp>[_k]`` (never an existing one)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
-        folder = work_dir / (f"nh_cudalstm_{stamp}" + (f"_{k}" if k else ""))
+        folder = work_dir / (f"nh_{model}_{stamp}" + (f"_{k}" if k else ""))
         try:
             folder.mkdir()
         except FileExistsError:
@@ -280,6 +290,63 @@ def _to_grid(xr, time: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray] | tupl
     observed = pd.concat([head, pd.Series(obs[:, last], index=ends)])
     observed = observed[~observed.index.duplicated(keep="last")].reindex(time).to_numpy()
     return (simulated, observed) if draws is None else (simulated, observed, draws)
+
+
+#: What evaluation changes in the trained run's config: one window ending on every test day,
+#: scored on its last day (``predict_last_n: 1``), and no random holdout, which NH's
+#: ``BaseDataset._load_or_create_xarray_dataset`` would otherwise apply to the test data too
+#: (it draws it whenever a dataset is loaded, training or not).
+TEST_OVERRIDES = {"predict_last_n": 1, "random_holdout_from_dynamic_features": {}}
+
+
+def autoregressive_config(holdout: float) -> dict[str, Any]:
+    """The NH config keys that make ``arlstm`` read the observed flow of day ``t - 1``.
+
+    ``lagged_features: {streamflow: [1]}`` adds the column ``streamflow_shift1``
+    (``BaseDataset._add_lagged_features``: ``df[streamflow].shift(1)`` on the whole basin
+    series, before the period is cut, so the first day of a period reads the day before it);
+    ``autoregressive_inputs: [streamflow_shift1]`` appends it as the LAST dynamic input, after
+    the sample check (``_create_lookup_table``), so that a missing lagged value never drops a
+    window. ``modelzoo/arlstm.py::ARLSTM.forward`` replaces a NaN lagged value by the model's
+    own prediction of that day (``last_prediction``, 0 in normalised units before the window's
+    first prediction) and adds a flag input that is 1 where it did so, 0 where the value is
+    observed.
+
+    Holdout: NH's ``random_holdout_from_dynamic_features: {streamflow_shift1:
+    {missing_fraction: p, mean_missing_length: L}}`` (``utils/samplingutils.py::
+    bernoulli_subseries_sampler``) hides the lagged flow by a two-state Markov chain: a shown
+    day is followed by a hidden one with probability ``(1/L) p / (1 - p)``, a hidden day by a
+    shown one with probability ``1/L``. With ``L = 1 / (1 - p)`` both transitions give "hidden
+    with probability p", independently of the day before, i.e. each day is hidden
+    independently with probability ``p`` as in difhydro (:func:`~difhydro.forecast.holdout_mask`).
+    Unlike difhydro, NH draws the hidden days once, when a dataset is loaded (numpy's global
+    generator, seeded by NH's ``seed``), so every update sees the same hidden days, and it
+    would draw them for the test data too (see :data:`TEST_OVERRIDES`). ``p = 0`` writes no
+    holdout key.
+
+    Args:
+        holdout: probability ``p`` in ``[0, 1)`` of hiding each training day's lagged flow.
+
+    Returns:
+        ``{"lagged_features", "autoregressive_inputs"[, "random_holdout_from_dynamic_features"]}``.
+    """
+    if not 0.0 <= float(holdout) < 1.0:
+        raise ValueError(f"holdout must be in [0, 1) (the share of training days whose lagged flow NH hides), "
+                         f"got {holdout}")
+    config: dict[str, Any] = {"lagged_features": {TARGET: [1]}, "autoregressive_inputs": [LAGGED_TARGET]}
+    if holdout > 0:
+        config["random_holdout_from_dynamic_features"] = {
+            LAGGED_TARGET: {"missing_fraction": float(holdout), "mean_missing_length": 1.0 / (1.0 - float(holdout))}}
+    return config
+
+
+def lag_note(lags: int) -> str:
+    """Why the arlstm peer reads fewer lagged days than difhydro's lstm with ``lags`` (empty
+    when they match): NH's ``ARLSTM._get_ar_shift`` allows one shift only."""
+    if int(lags) == 1:
+        return ""
+    return (f"the lstm reads the observed flow of days t-1..t-{int(lags)} (lags: {int(lags)}); NH's arlstm allows one "
+            "shift, so the peer reads day t-1 only (lags not matched)")
 
 
 def nh_learning_rate(learning_rate: float | Mapping[int, float], updates: int) -> float | dict[int, float]:
@@ -404,6 +471,114 @@ def run_cudalstm(
         ImportError: torch or neuralhydrology missing (``pip install -e '.[peers]'``).
         ValueError: unknown basin or attribute or column, empty period, bad sizes.
     """
+    return _run_peer(
+        "cudalstm", data_dir, basins, train_period, test_period,
+        dynamic_inputs=dynamic_inputs,
+        static_attributes=static_attributes,
+        hidden_size=hidden_size,
+        seq_length=seq_length,
+        predict_last_n=predict_last_n,
+        batch_size=batch_size,
+        updates=updates,
+        learning_rate=learning_rate,
+        dropout=dropout,
+        seed=seed,
+        work_dir=work_dir,
+        threads=threads,
+        progress=progress,
+        head=head, n_distributions=n_distributions, n_samples=n_samples,
+    )
+
+
+def run_arlstm(
+    data_dir: str | Path,
+    basins: Sequence[str],
+    train_period: Sequence[str],
+    test_period: Sequence[str],
+    *,
+    dynamic_inputs: Sequence[str],
+    static_attributes: Sequence[str],
+    hidden_size: int,
+    seq_length: int,
+    predict_last_n: int,
+    batch_size: int,
+    updates: int,
+    learning_rate: float | Mapping[int, float],
+    dropout: float,
+    seed: int,
+    work_dir: str | Path,
+    holdout: float,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train NH's autoregressive ``arlstm`` (the observed flow of day ``t - 1`` as an input)
+    and return its one-day-ahead test-period forecasts: the peer of difhydro's ``lstm`` with
+    ``autoregressive: true``.
+
+    Everything is as in :func:`run_cudalstm` (data, inputs, attributes, periods, windows,
+    budget, learning rates, seed, threads, files in a new ``work_dir/nh_arlstm_<stamp>/``,
+    result keys), with NH's ``model: arlstm`` (``modelzoo/arlstm.py``: the same single-layer
+    LSTM, stepped one day at a time in Python, with a regression head only) and the keys of
+    :func:`autoregressive_config`: the lagged flow ``streamflow_shift1`` as the last dynamic
+    input plus NH's flag input, and, in training only, each day's lagged flow hidden
+    independently with probability ``holdout`` (a hidden or missing value is replaced by the
+    model's own prediction of that day and flagged).
+
+    Evaluation reads the OBSERVED lagged flow, as difhydro's lstm is scored: the tester's
+    config is updated with :data:`TEST_OVERRIDES` (no holdout: NH's
+    ``BaseDataset._load_or_create_xarray_dataset`` applies ``random_holdout_from_dynamic_features``
+    to any dataset it loads, test included), NH's ``RegressionTester`` loads
+    ``streamflow_shift1`` from the Caravan file (``_add_lagged_features``, the observed series
+    shifted by one day; the test period's first day reads the day before it) and runs one
+    window ending on every test day, whose last step reads the observed flow of the day before
+    (NH's tester has no autoregressive roll-out of its own: ``evaluation/tester.py`` calls the
+    model on the dataset's windows). Only where that observation is missing does the
+    model use its own prediction of that day, as ``ARLSTM.forward`` does in training.
+    ``test_config`` in the result holds the tester's values of these keys.
+
+    NH allows one shift only (``ARLSTM._get_ar_shift``), hence one lag; difhydro's ``lags: n``
+    cannot be matched beyond ``n = 1``.
+
+    Raises:
+        ImportError: torch or neuralhydrology missing (``pip install -e '.[peers]'``).
+        ValueError: as :func:`run_cudalstm`; ``holdout`` outside ``[0, 1)``.
+    """
+    return _run_peer(
+        "arlstm", data_dir, basins, train_period, test_period,
+        dynamic_inputs=dynamic_inputs, static_attributes=static_attributes, hidden_size=hidden_size,
+        seq_length=seq_length, predict_last_n=predict_last_n, batch_size=batch_size, updates=updates,
+        learning_rate=learning_rate, dropout=dropout, seed=seed, work_dir=work_dir, threads=threads,
+        progress=progress, holdout=holdout,
+    )
+
+
+def _run_peer(
+    model: str,
+    data_dir: str | Path,
+    basins: Sequence[str],
+    train_period: Sequence[str],
+    test_period: Sequence[str],
+    *,
+    dynamic_inputs: Sequence[str],
+    static_attributes: Sequence[str],
+    hidden_size: int,
+    seq_length: int,
+    predict_last_n: int,
+    batch_size: int,
+    updates: int,
+    learning_rate: float | Mapping[int, float],
+    dropout: float,
+    seed: int,
+    work_dir: str | Path,
+    threads: int | None = None,
+    progress: bool = True,
+    head: str = "regression",
+    n_distributions: int = 3,
+    n_samples: int = 100,
+    holdout: float = 0.0,
+) -> dict[str, Any]:
+    """NH's ``model`` (``"cudalstm"`` or ``"arlstm"``) trained and evaluated as :func:`run_cudalstm` and
+    :func:`run_arlstm` describe; ``holdout`` is the arlstm's only."""
     torch, nh_version = _peers()
 
     data_dir = Path(data_dir).expanduser().resolve()
@@ -427,6 +602,15 @@ def run_cudalstm(
     for name, value in (("n_distributions", n_distributions), ("n_samples", n_samples)):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if model not in ("cudalstm", "arlstm"):
+        raise ValueError(f"model must be 'cudalstm' or 'arlstm', got {model!r}")
+    if model == "arlstm" and head != "regression":
+        raise ValueError(f"NH's arlstm takes head 'regression' only (its output feeds back as the lagged flow), "
+                         f"got {head!r}")
+    if model == "arlstm":
+        extra = autoregressive_config(holdout)  # checks holdout
+    elif holdout:
+        raise ValueError(f"holdout is the arlstm's option (the lagged flow it hides); cudalstm got {holdout}")
     dataset = _check_inputs(data_dir, basins, {"train": train, "test": test}, dynamic_inputs, static_attributes)
     if dataset == CSV_DATASET:
         _register_csv_caravan()
@@ -438,13 +622,13 @@ def run_cudalstm(
 
     def say(message: str) -> None:
         if progress:
-            print(f"{_TAG} {message}", flush=True)
+            print(f"[neuralhydrology {model}] {message}", flush=True)
 
-    folder = _new_folder(Path(work_dir).expanduser().resolve())
+    folder = _new_folder(Path(work_dir).expanduser().resolve(), model)
     basin_file = folder / "basins.txt"
     basin_file.write_text("\n".join(basins) + "\n")
     config = {
-        "experiment_name": "cudalstm",
+        "experiment_name": model,
         "run_dir": str(folder),
         "data_dir": str(data_dir),
         "dataset": dataset,
@@ -457,7 +641,7 @@ def run_cudalstm(
         "dynamic_inputs": dynamic_inputs,
         "static_attributes": static_attributes,
         "target_variables": [TARGET],
-        "model": "cudalstm",
+        "model": model,
         "head": head,
         "output_activation": "linear",
         "hidden_size": int(hidden_size),
@@ -484,6 +668,8 @@ def run_cudalstm(
         "save_train_data": False,
         "verbose": 0,
     }
+    if model == "arlstm":
+        config.update(extra)
     if head != "regression":
         config.update({"n_distributions": int(n_distributions), "n_samples": int(n_samples),
                        "negative_sample_handling": "none", "mc_dropout": False})
@@ -535,7 +721,7 @@ def run_cudalstm(
         t1 = time.perf_counter()
         # evaluation scores the last day of a window ending on every test day, so that the
         # whole test period is predicted (NH then reads seq_length - 1 days before it)
-        trainer.cfg.update_config({"predict_last_n": 1})
+        trainer.cfg.update_config(TEST_OVERRIDES)
         tester = get_tester(cfg=trainer.cfg, run_dir=run_dir, period="test", init_model=False)
         try:
             results = tester.evaluate(save_results=True, metrics=trainer.cfg.metrics, model=trainer.model)
@@ -568,6 +754,8 @@ def run_cudalstm(
         "evaluate_seconds": float(evaluate_seconds),
         "updates": int(steps),
         "config": config,
+        "test_config": {k: trainer.cfg.as_dict().get(k) for k in (*TEST_OVERRIDES, "lagged_features",
+                                                                "autoregressive_inputs")},
         "run_dir": run_dir,
         "versions": {"neuralhydrology": nh_version, "torch": torch.__version__},
         "samples": samples,

@@ -381,8 +381,17 @@ def peer_network(cfg: Config) -> dict:
     """``hidden_size``, ``dropout``, ``head`` and ``n_distributions`` of neuralhydrology's
     cudalstm: those of the ``lstm`` model this config builds (its options, else the registry
     defaults; a ``cmal`` / ``gmm`` head gives NH's own head of that name with as many
-    components), read off the built module so that an explicit ``dropout: 0.0`` stays 0.0."""
+    components), read off the built module so that an explicit ``dropout: 0.0`` stays 0.0.
+
+    An autoregressive ``lstm`` (``autoregressive: true``, a point forecast) gives NH's arlstm
+    instead: ``{"model": "arlstm", "hidden_size", "dropout", "holdout", "lags"}``, ``lags``
+    being the lstm's number of lagged days (NH's arlstm reads one, see :func:`_peers`)."""
+    from ..forecast.autoregression import AutoregressiveLSTM
+
     lstm = build_model("lstm", **(_options(cfg, "lstm") if "lstm" in model_names(cfg) else {}))
+    if isinstance(lstm, AutoregressiveLSTM):
+        return {"model": "arlstm", "hidden_size": int(lstm.hidden_size), "dropout": float(lstm.dropout_rate),
+                "holdout": float(lstm.holdout), "lags": len(lstm.lags)}
     return {"hidden_size": int(lstm.hidden_size), "dropout": float(lstm.dropout_rate), "head": lstm.head,
             "n_distributions": int(lstm.components)}
 
@@ -409,39 +418,51 @@ def peer_inputs(inputs: Sequence[str], pet: str) -> list[str]:
 
 
 def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, progress: bool, log) -> dict:
-    """neuralhydrology's cudalstm on the gauged evaluation (Caravan data), matched budget."""
+    """neuralhydrology's peer of the ``lstm`` on the gauged evaluation (Caravan data), matched
+    budget: cudalstm, or arlstm (one-day-ahead, the observed flow of day t-1) when the lstm is
+    autoregressive; an lstm with ``lags`` > 1 is then matched at lag 1 only, said in the log
+    and the summary."""
     if not cfg.peers.neuralhydrology:
         return {}
+    network = peer_network(cfg)
+    model = network.pop("model", "cudalstm")
+    name = f"nh_{model}"  # nh_cudalstm / nh_arlstm in metrics.csv
     if data.kind != "caravan":
-        failures.append(("nh_cudalstm", "temporal", f"not run: the neuralhydrology peer reads Caravan data, this run has {data.kind}"))
+        failures.append((name, "temporal",
+                         f"not run: the neuralhydrology peer reads Caravan data, this run has {data.kind}"))
         return {}
-    from .neuralhydrology import run_cudalstm
+    from .neuralhydrology import lag_note, run_arlstm, run_cudalstm
 
     t = model_training(cfg, "lstm")
     try:
         columns = peer_inputs(data.inputs, pet_method(cfg, data.kind, "lstm"))
     except ValueError as err:
-        failures.append(("nh_cudalstm", "temporal", f"not run: {err}"))
+        failures.append((name, "temporal", f"not run: {err}"))
         return {}
-    folder = run_dir / "peers" / "nh_cudalstm"
+    runner = run_cudalstm
+    if model == "arlstm":
+        runner, note = run_arlstm, lag_note(network.pop("lags"))
+        if note:
+            log(f"{name}: {note}")
+    folder = run_dir / "peers" / name
     done = folder / "result.npz"
     if done.is_file():
         try:
-            return {"nh_cudalstm": _load_result(folder)}
+            return {name: _load_result(folder)}
         except Exception as err:  # noqa: BLE001 - a damaged result is named, never dropped
             raise RunDirError(f"{done} cannot be read ({type(err).__name__}); move it aside to run the peer "
                               "again") from None
     try:
-        res = run_cudalstm(
+        res = runner(
             data.root, [f"camels_{b}" for b in data.basins], data.periods["train"], data.periods["test"],
             dynamic_inputs=columns, static_attributes=data.attributes,
             seq_length=t.window, predict_last_n=t.window - t.warmup, batch_size=t.batch_size,
             updates=t.epochs * t.steps_per_epoch, learning_rate=train_config(t, cfg.seeds[0], False).learning_rates(),
             seed=cfg.seeds[0],
-            work_dir=folder, threads=cfg.peers.threads, progress=progress, **peer_network(cfg))
+            work_dir=folder, threads=cfg.peers.threads, progress=progress, **network)
     except Exception as err:
-        failures.append(("nh_cudalstm", "temporal", f"{type(err).__name__}: {err}"))
-        _log_failure(run_dir, "nh_cudalstm", err)
+        failures.append((name, "temporal", f"{type(err).__name__}: {err}"))
+        _log_failure(run_dir, name, err)
         return {}
     target_days = res["updates"] * t.batch_size * (t.window - t.warmup)
     result = {"simulated": res["simulated"], "time": pd.DatetimeIndex(res["time"]), "params": {}, "series": {},
@@ -449,8 +470,8 @@ def _peers(cfg: Config, data: ExperimentData, run_dir: Path, failures: list, pro
               "basin_days_per_second": target_days / res["train_seconds"],
               "evaluate_seconds": res["evaluate_seconds"], "samples": res.get("samples")}
     _save_result(folder, result)
-    log(f"nh_cudalstm: {res['train_seconds']:.0f} s training, {res['evaluate_seconds']:.0f} s evaluation")
-    return {"nh_cudalstm": result}
+    log(f"{name}: {res['train_seconds']:.0f} s training, {res['evaluate_seconds']:.0f} s evaluation")
+    return {name: result}
 
 
 def aggregate(run_dir: Path, cfg: Config, data: ExperimentData, results: dict, peers: dict, failures: list,
@@ -566,6 +587,16 @@ def summary_lines(cfg: Config, data: ExperimentData, results: dict, failures: li
         tail += [f"neuralhydrology `cudalstm`{head}: {res['train_seconds']:.0f} s training, "
                  f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test "
                  "day, the whole test period scored).", ""]
+    if "nh_arlstm" in peers:
+        from .neuralhydrology import lag_note
+
+        res, nh = peers["nh_arlstm"], peer_network(cfg)
+        note = lag_note(nh["lags"])
+        tail += [f"neuralhydrology `arlstm` (one-day-ahead: the observed flow of day t-1 as its last input, a missing "
+                 f"one replaced by its own prediction and flagged; in training each day's lagged flow hidden with "
+                 f"probability {nh['holdout']:g}, drawn once): {res['train_seconds']:.0f} s training, "
+                 f"{res.get('evaluate_seconds', float('nan')):.0f} s evaluation (one window ending on every test day, "
+                 "reading the observed flow of the day before)." + (f" **Not matched**: {note}." if note else ""), ""]
     if data.report is not None:
         tail += ["## Data validation", "", data.report.to_markdown(), ""]
     if failures:
