@@ -120,6 +120,7 @@ def test_lists_with_repeats_wrong_items_or_reserved_values_are_refused(key, valu
 
 
 @pytest.mark.parametrize("name, words", [("lstm_ensemble", "reserved"), ("nh_cudalstm", "reserved"),
+                                         ("nh_arlstm", "reserved"),
                                          ("gru", "unknown model")])
 def test_reserved_and_unknown_model_names_are_refused(name, words):
     _refused(_with(f"models.{name}", {}), f"models.{name}", words)

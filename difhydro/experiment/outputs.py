@@ -5,7 +5,7 @@
 - ``evaluation``: ``temporal`` (gauged: the test period on training basins) or ``kfold``
   (ungauged: basins held out of training, k-fold) or the name of a later evaluation;
 - ``fold``, ``model`` (registry name; ``<model>_ensemble`` = mean of the seeds'
-  predictions; ``nh_cudalstm`` = neuralhydrology's LSTM), ``seed`` (-1 for an ensemble),
+  predictions; ``nh_cudalstm`` = neuralhydrology's LSTM, ``nh_arlstm`` its autoregressive LSTM), ``seed`` (-1 for an ensemble),
   ``basin``;
 - ``nse``, ``kge`` (2009), ``mnse``, ``fhv`` (%), ``r``: :mod:`difhydro.training.metrics`
   over the scored days (NaN observations skipped); ``days``: scored days;

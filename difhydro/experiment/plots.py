@@ -182,7 +182,7 @@ def run_figures(run_dir, table, simulated, observed, dates, basins, params, seri
             picks = [ranked.iloc[0], ranked.iloc[len(ranked) // 2], ranked.iloc[-1]]
             idx = [basins.index(p["basin"]) for p in picks]
             shown = {m: simulated[(evaluation, m)][idx] for m in ("hybrid", "lstm", "dpl_hbv", "exphydro_calibrated",
-                                                                  "nh_cudalstm") if (evaluation, m) in simulated}
+                                                                  "nh_cudalstm", "nh_arlstm") if (evaluation, m) in simulated}
             titles = [f"{label} {ref} basin {p['basin']} (NSE {p['nse']:.2f})" for label, p in zip(("best", "median", "worst"), picks)]
             figures[f"hydrographs ({evaluation})"] = hydrographs(dates, observed[idx], shown, titles,
                                                                   run_dir / f"hydrographs_{evaluation}.png").name

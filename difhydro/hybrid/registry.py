@@ -42,9 +42,9 @@ __all__ = [
 ]
 
 #: names the outputs use for other things: ``<model>_ensemble`` (the mean of an ensemble)
-#: and ``nh_cudalstm`` (neuralhydrology's peer LSTM)
+#: and neuralhydrology's peer LSTMs (``nh_cudalstm``; ``nh_arlstm``, the autoregressive one)
 RESERVED_SUFFIX = "_ensemble"
-RESERVED_NAMES = ("nh_cudalstm",)
+RESERVED_NAMES = ("nh_cudalstm", "nh_arlstm")
 
 
 @dataclasses.dataclass(frozen=True)
