@@ -189,6 +189,12 @@ def finished(run_dir: Path) -> bool:
         return False
 
 
+def finished_point(args, cfg: dict) -> Path | None:
+    """The run folder of a finished point, None otherwise (nothing is trained)."""
+    run_dir = Path(args.out) / "runs" / point_id(cfg)
+    return run_dir if finished(run_dir) else None
+
+
 def run_point(args, cfg: dict) -> Path | None:
     """Train one point into ``<out>/runs/<id>`` (resume a started one; skip a finished one).
     With ``--report`` nothing is trained and an unfinished point gives None."""
@@ -320,7 +326,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="study folder: configs/, runs/<point>/ (resumable)")
     p.add_argument("--data-dir", default=str(Path(os.environ.get("DIFHYDRO_DATA_DIR", REPO.parent / "shared" / "data"))
                                           / "camels_caravan"))
-    p.add_argument("--factors", default="all", help=f"comma-separated subset of {', '.join(FACTORS)}")
+    p.add_argument("--factors", default="all", help=f"comma-separated subset of {', '.join(FACTORS)} to train (the table reports "
+                   "every finished point of --out)")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds (>= 2 for a spread)")
     p.add_argument("--basins", default="all", help="'all' or the first N eligible basins")
     p.add_argument("--epochs", type=int, default=10)
@@ -348,13 +355,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows, pending = [], []
-    for factor in args.chosen:
-        model, levels = FACTORS[factor]
+    # the chosen factors are trained; the table holds every finished point of the study folder, so
+    # that training one factor never drops the others from the report
+    for factor, (model, levels) in FACTORS.items():
+        chosen = factor in args.chosen
         for level, overrides in levels.items():
             for seed in seeds:
-                run_dir = run_point(args, point_config(args, model, overrides, seed))
+                cfg = point_config(args, model, overrides, seed)
+                run_dir = run_point(args, cfg) if chosen else finished_point(args, cfg)
                 if run_dir is None:
-                    pending.append(f"{factor} = {level} (seed {seed})")
+                    if chosen:
+                        pending.append(f"{factor} = {level} (seed {seed})")
                 elif not args.dry_run:
                     rows.append(point_scores(run_dir, seed).assign(factor=factor, level=level))
     if args.dry_run:

@@ -127,6 +127,23 @@ def test_report_tables_finished_points_and_lists_the_pending(study, tmp_path):
     assert not (tmp_path / "configs").exists()  # --report trains and writes no config
 
 
+def test_training_one_factor_keeps_the_other_factors_in_the_table(study, tmp_path):
+    # a finished point of another factor stays in the table written for --factors lstm_dropout
+    paths = ["--table", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")]
+    args = study.parse_args(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", *paths])
+    for factor, level, nse in (("lstm_dropout", "0.0", [0.2, 0.5, -3.0]), ("lstm_weight_decay", "0.01", [0.4, 0.6, 0.1])):
+        point = study.point_id(study.point_config(args, "lstm", study.FACTORS[factor][1][level], 0))
+        (tmp_path / "runs" / point).mkdir(parents=True)
+        pd.DataFrame({"evaluation": "temporal", "model": "lstm", "basin": ["a", "b", "c"],
+                      "nse": nse}).to_csv(tmp_path / "runs" / point / "metrics.csv", index=False)
+    assert study.main(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", "--report", *paths]) == 0
+    table = (tmp_path / "t.md").read_text()
+    assert "| lstm_dropout | 0.0 | lstm | 1 | 0.200 |" in table
+    assert "| lstm_weight_decay | 0.01 | lstm | 1 | 0.400 |" in table
+    # only the chosen factor's unfinished points are listed as pending
+    assert "lstm_dropout = 0.1 (seed 0)" in table and "lstm_weight_decay = 0 (seed 0)" not in table
+
+
 def test_a_point_whose_unit_failed_is_pending_not_finished(study, tmp_path):
     """A run whose only unit failed writes a metrics.csv without rows: the point resumes."""
     args = study.parse_args(["--out", str(tmp_path), "--factors", "lstm_dropout", "--seeds", "0", "--report"])
