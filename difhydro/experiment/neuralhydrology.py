@@ -372,23 +372,7 @@ def run_cudalstm(
     basins: Sequence[str],
     train_period: Sequence[str],
     test_period: Sequence[str],
-    *,
-    dynamic_inputs: Sequence[str],
-    static_attributes: Sequence[str],
-    hidden_size: int,
-    seq_length: int,
-    predict_last_n: int,
-    batch_size: int,
-    updates: int,
-    learning_rate: float | Mapping[int, float],
-    dropout: float,
-    seed: int,
-    work_dir: str | Path,
-    threads: int | None = None,
-    progress: bool = True,
-    head: str = "regression",
-    n_distributions: int = 3,
-    n_samples: int = 100,
+    **options: Any,
 ) -> dict[str, Any]:
     """Train NH's ``cudalstm`` on Caravan basins and return its test-period predictions.
 
@@ -445,6 +429,7 @@ def run_cudalstm(
         data_dir: Caravan root (``timeseries/{csv,netcdf}/<source>/``, ``attributes/<source>/``).
         basins: Caravan gauge ids, e.g. ``"camels_01022500"``; results keep this order.
         train_period, test_period: ``("YYYY-MM-DD", "YYYY-MM-DD")``, both ends included.
+        options: keyword arguments, the following (all required unless a default is named).
         dynamic_inputs: Caravan time-series columns fed at every step.
         static_attributes: columns of the ``attributes/<source>/*.csv`` tables.
         hidden_size, seq_length, predict_last_n, batch_size, updates, learning_rate,
@@ -454,7 +439,10 @@ def run_cudalstm(
             machine shared with another busy process, 2 threads made NH's training and
             evaluation 5-10x slower than 1 (torch's OpenMP workers wait on each other);
             results differ slightly between thread counts (float summation order).
-        progress: print stage and update progress lines (NH's own log goes to the file).
+        progress: print stage and update progress lines (NH's own log goes to the file;
+            default True).
+        head, n_distributions, n_samples: the uncertainty head (default ``"regression"``,
+            3, 100), as described above.
 
     Returns:
         ``{"basins": list, "time": DatetimeIndex (test days), "simulated": [basin, time]
@@ -471,23 +459,7 @@ def run_cudalstm(
         ImportError: torch or neuralhydrology missing (``pip install -e '.[peers]'``).
         ValueError: unknown basin or attribute or column, empty period, bad sizes.
     """
-    return _run_peer(
-        "cudalstm", data_dir, basins, train_period, test_period,
-        dynamic_inputs=dynamic_inputs,
-        static_attributes=static_attributes,
-        hidden_size=hidden_size,
-        seq_length=seq_length,
-        predict_last_n=predict_last_n,
-        batch_size=batch_size,
-        updates=updates,
-        learning_rate=learning_rate,
-        dropout=dropout,
-        seed=seed,
-        work_dir=work_dir,
-        threads=threads,
-        progress=progress,
-        head=head, n_distributions=n_distributions, n_samples=n_samples,
-    )
+    return _run_peer("cudalstm", data_dir, basins, train_period, test_period, **options)
 
 
 def run_arlstm(
@@ -496,20 +468,8 @@ def run_arlstm(
     train_period: Sequence[str],
     test_period: Sequence[str],
     *,
-    dynamic_inputs: Sequence[str],
-    static_attributes: Sequence[str],
-    hidden_size: int,
-    seq_length: int,
-    predict_last_n: int,
-    batch_size: int,
-    updates: int,
-    learning_rate: float | Mapping[int, float],
-    dropout: float,
-    seed: int,
-    work_dir: str | Path,
     holdout: float,
-    threads: int | None = None,
-    progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
     """Train NH's autoregressive ``arlstm`` (the observed flow of day ``t - 1`` as an input)
     and return its one-day-ahead test-period forecasts: the peer of difhydro's ``lstm`` with
@@ -543,13 +503,7 @@ def run_arlstm(
         ImportError: torch or neuralhydrology missing (``pip install -e '.[peers]'``).
         ValueError: as :func:`run_cudalstm`; ``holdout`` outside ``[0, 1)``.
     """
-    return _run_peer(
-        "arlstm", data_dir, basins, train_period, test_period,
-        dynamic_inputs=dynamic_inputs, static_attributes=static_attributes, hidden_size=hidden_size,
-        seq_length=seq_length, predict_last_n=predict_last_n, batch_size=batch_size, updates=updates,
-        learning_rate=learning_rate, dropout=dropout, seed=seed, work_dir=work_dir, threads=threads,
-        progress=progress, holdout=holdout,
-    )
+    return _run_peer("arlstm", data_dir, basins, train_period, test_period, holdout=holdout, **options)
 
 
 def _run_peer(
