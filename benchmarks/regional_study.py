@@ -198,11 +198,11 @@ def finished_point(args, cfg: dict) -> Path | None:
 def run_point(args, cfg: dict) -> Path | None:
     """Train one point into ``<out>/runs/<id>`` (resume a started one; skip a finished one).
     With ``--report`` nothing is trained and an unfinished point gives None."""
-    out = Path(args.out)
-    name = point_id(cfg)
+    done = finished_point(args, cfg)
+    if done is not None:
+        return done
+    out, name = Path(args.out), point_id(cfg)
     run_dir, config_file = out / "runs" / name, out / "configs" / f"{name}.yml"
-    if finished(run_dir):
-        return run_dir
     if args.report:  # a table of what has finished; this point has not
         return None
     config_file.parent.mkdir(parents=True, exist_ok=True)

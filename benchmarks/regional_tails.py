@@ -227,17 +227,34 @@ def outside_training_range(nse: pd.DataFrame, attributes: pd.DataFrame) -> pd.Da
     return pd.concat(rows, ignore_index=True)
 
 
-def network_attributes(root, basins, source: str = "camels") -> pd.DataFrame:
-    """The static attributes difhydro's regional networks read by default on Caravan
-    (:data:`difhydro.experiment.data.CARAVAN_ATTRIBUTES`) for ``basins``, indexed by basin id."""
-    from difhydro.data.caravan import read_caravan_attributes
+def run_attributes(paths) -> list[str]:
+    """The static attributes the networks of the runs read: ``data.attributes`` of each run's
+    ``config.yml`` (``auto``: :data:`difhydro.experiment.data.CARAVAN_ATTRIBUTES`); the runs
+    must agree."""
+    from difhydro.experiment.config import load_config
     from difhydro.experiment.data import CARAVAN_ATTRIBUTES
 
-    attrs = read_caravan_attributes(Path(root), source, list(basins))
-    missing = [c for c in CARAVAN_ATTRIBUTES if c not in attrs.columns]
+    found = {}
+    for path in paths:
+        config = (Path(path) if Path(path).is_dir() else Path(path).parent) / "config.yml"
+        if not config.is_file():
+            raise SystemExit(f"{config}: missing; the range check needs the run's attributes")
+        attributes = load_config(config).data.attributes
+        found[config] = list(CARAVAN_ATTRIBUTES) if attributes == "auto" else list(attributes)
+    if len({tuple(a) for a in found.values()}) > 1:
+        raise SystemExit(f"the runs read different attributes: {found}")
+    return next(iter(found.values()))
+
+
+def network_attributes(root, basins, attributes, source: str = "camels") -> pd.DataFrame:
+    """The Caravan ``attributes`` of ``basins`` as floats, indexed by basin id."""
+    from difhydro.data.caravan import read_caravan_attributes
+
+    table = read_caravan_attributes(Path(root), source, list(basins))
+    missing = [c for c in attributes if c not in table.columns]
     if missing:
         raise SystemExit(f"{Path(root) / 'attributes' / source}: the attribute tables lack {missing}")
-    return attrs[list(CARAVAN_ATTRIBUTES)].astype(float).loc[list(basins)]
+    return table[list(attributes)].astype(float).loc[list(basins)]
 
 
 def _f(value, spec="{:.3f}") -> str:
@@ -368,7 +385,8 @@ def main(argv=None) -> int:
     command = "python benchmarks/regional_tails.py " + " ".join(argv if argv is not None else sys.argv[1:])
     ranges = None
     if args.evaluation == "kfold":
-        ranges = outside_training_range(nse, network_attributes(args.data_dir, list(chars.index), args.source))
+        attributes = network_attributes(args.data_dir, list(chars.index), run_attributes(args.metrics), args.source)
+        ranges = outside_training_range(nse, attributes)
     text = write_table(nse, chars, Path(args.table), worst=args.worst, threshold=args.threshold, command=command,
                        volumes=volume_ratios(args.metrics, args.evaluation), ranges=ranges)
     write_figure(nse, chars, Path(args.figure))

@@ -140,3 +140,18 @@ def test_the_range_check_needs_training_basins(tails):
     nse = pd.DataFrame({"model": "m", "basin": ["a", "b"], "fold": [0, 0], "nse": [0.1, 0.2]})
     with pytest.raises(SystemExit, match="fold 0 has no training basins"):
         tails.outside_training_range(nse, pd.DataFrame({"area": [1.0, 2.0]}, index=["a", "b"]))
+
+
+def test_the_range_check_reads_the_attributes_of_the_run(tails, tmp_path):
+    from difhydro.experiment.data import CARAVAN_ATTRIBUTES
+
+    chosen, auto = tmp_path / "chosen", tmp_path / "auto"
+    for folder, attributes in ((chosen, "[area, p_mean]"), (auto, "auto")):
+        folder.mkdir()
+        (folder / "config.yml").write_text(f"data: {{format: caravan, attributes: {attributes}}}\n")
+    assert tails.run_attributes([chosen]) == ["area", "p_mean"]
+    assert tails.run_attributes([auto / "metrics.csv"]) == list(CARAVAN_ATTRIBUTES)
+    with pytest.raises(SystemExit, match="different attributes"):
+        tails.run_attributes([chosen, auto])
+    with pytest.raises(SystemExit, match="config.yml: missing"):
+        tails.run_attributes([tmp_path])
